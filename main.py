@@ -1,0 +1,255 @@
+"""Train an MNIST model of the zoo from one command.
+
+    python main.py --model 3 --scheduler onecycle --epochs 15
+
+Every default comes from the chosen model's recipe (``model_strategy.py``); a flag overrides it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+PROCESS_START = time.perf_counter()
+
+import torch  # noqa: E402
+
+import data_utils  # noqa: E402
+import lr_schedulers  # noqa: E402
+import model_strategy  # noqa: E402
+import training  # noqa: E402
+import visualization  # noqa: E402
+from artifacts import ArtifactPaths, atomic_save_json, atomic_torch_save  # noqa: E402
+from config import RunConfig  # noqa: E402
+
+MAX_EPOCHS = 1000
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class UsageError(Exception):
+    """A bad value found after parsing; reported argparse-style with exit code 2."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _number(kind, name: str, low: float, low_inclusive: bool, high: float = math.inf, high_inclusive: bool = True):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        above = value >= low if low_inclusive else value > low
+        below = value <= high if high_inclusive else value < high
+        if not (above and below):
+            lo, hi = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo}{low:g}, {high:g}{hi}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+positive_int = _number(int, "positive integer", 1, True)
+non_negative_int = _number(int, "non-negative integer", 0, True)
+positive_float = _number(float, "positive number", 0, False)
+non_negative_float = _number(float, "non-negative number", 0, True)
+unit_interval = _number(float, "number in [0, 1)", 0, True, 1, False)
+epochs_type = _number(int, "epoch count", 1, True, MAX_EPOCHS, True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    schedulers = lr_schedulers.available_schedulers()
+    p = argparse.ArgumentParser(
+        description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the chosen model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="3", help="model key or alias (see --list-models)")
+    p.add_argument("--scheduler", default=None, choices=schedulers, help="learning-rate schedule (default: recipe)")
+    p.add_argument("--epochs", type=epochs_type, default=None, help=f"epochs, 1-{MAX_EPOCHS} (default: recipe)")
+    p.add_argument("--max_lr", "--max-lr", dest="max_lr", type=positive_float, default=None,
+                   help="OneCycle peak learning rate (default: recipe, 0.75 for SGD)")
+    p.add_argument("--optimizer", default=None, choices=list(training.OPTIMIZERS), help="optimizer (default: recipe)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate for step/plateau/cosine/none (default: recipe)")
+    p.add_argument("--momentum", type=unit_interval, default=None, help="SGD momentum (default: recipe)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, help="weight decay (default: recipe)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default: recipe)")
+    p.add_argument("--label-smoothing", type=unit_interval, default=None, help="label smoothing (default: recipe)")
+    p.add_argument("--seed", type=non_negative_int, default=1, help="seed for weights, shuffling, augmentation")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto picks cuda, then mps, then cpu")
+    p.add_argument("--data-dir", default=str(data_utils.default_data_dir()),
+                   help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--loader", default="tensor", choices=list(data_utils.LOADERS),
+                   help="tensor: batches made on the device; torchvision: classic Dataset + DataLoader")
+    p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training images")
+    p.add_argument("--val-split", type=non_negative_int, default=0,
+                   help="hold out N training images (seeded) as a validation set")
+    p.add_argument("--out-dir", default=None,
+                   help="root for outputs/, plots/, summaries/ (default: this repository)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="accept IDX files whose MD5 is not MNIST's (format checks still apply)")
+    p.add_argument("--list-models", action="store_true", help="print the models table and exit")
+    p.add_argument("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
+    return p
+
+
+# --------------------------------------------------------------------------- resolving the config
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available[name]:
+        raise UsageError(f"argument --device: {name} is not available on this machine")
+    return torch.device(name)
+
+
+def resolve_config(args: argparse.Namespace, strategy: model_strategy.ModelStrategy) -> RunConfig:
+    """Flags win; else the model's recipe; rates of an optimizer the recipe does not use come from its spec."""
+    recipe = strategy.recipe
+    optimizer = args.optimizer or recipe.optimizer
+    rates = recipe if optimizer == recipe.optimizer else training.OPTIMIZERS[optimizer]
+
+    def pick(flag, default):
+        return default if flag is None else flag
+
+    return RunConfig(
+        model=strategy.key, scheduler=pick(args.scheduler, recipe.scheduler), epochs=pick(args.epochs, recipe.epochs),
+        optimizer=optimizer, lr=pick(args.lr, rates.lr), max_lr=pick(args.max_lr, rates.max_lr),
+        momentum=pick(args.momentum, recipe.momentum), weight_decay=pick(args.weight_decay, recipe.weight_decay),
+        batch_size=pick(args.batch_size, recipe.batch_size),
+        label_smoothing=pick(args.label_smoothing, recipe.label_smoothing), seed=args.seed,
+        device=str(resolve_device(args.device)), data_dir=args.data_dir, loader=args.loader, subset=args.subset,
+        val_split=args.val_split, out_dir=args.out_dir, verify=args.verify)
+
+
+def check_sizes(cfg: RunConfig, num_train_images: int) -> None:
+    if cfg.subset is not None and cfg.subset > num_train_images:
+        raise UsageError(f"argument --subset: {cfg.subset} is more than the {num_train_images} training images")
+    available = cfg.subset or num_train_images
+    if cfg.val_split >= available:
+        raise UsageError(f"argument --val-split: holding out {cfg.val_split} of {available} images leaves none to train on")
+
+
+def check_writable(out_dir: str | None) -> None:
+    base = ArtifactPaths("x", out_dir).base
+    probe = base
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK) or (probe.exists() and not probe.is_dir()):
+        raise UsageError(f"argument --out-dir: {base} is not a writable directory")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def metrics_record(cfg: RunConfig, strategy, history: training.History, total_seconds: float,
+                   num_params: int, pipeline) -> dict:
+    epochs = history.epochs
+    best = max(epochs, key=lambda e: e.test_acc)
+    return {
+        "config": cfg.to_dict(),
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "platform": platform.platform(), "cpu_threads": torch.get_num_threads()},
+        "data": {"train_images": pipeline.num_train, "val_images": pipeline.num_val, "test_images": pipeline.num_test},
+        "history": history.to_dict(),
+        "summary": {
+            "model": strategy.key, "params": num_params, "epochs_run": len(epochs),
+            "final_test_acc": epochs[-1].test_acc,
+            "best_test_acc_selected_on_test": {"acc": best.test_acc, "epoch": best.epoch,
+                                               "note": "chosen on the test set itself: optimistic, not a result"},
+            "train_seconds": sum(e.seconds for e in epochs), "total_seconds": total_seconds,
+        },
+    }
+
+
+def run(cfg: RunConfig) -> dict:
+    """Train one model and write its four artifacts; returns the metrics record."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    torch.manual_seed(cfg.seed)
+    model = strategy.get_model(cfg.device)
+    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
+    check_sizes(cfg, len(splits["train"]))
+    pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
+                                         cfg.subset, cfg.val_split)
+    optimizer = training.build_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
+        optimizer, lr_schedulers.ScheduleContext(cfg.epochs, len(pipeline.train), cfg.max_lr))
+
+    def report(record: training.EpochRecord, _history: training.History) -> None:
+        val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
+        training.tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
+                            f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
+                            f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
+
+    history = training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, report)
+
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    num_params = sum(p.numel() for p in model.parameters())
+    record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline)
+    title = f"{strategy.stem}: {strategy.description} ({num_params:,} params)"
+    atomic_torch_save(model.state_dict(), paths.params)
+    atomic_save_json(paths.metrics, record)
+    visualization.save_summary(model, paths.summary, title)
+    visualization.save_training_plot(
+        record["history"], paths.plot,
+        f"{strategy.stem} ({num_params:,} params): final test accuracy {history.epochs[-1].test_acc:.2f}%")
+    print(f"final test accuracy {history.epochs[-1].test_acc:.2f}% after {cfg.epochs} epochs;"
+          f" wrote {paths.params}, {paths.metrics}, {paths.summary}, {paths.plot}")
+    return record
+
+
+def list_models() -> str:
+    rows = [("key", "aliases", "params", "description")]
+    for key in model_strategy.available_models():
+        s = model_strategy.get_strategy(key)
+        rows.append((key, ",".join(s.aliases) or "-", f"{s.num_params():,}", s.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        print(list_models())
+        return 0
+    try:
+        strategy = model_strategy.get_strategy(args.model)
+        if args.summary_only:
+            path = ArtifactPaths(strategy.stem, args.out_dir).summary
+            check_writable(args.out_dir)
+            visualization.save_summary(strategy.get_model("cpu"), path,
+                                       f"{strategy.stem}: {strategy.description}")
+            print(f"wrote {path}")
+            return 0
+        cfg = resolve_config(args, strategy)
+        check_writable(cfg.out_dir)
+        run(cfg)
+    except ValueError as exc:  # unknown model names raise ValueError from the registry
+        parser.error(f"argument --model: {exc}")
+    except (UsageError, data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError) as exc:
+        parser.error(str(exc))
+    except training.DivergenceError as exc:
+        print(f"{parser.prog}: error: {exc}; nothing was saved for this run."
+              " Try a lower --max_lr (OneCycle) or --lr.", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; nothing was saved for this run.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

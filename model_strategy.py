@@ -1,0 +1,158 @@
+"""Model strategies: one registry that knows every model's key, builder and training recipe.
+
+Adding a model is a new module in ``models/`` plus one ``register(...)`` line below; no other
+module names models. ``get_strategy(key)`` resolves keys and aliases, ``available_models()``
+lists the canonical keys in display order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from models import cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training defaults that suit a model; every field can be overridden by a CLI flag.
+
+    ``lr`` is the constant/initial rate (step, plateau, cosine, none); ``max_lr`` is OneCycle's peak.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    max_lr: float = 0.75
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    scheduler: str = "onecycle"
+    epochs: int = 15
+    label_smoothing: float = 0.0
+
+
+# The original project's recipe for the tiny CNNs: SGD + OneCycle peaking at 0.75.
+TINY = Recipe()
+# Wide baselines have no BatchNorm-everywhere to tame a 0.75 peak: Adam with a OneCycle peak of 3e-3.
+BASELINE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, momentum=0.9)
+
+
+@dataclass(frozen=True)
+class ModelStrategy:
+    """How to build one model and how to train it."""
+
+    key: str
+    family: str
+    description: str
+    builder: Callable[[], nn.Module]
+    recipe: Recipe = TINY
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def stem(self) -> str:
+        """File stem of every artifact of this model, e.g. ``mnist_model_3``."""
+        return f"mnist_model_{self.key}"
+
+    def get_model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """A freshly initialised model on ``device``."""
+        return self.builder().to(device)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.builder().parameters())
+
+
+_REGISTRY: dict[str, ModelStrategy] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(strategy: ModelStrategy) -> ModelStrategy:
+    for name in (strategy.key, *strategy.aliases):
+        if name in _ALIASES:
+            raise ValueError(f"model name {name!r} is registered twice")
+        _ALIASES[name] = strategy.key
+    _REGISTRY[strategy.key] = strategy
+    return strategy
+
+
+register(ModelStrategy("1", "tiny CNN", "V1: 7 conv layers, 1x1-conv head after global average pooling",
+                       model_v1.Net, aliases=("v1",)))
+register(ModelStrategy("2", "tiny CNN", "V2: V1's body with a Linear(10, 10) head",
+                       model_v2.Net, aliases=("v2",)))
+register(ModelStrategy("3", "tiny CNN", "V3: one more padded conv stage, adaptive pooling, Linear head",
+                       model_v3.Net, aliases=("v3",)))
+register(ModelStrategy("fc", "fully connected", "784-256-128-10 MLP, dropout 0.2", fc.Net, BASELINE))
+register(ModelStrategy("fc-deep", "fully connected", "784-512-256-128-10 MLP, dropout 0.3, Xavier init",
+                       fc_deep.Net, BASELINE))
+register(ModelStrategy("fc-bn", "fully connected", "784-1024-512-256-128-10 MLP with BatchNorm, dropout 0.4",
+                       fc_bn.Net, BASELINE))
+register(ModelStrategy("cnn", "CNN", "pytorch/examples CNN: 2 convs, max-pool, 9216-128-10 head",
+                       cnn.Net, BASELINE))
+register(ModelStrategy("cnn-bn", "CNN", "3 padded conv blocks with BatchNorm (32,32|64,64|128), 1152-256-10 head",
+                       cnn_bn.Net, BASELINE))
+
+
+def available_models() -> list[str]:
+    """Canonical keys in display order."""
+    return list(_REGISTRY)
+
+
+def get_strategy(key: str) -> ModelStrategy:
+    """The strategy for a key or alias; unknown names raise ``ValueError`` listing the valid ones."""
+    canonical = _ALIASES.get(str(key).strip().lower())
+    if canonical is None:
+        valid = ", ".join(f"{k} ({'/'.join(s.aliases)})" if s.aliases else k for k, s in _REGISTRY.items())
+        raise ValueError(f"unknown model {key!r}; valid models: {valid}")
+    return _REGISTRY[canonical]
+
+
+class IncompatibleWeightsError(Exception):
+    """A weights file is missing, unreadable, or holds another model's parameters."""
+
+
+def identify_state_dict(state: dict) -> str | None:
+    """The registry key whose architecture has exactly these parameter names and shapes, if any."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for key, strategy in _REGISTRY.items():
+        if {k: tuple(v.shape) for k, v in strategy.builder().state_dict().items()} == shapes:
+            return key
+    return None
+
+
+def load_weights(model: nn.Module, path: Path | str, key: str) -> nn.Module:
+    """Load a ``state_dict`` saved for model ``key`` into ``model``, refusing anything else.
+
+    Only tensors are unpickled (``weights_only=True``). A file for another model raises an error
+    naming both models.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise IncompatibleWeightsError(f"{path}: no saved weights for model {key}"
+                                       f" (train it first: python main.py --model {key})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, refused global: all unreadable to us
+        raise IncompatibleWeightsError(f"{path}: not a readable weights file for model {key}"
+                                       f" ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise IncompatibleWeightsError(f"{path}: not a state_dict (expected model {key}'s parameters)")
+    expected = model.state_dict()
+    if state.keys() != expected.keys() or any(state[k].shape != expected[k].shape for k in expected):
+        other = identify_state_dict(state)
+        owner = f"model {other}" if other else "an unknown model"
+        raise IncompatibleWeightsError(f"{path}: holds weights for {owner}, not for model {key}")
+    model.load_state_dict(state)
+    return model
+
+
+def load_trained(key: str, out_dir: Path | str | None = None,
+                 device: torch.device | str = "cpu") -> nn.Module:
+    """The trained model saved under ``out_dir`` (default: the repository's), in eval mode, ready to predict."""
+    from artifacts import ArtifactPaths
+
+    strategy = get_strategy(key)
+    model = strategy.get_model(device)
+    load_weights(model, ArtifactPaths(strategy.stem, out_dir).params, strategy.key)
+    return model.eval()

@@ -1,0 +1,146 @@
+"""One training loop and one evaluation loop, for every model, loader and scheduler.
+
+Kept in its own module because ``main.py`` (the CLI), the benchmarks and the tests all drive it.
+Per-batch numbers stay on the device during an epoch and are read back once at its end, so a GPU
+run has no host synchronisation per batch beyond the progress bar's occasional refresh.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from lr_schedulers import Schedule
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer and the rates it is used with when neither the recipe nor a flag gives one."""
+
+    factory: Callable[..., torch.optim.Optimizer]
+    lr: float
+    max_lr: float
+    uses_momentum: bool
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, uses_momentum=True),
+    "adam": OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, uses_momentum=False),
+    "adamw": OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, uses_momentum=False),
+    "adagrad": OptimizerSpec(torch.optim.Adagrad, lr=1e-2, max_lr=5e-2, uses_momentum=False),
+}
+
+
+def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float,
+                    weight_decay: float) -> torch.optim.Optimizer:
+    spec = OPTIMIZERS[name]
+    extra = {"momentum": momentum} if spec.uses_momentum else {}
+    return spec.factory(model.parameters(), lr=lr, weight_decay=weight_decay, **extra)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+    seconds: float
+    images_per_sec: float
+    val_loss: float | None = None
+    val_acc: float | None = None
+
+
+@dataclass
+class History:
+    epochs: list[EpochRecord] = field(default_factory=list)
+    batch_train_loss: list[float] = field(default_factory=list)
+    batch_train_acc: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"epochs": [asdict(e) for e in self.epochs],
+                "batch_train_loss": self.batch_train_loss, "batch_train_acc": self.batch_train_acc}
+
+
+class DivergenceError(RuntimeError):
+    """The training loss stopped being a finite number."""
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients."""
+    model.eval()
+    loss_sum = correct = count = None
+    for images, labels in batches:
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        hits = (logits.argmax(1) == labels).sum()
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+        correct = hits if correct is None else correct + hits
+        count = len(labels) if count is None else count + len(labels)
+    if count is None:
+        return math.nan, math.nan
+    return float(loss_sum) / count, 100.0 * float(correct) / count
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_batches: int,
+                    optimizer: torch.optim.Optimizer, schedule: Schedule, label_smoothing: float,
+                    desc: str, refresh_every: int = 25) -> tuple[Tensor, Tensor, Tensor]:
+    """One pass over the training batches; returns per-batch mean losses, correct counts and sizes."""
+    model.train()
+    losses, hits, sizes = [], [], []
+    bar = tqdm(batches, total=num_batches, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+    for step, (images, labels) in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        loss.backward()
+        optimizer.step()
+        schedule.after_batch()
+        losses.append(loss.detach())
+        hits.append((logits.detach().argmax(1) == labels).sum())
+        sizes.append(len(labels))
+        if step % refresh_every == 0:
+            current = loss.item()
+            if not math.isfinite(current):
+                raise DivergenceError(f"training loss became {current} at batch {step + 1}")
+            bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].item() / sizes[-1]:.2f}%",
+                            lr=f"{optimizer.param_groups[0]['lr']:.4g}", refresh=False)
+    # one device-to-host copy per epoch
+    return torch.stack(losses).float().cpu(), torch.stack(hits).cpu(), torch.tensor(sizes)
+
+
+def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
+        label_smoothing: float = 0.0,
+        on_epoch_end: Callable[[EpochRecord, History], None] | None = None) -> History:
+    """Train for ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch."""
+    history = History()
+    for epoch in range(1, epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        losses, hits, sizes = train_one_epoch(model, pipeline.train.epoch(epoch), len(pipeline.train),
+                                              optimizer, schedule, label_smoothing, f"epoch {epoch}/{epochs}")
+        seen = int(sizes.sum())
+        if not torch.isfinite(losses).all():
+            raise DivergenceError(f"training loss became non-finite in epoch {epoch}")
+        seconds = time.perf_counter() - start
+        test_loss, test_acc = evaluate(model, pipeline.test)
+        val_loss, val_acc = evaluate(model, pipeline.val) if pipeline.val is not None else (None, None)
+        schedule.after_epoch(val_loss if val_loss is not None else test_loss)
+        record = EpochRecord(epoch=epoch, train_loss=float((losses * sizes).sum()) / seen,
+                             train_acc=100.0 * float(hits.sum()) / seen,
+                             test_loss=test_loss, test_acc=test_acc, lr=lr, seconds=seconds,
+                             images_per_sec=seen / seconds, val_loss=val_loss, val_acc=val_acc)
+        history.epochs.append(record)
+        history.batch_train_loss += losses.tolist()
+        history.batch_train_acc += (100.0 * hits / sizes).tolist()
+        if on_epoch_end is not None:
+            on_epoch_end(record, history)
+    return history
