@@ -1,5 +1,74 @@
 """Layers shared by the tiny CNNs (V1-V3)."""
-from torch import nn
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Below this rate, drawing only the dropped positions beats one random draw per activation.
+SPARSE_DROPOUT_MAX_P = 0.1
+
+
+def drop_positions(n: int, p: float) -> Tensor:
+    """Positions in [0, n) of an i.i.d. Bernoulli(p) process, sampled as geometric gaps between drops.
+
+    Exactly the distribution of drawing one Bernoulli(p) per element, from about ``p * n`` draws
+    instead of ``n`` (uses the default generator, so ``torch.manual_seed`` governs it).
+    """
+    expected = n * p
+    chunk = int(expected + 6 * math.sqrt(expected) + 16)
+    pieces, last = [], -1
+    while last < n:
+        gaps = torch.empty(chunk, dtype=torch.float64).geometric_(p).long()  # trials to next drop, >= 1
+        positions = gaps.cumsum_(0).add_(last)
+        pieces.append(positions)
+        last = int(positions[-1])
+    positions = torch.cat(pieces)
+    return positions[positions < n]
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A 1-D view of a dense tensor's storage, in memory order (works for channels_last too)."""
+    return t.as_strided((t.numel(),), (1,))
+
+
+class _DropAt(torch.autograd.Function):
+    """y = x * scale with the given storage positions zeroed; the gradient is masked the same way."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, positions: Tensor, scale: float) -> Tensor:  # noqa: ANN001
+        out = x.mul(scale)
+        _flat(out)[positions] = 0
+        ctx.save_for_backward(positions)
+        ctx.scale, ctx.stride = scale, out.stride()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+        (positions,) = ctx.saved_tensors
+        g = torch.empty_strided(grad.shape, ctx.stride, dtype=grad.dtype, device=grad.device)
+        torch.mul(grad, ctx.scale, out=g)
+        _flat(g)[positions] = 0
+        return g, None, None
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the same distribution, several times cheaper on a CPU for small ``p``.
+
+    On a CPU one Bernoulli draw per activation costs more than the tiny nets' convolutions; with
+    p = 0.01-0.025 almost all draws say "keep". So the few dropped positions are drawn directly
+    (``drop_positions``). Other devices and larger rates use ``F.dropout``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        if x.device.type != "cpu" or self.p > SPARSE_DROPOUT_MAX_P or not dense:
+            return F.dropout(x, self.p, True, self.inplace)
+        return _DropAt.apply(x, drop_positions(x.numel(), self.p), 1.0 / (1.0 - self.p))
 
 
 def conv_block(in_ch: int, out_ch: int, dropout: float, padding: int = 0) -> nn.Sequential:
@@ -8,7 +77,7 @@ def conv_block(in_ch: int, out_ch: int, dropout: float, padding: int = 0) -> nn.
         nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=padding, bias=False),
         nn.ReLU(),
         nn.BatchNorm2d(out_ch),
-        nn.Dropout(dropout),
+        Dropout(dropout),
     )
 
 
