@@ -355,6 +355,12 @@ def rotate(images: Tensor, degrees: Tensor) -> Tensor:
     return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+def random_angles(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+    """``n`` angles in degrees, uniform in [-7, 7] (the original ``RandomRotation((-7, 7))``)."""
+    u = torch.rand(n, generator=generator, device=device)
+    return u.mul_(2 * MAX_ROTATION_DEGREES).sub_(MAX_ROTATION_DEGREES)
+
+
 Batch = tuple[Tensor, Tensor]
 
 
@@ -376,8 +382,7 @@ class TensorTrainBatches:
         for index in order.split(self.batch_size):
             batch = images[index].unsqueeze(1).float().div_(255.0)
             if self.augment:
-                angles = torch.rand(len(index), generator=gen, device=images.device)
-                batch = rotate(batch, angles.mul_(2 * MAX_ROTATION_DEGREES).sub_(MAX_ROTATION_DEGREES))
+                batch = rotate(batch, random_angles(len(index), gen, images.device))
             yield batch.sub_(MEAN).div_(STD), labels[index]
 
 

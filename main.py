@@ -66,6 +66,7 @@ epochs_type = _number(int, "epoch count", 1, True, MAX_EPOCHS, True)
 def build_parser() -> argparse.ArgumentParser:
     schedulers = lr_schedulers.available_schedulers()
     p = argparse.ArgumentParser(
+        prog="main.py",
         description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the chosen model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="3", help="model key or alias (see --list-models)")
@@ -198,7 +199,7 @@ def run(cfg: RunConfig) -> dict:
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
     num_params = sum(p.numel() for p in model.parameters())
     record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline)
-    title = f"{strategy.stem}: {strategy.description} ({num_params:,} params)"
+    title = summary_title(strategy, model)
     atomic_torch_save(model.state_dict(), paths.params)
     atomic_save_json(paths.metrics, record)
     visualization.save_summary(model, paths.summary, title)
@@ -208,6 +209,10 @@ def run(cfg: RunConfig) -> dict:
     print(f"final test accuracy {history.epochs[-1].test_acc:.2f}% after {cfg.epochs} epochs;"
           f" wrote {paths.params}, {paths.metrics}, {paths.summary}, {paths.plot}")
     return record
+
+
+def summary_title(strategy: model_strategy.ModelStrategy, model: torch.nn.Module) -> str:
+    return f"{strategy.stem}: {strategy.description} ({sum(p.numel() for p in model.parameters()):,} params)"
 
 
 def list_models() -> str:
@@ -230,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary_only:
             path = ArtifactPaths(strategy.stem, args.out_dir).summary
             check_writable(args.out_dir)
-            visualization.save_summary(strategy.get_model("cpu"), path,
-                                       f"{strategy.stem}: {strategy.description}")
+            model = strategy.get_model("cpu")
+            visualization.save_summary(model, path, summary_title(strategy, model))
             print(f"wrote {path}")
             return 0
         cfg = resolve_config(args, strategy)

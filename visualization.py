@@ -80,9 +80,10 @@ def _key_of(stem: str) -> str:
 
 def load_model_params(model: nn.Module, stem: str, out_dir: Path | str | None = None) -> nn.Module:
     """Load ``outputs/<stem>_params.pth`` into ``model``; a file for another model raises an error naming both."""
-    from model_strategy import load_weights
+    from model_strategy import identify_state_dict, load_weights
 
-    return load_weights(model, ArtifactPaths(stem, out_dir).params, _key_of(stem))
+    expected = identify_state_dict(model.state_dict()) or _key_of(stem)
+    return load_weights(model, ArtifactPaths(stem, out_dir).params, expected)
 
 
 def load_metrics_json(stem: str, out_dir: Path | str | None = None) -> dict:

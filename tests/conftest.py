@@ -1,0 +1,46 @@
+"""Shared fixtures: the repository on sys.path, synthetic IDX data, and the real MNIST when configured."""
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from data_utils import MNIST_MD5, idx_bytes  # noqa: E402
+
+
+def write_idx_set(root: Path, n_train: int = 256, n_test: int = 64, gz: bool = False, seed: int = 0) -> Path:
+    """Four small IDX files in torchvision's layout under ``root``: class-dependent blobs, learnable."""
+    gen = torch.Generator().manual_seed(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = torch.randint(0, 10, (n,), generator=gen, dtype=torch.uint8)
+        images = torch.randint(0, 40, (n, 28, 28), generator=gen, dtype=torch.uint8)
+        for i, label in enumerate(labels.tolist()):  # a bright bar whose place encodes the digit
+            images[i, 4 + 2 * label: 6 + 2 * label, 6:22] = 255
+        for name, tensor in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            data = idx_bytes(tensor)
+            (raw / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
+    return root
+
+
+@pytest.fixture
+def synthetic_root(tmp_path: Path) -> Path:
+    return write_idx_set(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The real MNIST folder from ``$MNIST_DATA_DIR`` (CI sets it to ../shared/data); skips loudly without it."""
+    value = os.environ.get("MNIST_DATA_DIR")
+    if not value or not all((Path(value) / "MNIST" / "raw" / n).exists() or
+                            (Path(value) / "MNIST" / "raw" / f"{n}.gz").exists() for n in MNIST_MD5):
+        pytest.skip("real-MNIST test skipped: set MNIST_DATA_DIR to a folder holding MNIST/raw/ (CI uses ../shared/data)")
+    return Path(value)
