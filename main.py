@@ -12,11 +12,12 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
+from typing import Callable
 
 PROCESS_START = time.perf_counter()
 
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import data_utils  # noqa: E402
 import lr_schedulers  # noqa: E402
@@ -25,6 +26,8 @@ import training  # noqa: E402
 import visualization  # noqa: E402
 from artifacts import ArtifactPaths, atomic_save_json, atomic_torch_save  # noqa: E402
 from config import RunConfig  # noqa: E402
+
+training.keep_freed_memory()
 
 MAX_EPOCHS = 1000
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -175,11 +178,16 @@ def metrics_record(cfg: RunConfig, strategy, history: training.History, total_se
     }
 
 
-def run(cfg: RunConfig) -> dict:
-    """Train one model and write its four artifacts; returns the metrics record."""
+def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict:
+    """Train one model and write its four artifacts; returns the metrics record.
+
+    ``prepare_model`` may swap the model's ops before training (the benchmark's reference ops).
+    """
     strategy = model_strategy.get_strategy(cfg.model)
     torch.manual_seed(cfg.seed)
     model = strategy.get_model(cfg.device)
+    if prepare_model is not None:
+        model = prepare_model(model)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     check_sizes(cfg, len(splits["train"]))
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
@@ -190,11 +198,12 @@ def run(cfg: RunConfig) -> dict:
 
     def report(record: training.EpochRecord, _history: training.History) -> None:
         val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
-        training.tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
-                            f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
-                            f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
+        tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
+                   f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
+                   f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
 
-    history = training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, report)
+    history = training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, report,
+                           started_at=PROCESS_START)
 
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
     num_params = sum(p.numel() for p in model.parameters())

@@ -1,0 +1,76 @@
+"""Training speed, side by side: the project's pipeline against the classic torchvision one.
+
+    python benchmarks/bench_training.py --epochs 15            # the README's figures (about 17 min on 2 cores)
+    python benchmarks/bench_training.py --epochs 2 --subset 6000   # a one-minute check
+
+Both pipelines train the same model with the same seed, batch size, augmentation (uniform +-7 deg
+rotation, nearest, black fill), optimizer and schedule, each in its own process, one after the
+other. Printed: a table and one JSON line with median epoch seconds, images/s, the time ratio,
+seconds from process start to the first epoch at >= 99.4% test accuracy, final accuracy, and the
+peak memory of each run's whole process tree (DataLoader workers included).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PIPELINES, epoch_summary, machine, run_training  # noqa: E402
+from artifacts import atomic_save_json  # noqa: E402
+from data_utils import default_data_dir  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="3")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--subset", type=int, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data-dir", default=str(default_data_dir()))
+    p.add_argument("--pipelines", default="project,classic", help=f"comma list of {', '.join(PIPELINES)}")
+    p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
+    args = p.parse_args()
+
+    common = ["--model", args.model, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+              "--seed", str(args.seed), "--data-dir", args.data_dir, "--device", "cpu"]
+    if args.subset:
+        common += ["--subset", str(args.subset)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.pipelines.split(","):
+            run = run_training(common, name, Path(tmp) / name, Path(tmp) / f"{name}.log")
+            results[name] = {**epoch_summary(run.metrics), "wall_s": round(run.wall_seconds, 1),
+                             "peak_rss_mb": round(run.peak_rss_mb), "peak_pss_mb": round(run.peak_pss_mb),
+                             "epochs_s": [round(e["seconds"], 2) for e in run.metrics["history"]["epochs"]]}
+            print(f"{name}: median epoch {results[name]['median_epoch_s']} s, final {results[name]['final_test_acc']:.2f}%",
+                  file=sys.stderr, flush=True)
+
+    record = {"benchmark": "training", "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+              "subset": args.subset, "seed": args.seed, "machine": machine(), "pipelines": results}
+    if {"project", "classic"} <= results.keys():
+        record["epoch_time_ratio_project_over_classic"] = round(
+            results["project"]["median_epoch_s"] / results["classic"]["median_epoch_s"], 3)
+        record["speedup"] = round(results["classic"]["median_epoch_s"] / results["project"]["median_epoch_s"], 2)
+
+    rows = [("pipeline", "median epoch s", "images/s", "to 99.4% s", "final acc %", "peak RSS MB", "peak PSS MB", "wall s")]
+    for name, r in results.items():
+        rows.append((name, f"{r['median_epoch_s']:.2f}", f"{r['images_per_s']:,.0f}",
+                     "-" if r["time_to_99.4_s"] is None else f"{r['time_to_99.4_s']:.1f}",
+                     f"{r['final_test_acc']:.2f}", f"{r['peak_rss_mb']:,}", f"{r['peak_pss_mb']:,}", f"{r['wall_s']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+    if "speedup" in record:
+        print(f"project/classic epoch time: {record['epoch_time_ratio_project_over_classic']} ({record['speedup']}x faster)")
+    print(json.dumps(record))
+    if args.json_out:
+        atomic_save_json(Path(args.json_out), record)
+
+
+if __name__ == "__main__":
+    main()
