@@ -1,7 +1,8 @@
 """Where each run's files live, and how they are written: atomically, so none is ever half-written.
 
 Layout under a root (``--out-dir``, default this repository): ``outputs/<stem>_params.pth``,
-``outputs/<stem>_metrics.json``, ``summaries/<stem>_summary.txt``, ``plots/<stem>.png``.
+``outputs/<stem>_metrics.json``, ``outputs/<stem>_checkpoint.pt`` (after every epoch),
+``summaries/<stem>_summary.txt``, ``plots/<stem>.png``.
 """
 from __future__ import annotations
 
@@ -36,12 +37,28 @@ class ArtifactPaths:
         return self.base / "outputs" / f"{self.stem}_metrics.json"
 
     @property
+    def checkpoint(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}_checkpoint.pt"
+
+    @property
     def summary(self) -> Path:
         return self.base / "summaries" / f"{self.stem}_summary.txt"
 
     @property
     def plot(self) -> Path:
         return self.base / "plots" / f"{self.stem}.png"
+
+    @property
+    def confusion_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_confusion.png"
+
+    @property
+    def mistakes_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_mistakes.png"
+
+    @property
+    def filters_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_filters.png"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

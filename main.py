@@ -7,9 +7,11 @@ Every default comes from the chosen model's recipe (``model_strategy.py``); a fl
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from typing import Callable
@@ -20,6 +22,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import data_utils  # noqa: E402
+import evaluation  # noqa: E402
 import lr_schedulers  # noqa: E402
 import model_strategy  # noqa: E402
 import training  # noqa: E402
@@ -97,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="root for outputs/, plots/, summaries/ (default: this repository)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="accept IDX files whose MD5 is not MNIST's (format checks still apply)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="no training: load the saved params under --out-dir and write per-class scores, the"
+                        " confusion matrix and the mistakes and filters plots")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from outputs/<stem>_checkpoint.pt under --out-dir (give the same flags)")
     p.add_argument("--list-models", action="store_true", help="print the models table and exit")
     p.add_argument("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
     return p
@@ -178,10 +186,41 @@ def metrics_record(cfg: RunConfig, strategy, history: training.History, total_se
     }
 
 
-def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict:
+# Settings a resumed run may change: where things are, and which device runs them.
+RESUMABLE_CHANGES = {"data_dir", "out_dir", "device"}
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training; ``epochs_done`` finished epochs are in the checkpoint."""
+
+    def __init__(self, epochs_done: int, checkpoint) -> None:
+        super().__init__(epochs_done, checkpoint)
+        self.epochs_done, self.checkpoint = epochs_done, checkpoint
+
+
+def load_checkpoint(path, cfg: RunConfig) -> dict:
+    if not path.is_file():
+        raise UsageError(f"argument --resume: no checkpoint at {path} (train without --resume first)")
+    try:
+        state = torch.load(path, map_location=cfg.device, weights_only=True)
+        saved = state["config"]
+    except Exception as exc:  # truncated, foreign or tampered files all end here
+        raise UsageError(f"argument --resume: {path} is not a readable checkpoint ({type(exc).__name__})") from None
+    wanted = cfg.to_dict()
+    changed = sorted(k for k in wanted.keys() - RESUMABLE_CHANGES if saved.get(k) != wanted[k])
+    if changed:
+        diffs = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {wanted[k]})" for k in changed)
+        raise UsageError(f"argument --resume: {path} was written with {diffs}; give the same flags to resume")
+    return state
+
+
+def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+        resume: bool = False) -> dict:
     """Train one model and write its four artifacts; returns the metrics record.
 
-    ``prepare_model`` may swap the model's ops before training (the benchmark's reference ops).
+    A checkpoint is written after every epoch; ``resume`` continues from it and ends with the same
+    weights and history as an uninterrupted run. ``prepare_model`` may swap the model's ops before
+    training (the benchmark's reference ops).
     """
     strategy = model_strategy.get_strategy(cfg.model)
     torch.manual_seed(cfg.seed)
@@ -195,22 +234,31 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     optimizer = training.build_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
     schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
         optimizer, lr_schedulers.ScheduleContext(cfg.epochs, len(pipeline.train), cfg.max_lr))
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    history = (training.restore(load_checkpoint(paths.checkpoint, cfg), model, optimizer, schedule) if resume
+               else training.History())
+    saved = [len(history.epochs)]  # epochs held by the checkpoint on disk
 
-    def report(record: training.EpochRecord, _history: training.History) -> None:
+    def end_of_epoch(record: training.EpochRecord, history: training.History) -> None:
+        atomic_torch_save(training.checkpoint_state(model, optimizer, schedule, history, cfg.to_dict()),
+                          paths.checkpoint)
+        saved[0] = record.epoch
         val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
         tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
                    f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
                    f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
 
-    history = training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, report,
-                           started_at=PROCESS_START)
+    try:
+        training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, end_of_epoch,
+                     started_at=PROCESS_START, history=history)
+    except KeyboardInterrupt:
+        raise Interrupted(saved[0], paths.checkpoint) from None
 
-    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
     num_params = sum(p.numel() for p in model.parameters())
     record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline)
     title = summary_title(strategy, model)
     atomic_torch_save(model.state_dict(), paths.params)
-    atomic_save_json(paths.metrics, record)
+    write_evaluation(model, strategy, pipeline.test, paths, record)
     visualization.save_summary(model, paths.summary, title)
     visualization.save_training_plot(
         record["history"], paths.plot,
@@ -218,6 +266,35 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     print(f"final test accuracy {history.epochs[-1].test_acc:.2f}% after {cfg.epochs} epochs;"
           f" wrote {paths.params}, {paths.metrics}, {paths.summary}, {paths.plot}")
     return record
+
+
+def write_evaluation(model: torch.nn.Module, strategy: model_strategy.ModelStrategy, test_batches,
+                     paths: ArtifactPaths, metrics: dict) -> dict:
+    """Per-class scores and the confusion matrix into the metrics JSON, printed too, and the three figures."""
+    result, mistakes = evaluation.evaluate_model(model, test_batches)
+    metrics["evaluation"] = result.to_dict()
+    atomic_save_json(paths.metrics, metrics)
+    print(evaluation.format_report(result))
+    name = f"{strategy.stem} ({sum(p.numel() for p in model.parameters()):,} params)"
+    visualization.save_confusion_plot(result.confusion, paths.confusion_plot,
+                                      f"{name}: test accuracy {result.accuracy:.2f}%")
+    visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes")
+    visualization.save_filters_plot(model, paths.filters_plot, f"{name}: first convolution's kernels")
+    return metrics
+
+
+def evaluate_saved(cfg: RunConfig) -> dict:
+    """``--evaluate``: the saved model on the test set, nothing trained; updates its metrics JSON."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    model = model_strategy.load_trained(strategy.key, cfg.out_dir, cfg.device)
+    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
+    pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device)
+    try:
+        metrics = json.loads(paths.metrics.read_text())
+    except (OSError, ValueError):
+        metrics = {"config": cfg.to_dict()}  # weights without a (readable) record of their training
+    return write_evaluation(model, strategy, pipeline.test, paths, metrics)
 
 
 def summary_title(strategy: model_strategy.ModelStrategy, model: torch.nn.Module) -> str:
@@ -233,8 +310,13 @@ def list_models() -> str:
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows)
 
 
+def _terminate(signum, frame) -> None:  # noqa: ANN001
+    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: no half step reaches the saved files
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.list_models:
         print(list_models())
@@ -250,17 +332,29 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = resolve_config(args, strategy)
         check_writable(cfg.out_dir)
-        run(cfg)
+        if args.evaluate:
+            evaluate_saved(cfg)
+            return 0
+        signal.signal(signal.SIGTERM, _terminate)
+        run(cfg, resume=args.resume)
     except ValueError as exc:  # unknown model names raise ValueError from the registry
         parser.error(f"argument --model: {exc}")
     except (UsageError, data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError) as exc:
         parser.error(str(exc))
     except training.DivergenceError as exc:
-        print(f"{parser.prog}: error: {exc}; nothing was saved for this run."
-              " Try a lower --max_lr (OneCycle) or --lr.", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}. Try a lower --max_lr (OneCycle) or --lr. Weights and metrics of"
+              " earlier runs are untouched; the checkpoint holds the last finished epoch, if any.", file=sys.stderr)
         return 3
+    except Interrupted as stop:
+        if stop.epochs_done == 0:
+            print(f"{parser.prog}: interrupted before the first epoch ended; nothing was saved.", file=sys.stderr)
+        else:
+            again = " ".join(a for a in argv if a != "--resume")
+            print(f"{parser.prog}: interrupted; epochs 1-{stop.epochs_done} are saved in {stop.checkpoint}."
+                  f" Continue with: python main.py {again} --resume", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; nothing was saved for this run.", file=sys.stderr)
+        print(f"{parser.prog}: interrupted; nothing was saved.", file=sys.stderr)
         return 130
     return 0
 

@@ -1,7 +1,11 @@
-"""The README's results table, generated from the committed metrics files (never typed by hand).
+"""The README's result tables, generated from committed files (never typed by hand).
 
-    python report.py            # print the table
-    python report.py --readme   # rewrite the table between the markers in README.md
+    python report.py            # print the tables
+    python report.py --readme   # rewrite them between their markers in README.md
+
+results:  outputs/*_metrics.json                      (the committed models)
+speed:    benchmarks/results/training_speed.json      (benchmarks/bench_training.py --json-out ...)
+accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 import model_strategy
 from artifacts import REPO_ROOT, ArtifactPaths, atomic_write_text
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
 def results_table(root: Path = REPO_ROOT) -> str:
@@ -32,20 +36,55 @@ def results_table(root: Path = REPO_ROOT) -> str:
     return "\n".join(rows)
 
 
+def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the benchmark command above_"
+    r = json.loads(path.read_text())
+    m = r["machine"]
+    lines = [f"Model {r['model']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, one run of each"
+             f" pipeline; {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}, {m['date']}.", "",
+             "| pipeline | median epoch (s) | images/s | s from process start to first epoch ≥ 99.4% | final test acc | peak RSS, all processes (MB) | peak PSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, p in r["pipelines"].items():
+        reach = "not reached" if p["time_to_99.4_s"] is None else f"{p['time_to_99.4_s']:.0f} (epoch {p['epoch_reaching_99.4']})"
+        lines.append(f"| {name} | {p['median_epoch_s']:.2f} | {p['images_per_s']:,.0f} | {reach} |"
+                     f" {p['final_test_acc']:.2f}% | {p['peak_rss_mb']:,} | {p['peak_pss_mb']:,} |")
+    if "epoch_time_ratio_project_over_classic" in r:
+        lines += ["", f"Epoch time, project / classic: **{r['epoch_time_ratio_project_over_classic']:.3f}**"
+                      f" ({r['speedup']:.2f}× faster)."]
+    return "\n".join(lines)
+
+
+def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the accuracy command above_"
+    from benchmarks.accuracy import markdown, summarize
+
+    runs = json.loads(path.read_text())["runs"]
+    return markdown(summarize(runs))
+
+
+TABLES = {"results": results_table, "speed": speed_table, "accuracy": accuracy_table}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="rewrite the table in README.md")
+    parser.add_argument("--readme", action="store_true", help="rewrite the tables in README.md")
     args = parser.parse_args()
-    table = results_table()
     if not args.readme:
-        print(table)
+        for name, make in TABLES.items():
+            print(f"## {name}\n\n{make()}\n")
         return
     readme = REPO_ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"README.md has no {START} ... {END} markers")
-    atomic_write_text(readme, pattern.sub(lambda _: f"{START}\n{table}\n{END}", text))
+    for name, make in TABLES.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no {start} ... {end} markers")
+        table = make()
+        text = pattern.sub(lambda _: f"{start}\n{table}\n{end}", text)
+    atomic_write_text(readme, text)
     print(f"updated {readme}")
 
 

@@ -92,18 +92,29 @@ class History:
         return {"epochs": [asdict(e) for e in self.epochs],
                 "batch_train_loss": self.batch_train_loss, "batch_train_acc": self.batch_train_acc}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        return cls([EpochRecord(**e) for e in data["epochs"]], list(data["batch_train_loss"]),
+                   list(data["batch_train_acc"]))
+
 
 class DivergenceError(RuntimeError):
     """The training loss stopped being a finite number."""
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients."""
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+             collect: list[tuple[Tensor, Tensor, Tensor]] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients.
+
+    ``collect``, when given, receives each batch's (images, logits, labels) for deeper analysis.
+    """
     model.eval()
     loss_sum = correct = count = None
     for images, labels in batches:
         logits = model(images)
+        if collect is not None:
+            collect.append((images, logits, labels))
         loss = F.cross_entropy(logits, labels, reduction="sum")
         hits = (logits.argmax(1) == labels).sum()
         loss_sum = loss if loss_sum is None else loss_sum + loss
@@ -144,14 +155,15 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], 
 def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
         label_smoothing: float = 0.0,
         on_epoch_end: Callable[[EpochRecord, History], None] | None = None,
-        started_at: float | None = None) -> History:
-    """Train for ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch.
+        started_at: float | None = None, history: History | None = None) -> History:
+    """Train up to epoch ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch.
 
     ``started_at`` is the ``time.perf_counter()`` that ``elapsed`` counts from (default: now).
+    ``history`` continues a resumed run after its last recorded epoch.
     """
     started_at = time.perf_counter() if started_at is None else started_at
-    history = History()
-    for epoch in range(1, epochs + 1):
+    history = History() if history is None else history
+    for epoch in range(len(history.epochs) + 1, epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         losses, hits, sizes = train_one_epoch(model, pipeline.train.epoch(epoch), len(pipeline.train),
@@ -174,3 +186,22 @@ def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: 
         if on_epoch_end is not None:
             on_epoch_end(record, history)
     return history
+
+
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                     history: History, config: dict) -> dict:
+    """Everything a resumed run needs to continue exactly: weights, optimizer, schedule, RNG, history.
+
+    Batches depend only on (seed, epoch), so the global RNG (dropout) is the only random state.
+    Only tensors and plain containers: it loads with ``torch.load(..., weights_only=True)``.
+    """
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "rng": torch.get_rng_state(), "history": history.to_dict(), "config": config}
+
+
+def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule) -> History:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"])
+    return History.from_dict(state["history"])

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.colors
 
 matplotlib.use("Agg")  # no display here or on servers
 import matplotlib.pyplot as plt  # noqa: E402
@@ -67,11 +68,74 @@ def save_training_plot(history: dict, path: Path, title: str) -> Path:
         axes[1, 1].legend()
     fig.suptitle(title)
     fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> Path:
+    """Annotated heatmap; rows are true digits, columns predicted ones."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    image = ax.imshow(confusion, cmap="Blues", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(map(max, confusion)) or 1))
+    for i, row in enumerate(confusion):
+        for j, n in enumerate(row):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
+                    color="white" if i == j else ("black" if n else "#bbbbbb"))
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    fig.colorbar(image, ax=ax, label="images (log scale)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def save_mistakes_plot(mistakes: list, path: Path, title: str) -> Path:
+    """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence."""
+    from data_utils import MEAN, STD
+
+    fig, axes = plt.subplots(5, 5, figsize=(9, 10))
+    for ax, mistake in zip(axes.flat, mistakes + [None] * (25 - len(mistakes))):
+        ax.axis("off")
+        if mistake is None:
+            continue
+        ax.imshow((mistake.image[0] * STD + MEAN).clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"true {mistake.true}, said {mistake.predicted}\n{100 * mistake.confidence:.1f}%", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def save_filters_plot(model: nn.Module, path: Path, title: str) -> Path | None:
+    """The first convolution's kernels (one panel per output channel, input channels side by side).
+
+    Returns None, writing nothing, for a model without a convolution.
+    """
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        return None
+    weight = conv.weight.detach().float().cpu()  # (out, in, kh, kw)
+    out_ch, in_ch = weight.shape[:2]
+    cols = min(8, out_ch)
+    rows = -(-out_ch // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols * in_ch, 1.8 * rows), squeeze=False)
+    limit = float(weight.abs().max()) or 1.0
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < out_ch:
+            kernel = torch.cat(list(weight[index]), dim=1)  # input channels side by side
+            ax.imshow(kernel.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_title(f"filter {index}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
 
 
 def _key_of(stem: str) -> str:
