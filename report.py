@@ -21,7 +21,7 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
 def results_table(root: Path = REPO_ROOT) -> str:
-    rows = ["| model | params | epochs | scheduler | seed | final test acc | best test acc (selected on test) | s/epoch | device | torch |",
+    rows = ["| model | params | epochs | scheduler | seed | final test acc | best test acc (selected on test) | mean s/epoch | device | torch |",
             "|---|---:|---:|---|---:|---:|---:|---:|---|---|"]
     for key in model_strategy.available_models():
         path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
