@@ -41,6 +41,10 @@ class ArtifactPaths:
         return self.base / "outputs" / f"{self.stem}_checkpoint.pt"
 
     @property
+    def submission(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}_submission.csv"
+
+    @property
     def summary(self) -> Path:
         return self.base / "summaries" / f"{self.stem}_summary.txt"
 

@@ -14,6 +14,7 @@ import platform
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 PROCESS_START = time.perf_counter()
@@ -25,9 +26,10 @@ import data_utils  # noqa: E402
 import evaluation  # noqa: E402
 import lr_schedulers  # noqa: E402
 import model_strategy  # noqa: E402
+import predict  # noqa: E402
 import training  # noqa: E402
 import visualization  # noqa: E402
-from artifacts import ArtifactPaths, atomic_save_json, atomic_torch_save  # noqa: E402
+from artifacts import ArtifactPaths, atomic_save_json, atomic_torch_save, atomic_write_text  # noqa: E402
 from config import RunConfig  # noqa: E402
 
 training.keep_freed_memory()
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate", action="store_true",
                    help="no training: load the saved params under --out-dir and write per-class scores, the"
                         " confusion matrix and the mistakes and filters plots")
+    p.add_argument("--predict", nargs="+", metavar="IMG", default=None,
+                   help="no training: print the saved model's digit and probability for each image file")
+    p.add_argument("--predict-csv", metavar="FILE", default=None,
+                   help="no training: classify Kaggle digit-recognizer rows, write outputs/<stem>_submission.csv")
     p.add_argument("--resume", action="store_true",
                    help="continue from outputs/<stem>_checkpoint.pt under --out-dir (give the same flags)")
     p.add_argument("--list-models", action="store_true", help="print the models table and exit")
@@ -297,6 +303,22 @@ def evaluate_saved(cfg: RunConfig) -> dict:
     return write_evaluation(model, strategy, pipeline.test, paths, metrics)
 
 
+def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None) -> None:
+    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, cfg.out_dir, cfg.device)
+    if images:
+        for p in predict.predict_images(model, [Path(x) for x in images]):
+            print(f"{p.source}: {p.digit} ({100 * p.probability:.1f}%)")
+    if csv_file:
+        pixels, labels = predict.read_kaggle_csv(Path(csv_file))
+        digits, _ = predict.classify(model, pixels.float() / 255.0)
+        path = ArtifactPaths(strategy.stem, cfg.out_dir).submission
+        atomic_write_text(path, predict.submission_csv(digits))
+        scored = f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%" if labels is not None else ""
+        print(f"wrote {path} ({len(digits)} rows){scored}")
+
+
 def summary_title(strategy: model_strategy.ModelStrategy, model: torch.nn.Module) -> str:
     return f"{strategy.stem}: {strategy.description} ({sum(p.numel() for p in model.parameters()):,} params)"
 
@@ -335,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.evaluate:
             evaluate_saved(cfg)
             return 0
+        if args.predict or args.predict_csv:
+            predict_saved(cfg, args.predict, args.predict_csv)
+            return 0
         signal.signal(signal.SIGTERM, _terminate)
         run(cfg, resume=args.resume)
     except ValueError as exc:  # unknown model names raise ValueError from the registry
         parser.error(f"argument --model: {exc}")
-    except (UsageError, data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError) as exc:
+    except (UsageError, data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError,
+            predict.PredictionInputError) as exc:
         parser.error(str(exc))
     except training.DivergenceError as exc:
         print(f"{parser.prog}: error: {exc}. Try a lower --max_lr (OneCycle) or --lr. Weights and metrics of"

@@ -82,8 +82,8 @@ def main() -> None:
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no {start} ... {end} markers")
-        table = make()
-        text = pattern.sub(lambda _: f"{start}\n{table}\n{end}", text)
+        block = f"{start}\n{make()}\n{end}"
+        text = pattern.sub(lambda _, block=block: block, text)  # a function: tables may hold backslashes
     atomic_write_text(readme, text)
     print(f"updated {readme}")
 

@@ -1,0 +1,120 @@
+"""--predict and --predict-csv: new digits in any size and polarity, Kaggle's CSV, and bad inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import data_utils
+import main
+import model_strategy
+import predict
+
+
+def _draw_seven(path: Path, size: int = 120, dark_on_light: bool = True) -> Path:
+    """A hand-drawn-looking 7: a top bar and a slanted stroke."""
+    ink, paper = (20, 235) if dark_on_light else (235, 20)
+    image = Image.new("L", (size, size), paper)
+    draw = ImageDraw.Draw(image)
+    draw.line([(0.25 * size, 0.2 * size), (0.75 * size, 0.2 * size)], fill=ink, width=size // 10)
+    draw.line([(0.75 * size, 0.2 * size), (0.42 * size, 0.85 * size)], fill=ink, width=size // 10)
+    image.save(path)
+    return path
+
+
+def test_mnistify_centres_the_digit_in_a_20_pixel_box_and_inverts_light_paper() -> None:
+    gray = torch.ones(90, 60)           # white paper
+    gray[10:70, 20:30] = 0.0            # a dark vertical bar: a "1"
+    digit = predict.mnistify(gray)
+    assert digit.shape == (28, 28) and digit.max() > 0.9 and digit[0].max() == 0  # light on black
+    rows = (digit > 0.2).any(1).nonzero().flatten()
+    assert rows[-1] - rows[0] + 1 == 20
+    ys = torch.arange(28, dtype=torch.float32)
+    cy = float((digit.sum(1) * ys).sum() / digit.sum())
+    cx = float((digit.sum(0) * ys).sum() / digit.sum())
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+
+
+def test_a_blank_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="no digit"):
+        predict.mnistify(torch.ones(28, 28))
+
+
+@pytest.fixture
+def trained_out(synthetic_root: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), "--no-verify", "--model", "fc",
+                      "--epochs", "1", "--device", "cpu"]) == 0
+    return out
+
+
+def test_predict_prints_a_digit_and_probability_and_inverted_input_gives_the_same(tmp_path, capsys):
+    dark = _draw_seven(tmp_path / "dark.png", dark_on_light=True)
+    light = _draw_seven(tmp_path / "light.jpg", size=64, dark_on_light=False)
+    assert main.main(["--model", "3", "--predict", str(dark), str(light)]) == 0  # the committed V3
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    answers = []
+    for line in lines:
+        digit, probability = line.rsplit(": ", 1)[1].split(" (")
+        assert 0 <= int(digit) <= 9 and 0 <= float(probability.rstrip("%)")) <= 100
+        answers.append(int(digit))
+    assert answers == [7, 7]
+
+
+def test_committed_v3_reads_a_drawn_seven(tmp_path: Path) -> None:
+    model = model_strategy.load_trained("3")
+    [prediction] = predict.predict_images(model, [_draw_seven(tmp_path / "seven.png")])
+    assert prediction.digit == 7 and 0.5 < prediction.probability <= 1.0
+
+
+def test_mnist_digits_redrawn_large_and_inverted_keep_their_prediction(mnist_root: Path, tmp_path: Path) -> None:
+    model = model_strategy.load_trained("3")
+    test = data_utils.load_mnist(mnist_root)["test"]
+    originals = test.images[:40]
+    direct, _ = predict.classify(model, originals.float() / 255.0)
+    paths = []
+    for i, image in enumerate(originals):
+        big = Image.fromarray((255 - image).numpy(), mode="L").resize((112, 112), Image.Resampling.BILINEAR)
+        paths.append(tmp_path / f"{i}.png")
+        big.save(paths[-1])
+    redrawn = [p.digit for p in predict.predict_images(model, paths)]
+    agree = sum(int(a == b) for a, b in zip(direct.tolist(), redrawn))
+    assert agree >= 37, f"only {agree}/40 predictions survived redrawing"
+
+
+def test_predict_csv_writes_one_submission_row_per_input_row(trained_out, tmp_path, capsys) -> None:
+    rows = torch.randint(0, 256, (5, 784)).tolist()
+    csv_path = tmp_path / "test.csv"
+    csv_path.write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    assert main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)]) == 0
+    lines = (trained_out / "outputs" / "mnist_model_fc_submission.csv").read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and len(lines) == 6
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5]
+    assert all(0 <= int(line.split(",")[1]) <= 9 for line in lines[1:])
+
+
+def test_labelled_csv_reports_accuracy(trained_out, tmp_path, capsys) -> None:
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "3," + ",".join(["0"] * 784) + "\n")
+    assert main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)]) == 0
+    assert "accuracy on its labels" in capsys.readouterr().out
+
+
+def test_unreadable_images_and_malformed_rows_each_get_a_message_and_exit_2(trained_out, tmp_path, capsys) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as info:
+        main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict", str(broken), str(tmp_path / "missing.png")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "broken.png: not a readable image" in err and "missing.png: no such file" in err
+    csv_path = tmp_path / "bad.csv"
+    header = ",".join(f"pixel{i}" for i in range(784))
+    csv_path.write_text(header + "\n" + ",".join(["1"] * 783) + "\n" + ",".join(["300"] * 784) + "\n")
+    with pytest.raises(SystemExit) as info:
+        main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "bad.csv line 2" in err and "bad.csv line 3" in err
+    assert not (trained_out / "outputs" / "mnist_model_fc_submission.csv").exists()
