@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="main.py",
         description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the chosen model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="3", help="model key or alias (see --list-models)")
+    p.add_argument("--model", default="3",
+                   help="model key or alias (see --list-models); 'all' or a comma list trains a leaderboard")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="train each model with seeds --seed, --seed+1, ... and write the leaderboard")
     p.add_argument("--scheduler", default=None, choices=schedulers, help="learning-rate schedule (default: recipe)")
     p.add_argument("--epochs", type=epochs_type, default=None, help=f"epochs, 1-{MAX_EPOCHS} (default: recipe)")
     p.add_argument("--max_lr", "--max-lr", dest="max_lr", type=positive_float, default=None,
@@ -319,6 +322,38 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
         print(f"wrote {path} ({len(digits)} rows){scored}")
 
 
+def model_keys(text: str) -> list[str]:
+    """``all``, one key or alias, or a comma list, as canonical keys (unknown ones raise ValueError)."""
+    if text.strip().lower() == "all":
+        return model_strategy.available_models()
+    keys = [model_strategy.get_strategy(part).key for part in text.split(",") if part.strip()]
+    if not keys:
+        raise ValueError(f"no model in {text!r}")
+    return list(dict.fromkeys(keys))
+
+
+def run_leaderboard(args: argparse.Namespace, keys: list[str]) -> list[Path]:
+    """Each model with ``--seeds`` seeds; the first seed's run writes the usual artifacts, the others' are
+    kept only in the leaderboard. The leaderboard is rewritten after every model, so progress survives."""
+    import tempfile
+    from dataclasses import replace
+
+    import leaderboard
+
+    entries = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for key in keys:
+            runs = []
+            for offset in range(args.seeds):
+                cfg = resolve_config(argparse.Namespace(**{**vars(args), "model": key, "seed": args.seed + offset}),
+                                     model_strategy.get_strategy(key))
+                runs.append(run(cfg if offset == 0 else replace(cfg, out_dir=scratch)))
+            entries.append(leaderboard.entry_from_runs(key, runs))
+            paths = leaderboard.write(entries, args.out_dir)
+    print(f"wrote {', '.join(map(str, paths))}")
+    return paths
+
+
 def summary_title(strategy: model_strategy.ModelStrategy, model: torch.nn.Module) -> str:
     return f"{strategy.stem}: {strategy.description} ({sum(p.numel() for p in model.parameters()):,} params)"
 
@@ -344,7 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         print(list_models())
         return 0
     try:
-        strategy = model_strategy.get_strategy(args.model)
+        keys = model_keys(args.model)
+        if len(keys) > 1 or args.seeds > 1:
+            if args.summary_only or args.evaluate or args.predict or args.predict_csv or args.resume:
+                raise UsageError("argument --model: a model list or --seeds trains a leaderboard;"
+                                 " --summary-only, --evaluate, --predict and --resume take one model")
+            check_writable(args.out_dir)
+            signal.signal(signal.SIGTERM, _terminate)
+            run_leaderboard(args, keys)
+            return 0
+        strategy = model_strategy.get_strategy(keys[0])
         if args.summary_only:
             path = ArtifactPaths(strategy.stem, args.out_dir).summary
             check_writable(args.out_dir)

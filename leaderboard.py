@@ -1,0 +1,90 @@
+"""The zoo side by side: every chosen model trained with several seeds, final-epoch accuracy spread.
+
+``python main.py --model all --seeds 3`` (or ``--model 1,2,3,fc``) writes ``outputs/leaderboard.json``,
+``outputs/leaderboard.md`` and ``plots/leaderboard.png``. Accuracies are final-epoch test accuracies,
+never a best epoch; the spread is over seeds.
+"""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text
+
+
+@dataclass
+class Entry:
+    key: str
+    params: int
+    epochs: int
+    seeds: list[int]
+    final_test_acc: list[float]
+    seconds_per_epoch: float
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.final_test_acc)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.final_test_acc) if len(self.final_test_acc) > 1 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean": round(self.mean, 4), "std": round(self.std, 4), "min": min(self.final_test_acc)}
+
+
+def entry_from_runs(key: str, runs: list[dict]) -> Entry:
+    """One model's entry from the metrics records of its seeds' runs."""
+    per_epoch = [e["seconds"] for r in runs for e in r["history"]["epochs"]]
+    return Entry(key=key, params=runs[0]["summary"]["params"], epochs=runs[0]["config"]["epochs"],
+                 seeds=[r["config"]["seed"] for r in runs],
+                 final_test_acc=[r["summary"]["final_test_acc"] for r in runs],
+                 seconds_per_epoch=round(statistics.mean(per_epoch), 2))
+
+
+def markdown(entries: list[Entry]) -> str:
+    lines = ["Final-epoch test accuracy, mean ± std over seeds (never a best epoch).", "",
+             "| model | parameters | epochs | final test acc (mean ± std) | min | seeds | s/epoch |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for e in sorted(entries, key=lambda e: -e.mean):
+        lines.append(f"| {e.key} | {e.params:,} | {e.epochs} | {e.mean:.2f}% ± {e.std:.2f} | {min(e.final_test_acc):.2f}% |"
+                     f" {','.join(map(str, e.seeds))} | {e.seconds_per_epoch:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(entries: list[Entry], title: str) -> bytes:
+    """Accuracy against parameter count (log scale), one point per model with its seed spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for e in entries:
+        ax.errorbar(e.params, e.mean, yerr=e.std, fmt="o", capsize=4)
+        ax.annotate(e.key, (e.params, e.mean), textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
+    """``outputs/leaderboard.json``, ``outputs/leaderboard.md`` and ``plots/leaderboard.png`` under ``out_dir``."""
+    base = ArtifactPaths("leaderboard", out_dir).base
+    json_path, md_path = base / "outputs" / "leaderboard.json", base / "outputs" / "leaderboard.md"
+    png_path = base / "plots" / "leaderboard.png"
+    atomic_write_text(json_path, json.dumps({"entries": [e.to_dict() for e in entries]}, indent=2) + "\n")
+    atomic_write_text(md_path, markdown(entries))
+    seeds = max(len(e.seeds) for e in entries)
+    atomic_write_bytes(png_path, plot(entries, f"MNIST zoo: final test accuracy over {seeds} seed(s)"))
+    return [json_path, md_path, png_path]

@@ -1,0 +1,48 @@
+"""--model all / a comma list with --seeds: one entry per model, every seed's final accuracy recorded."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+import leaderboard
+import main
+
+
+def test_leaderboard_on_a_subset_has_an_entry_per_model_and_a_value_per_seed(synthetic_root: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert main.main(["--model", "1,fc", "--seeds", "2", "--seed", "5", "--epochs", "1", "--batch-size", "64",
+                      "--data-dir", str(synthetic_root), "--out-dir", str(out), "--no-verify", "--device", "cpu"]) == 0
+    record = json.loads((out / "outputs" / "leaderboard.json").read_text())
+    entries = {e["key"]: e for e in record["entries"]}
+    assert set(entries) == {"1", "fc"}
+    for key, params in (("1", 7_720), ("fc", 235_146)):
+        assert entries[key]["seeds"] == [5, 6] and len(entries[key]["final_test_acc"]) == 2
+        assert entries[key]["params"] == params and entries[key]["min"] == min(entries[key]["final_test_acc"])
+    # the first seed's run leaves the usual artifacts; the others live only in the leaderboard
+    first = json.loads((out / "outputs" / "mnist_model_fc_metrics.json").read_text())
+    assert first["config"]["seed"] == 5 and first["summary"]["final_test_acc"] == entries["fc"]["final_test_acc"][0]
+    table = (out / "outputs" / "leaderboard.md").read_text()
+    assert "| 1 | 7,720 | 1 |" in table and "| fc | 235,146 | 1 |" in table
+    assert matplotlib.image.imread(out / "plots" / "leaderboard.png").ndim == 3
+
+
+def test_mean_and_spread_are_computed_over_seeds() -> None:
+    entry = leaderboard.Entry("3", 8650, 15, [1, 2, 3], [99.5, 99.6, 99.4], 18.0)
+    record = entry.to_dict()
+    assert record["mean"] == pytest.approx(99.5) and record["std"] == pytest.approx(0.1) and record["min"] == 99.4
+
+
+@pytest.mark.parametrize("extra", [["--evaluate"], ["--summary-only"], ["--resume"]])
+def test_a_model_list_refuses_single_model_actions(synthetic_root, tmp_path, capsys, extra) -> None:
+    with pytest.raises(SystemExit) as info:
+        main.main(["--model", "all", "--data-dir", str(synthetic_root), "--out-dir", str(tmp_path), *extra])
+    assert info.value.code == 2 and "leaderboard" in capsys.readouterr().err
+
+
+def test_a_list_with_an_unknown_model_exits_2_naming_it(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main.main(["--model", "1,resnet", "--out-dir", str(tmp_path)])
+    assert info.value.code == 2 and "unknown model 'resnet'" in capsys.readouterr().err
