@@ -263,7 +263,7 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     except KeyboardInterrupt:
         raise Interrupted(saved[0], paths.checkpoint) from None
 
-    num_params = sum(p.numel() for p in model.parameters())
+    num_params = model_strategy.param_count(model)
     record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline)
     title = summary_title(strategy, model)
     atomic_torch_save(model.state_dict(), paths.params)
@@ -273,7 +273,7 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
         record["history"], paths.plot,
         f"{strategy.stem} ({num_params:,} params): final test accuracy {history.epochs[-1].test_acc:.2f}%")
     print(f"final test accuracy {history.epochs[-1].test_acc:.2f}% after {cfg.epochs} epochs;"
-          f" wrote {paths.params}, {paths.metrics}, {paths.summary}, {paths.plot}")
+          f" wrote {paths.params}, {paths.metrics}, {paths.summary} and plots/{strategy.stem}*.png under {paths.base}")
     return record
 
 
@@ -284,7 +284,7 @@ def write_evaluation(model: torch.nn.Module, strategy: model_strategy.ModelStrat
     metrics["evaluation"] = result.to_dict()
     atomic_save_json(paths.metrics, metrics)
     print(evaluation.format_report(result))
-    name = f"{strategy.stem} ({sum(p.numel() for p in model.parameters()):,} params)"
+    name = f"{strategy.stem} ({model_strategy.param_count(model):,} params)"
     visualization.save_confusion_plot(result.confusion, paths.confusion_plot,
                                       f"{name}: test accuracy {result.accuracy:.2f}%")
     visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes")
@@ -355,7 +355,7 @@ def run_leaderboard(args: argparse.Namespace, keys: list[str]) -> list[Path]:
 
 
 def summary_title(strategy: model_strategy.ModelStrategy, model: torch.nn.Module) -> str:
-    return f"{strategy.stem}: {strategy.description} ({sum(p.numel() for p in model.parameters()):,} params)"
+    return f"{strategy.stem}: {strategy.description} ({model_strategy.param_count(model):,} params)"
 
 
 def list_models() -> str:

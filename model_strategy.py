@@ -40,6 +40,10 @@ TINY = Recipe()
 BASELINE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, momentum=0.9)
 
 
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 @dataclass(frozen=True)
 class ModelStrategy:
     """How to build one model and how to train it."""
@@ -65,7 +69,7 @@ class ModelStrategy:
         return self.builder().to(device=device, memory_format=torch.channels_last)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.builder().parameters())
+        return param_count(self.builder())
 
 
 _REGISTRY: dict[str, ModelStrategy] = {}
