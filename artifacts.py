@@ -33,6 +33,10 @@ class ArtifactPaths:
         return self.base / "outputs" / f"{self.stem}_params.pth"
 
     @property
+    def best_params(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}_best_params.pth"
+
+    @property
     def metrics(self) -> Path:
         return self.base / "outputs" / f"{self.stem}_metrics.json"
 

@@ -23,6 +23,7 @@ class RunConfig:
     subset: int | None
     val_split: int
     out_dir: str | None
+    patience: int | None = None
     verify: bool = True
 
     def to_dict(self) -> dict:

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training images")
     p.add_argument("--val-split", type=non_negative_int, default=0,
                    help="hold out N training images (seeded) as a validation set")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="stop after K epochs without a higher validation accuracy (needs --val-split)")
     p.add_argument("--out-dir", default=None,
                    help="root for outputs/, plots/, summaries/ (default: this repository)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
@@ -152,7 +154,12 @@ def resolve_config(args: argparse.Namespace, strategy: model_strategy.ModelStrat
         batch_size=pick(args.batch_size, recipe.batch_size),
         label_smoothing=pick(args.label_smoothing, recipe.label_smoothing), seed=args.seed,
         device=str(resolve_device(args.device)), data_dir=args.data_dir, loader=args.loader, subset=args.subset,
-        val_split=args.val_split, out_dir=args.out_dir, verify=args.verify)
+        val_split=args.val_split, out_dir=args.out_dir, patience=args.patience, verify=args.verify)
+
+
+def check_patience(cfg: RunConfig) -> None:
+    if cfg.patience is not None and cfg.val_split == 0:
+        raise UsageError("argument --patience: needs --val-split N > 0 (it watches validation accuracy)")
 
 
 def check_sizes(cfg: RunConfig, num_train_images: int) -> None:
@@ -176,10 +183,17 @@ def check_writable(out_dir: str | None) -> None:
 
 
 def metrics_record(cfg: RunConfig, strategy, history: training.History, total_seconds: float,
-                   num_params: int, pipeline) -> dict:
+                   num_params: int, pipeline, status: str, paths: ArtifactPaths) -> dict:
+    """The metrics JSON: config, environment, data, history and a summary; ``status`` says how far the run got.
+
+    status: ``running`` (written after every epoch), ``complete``, ``interrupted`` or ``diverged``.
+    """
     epochs = history.epochs
-    best = max(epochs, key=lambda e: e.test_acc)
+    best_test = max(epochs, key=lambda e: e.test_acc) if epochs else None
+    best_val = training.best_validation_epoch(history)
+    stopped_early = status == "complete" and len(epochs) < cfg.epochs
     return {
+        "status": status,
         "config": cfg.to_dict(),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "platform": platform.platform(), "cpu_threads": torch.get_num_threads()},
@@ -187,9 +201,15 @@ def metrics_record(cfg: RunConfig, strategy, history: training.History, total_se
         "history": history.to_dict(),
         "summary": {
             "model": strategy.key, "params": num_params, "epochs_run": len(epochs),
-            "final_test_acc": epochs[-1].test_acc,
-            "best_test_acc_selected_on_test": {"acc": best.test_acc, "epoch": best.epoch,
-                                               "note": "chosen on the test set itself: optimistic, not a result"},
+            "final_test_acc": epochs[-1].test_acc if epochs else None,
+            "selected_on_validation": None if best_val is None else {
+                "epoch": best_val.epoch, "val_acc": best_val.val_acc, "test_acc": best_val.test_acc,
+                "params_file": paths.best_params.name,
+                "note": "epoch chosen on the held-out validation split; its test accuracy is a fair estimate"},
+            "stopped_early_after_epoch": epochs[-1].epoch if stopped_early else None,
+            "best_test_acc_selected_on_test": None if best_test is None else {
+                "acc": best_test.test_acc, "epoch": best_test.epoch,
+                "note": "chosen on the test set itself: optimistic, not a result"},
             "train_seconds": sum(e.seconds for e in epochs), "total_seconds": total_seconds,
         },
     }
@@ -231,6 +251,7 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     weights and history as an uninterrupted run. ``prepare_model`` may swap the model's ops before
     training (the benchmark's reference ops).
     """
+    check_patience(cfg)
     strategy = model_strategy.get_strategy(cfg.model)
     torch.manual_seed(cfg.seed)
     model = strategy.get_model(cfg.device)
@@ -247,24 +268,38 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     history = (training.restore(load_checkpoint(paths.checkpoint, cfg), model, optimizer, schedule) if resume
                else training.History())
     saved = [len(history.epochs)]  # epochs held by the checkpoint on disk
+    num_params = model_strategy.param_count(model)
+
+    def record_run(status: str, **extra) -> None:
+        atomic_save_json(paths.metrics, {**metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START,
+                                                          num_params, pipeline, status, paths), **extra})
 
     def end_of_epoch(record: training.EpochRecord, history: training.History) -> None:
         atomic_torch_save(training.checkpoint_state(model, optimizer, schedule, history, cfg.to_dict()),
                           paths.checkpoint)
         saved[0] = record.epoch
+        if training.best_validation_epoch(history) is record:
+            atomic_torch_save(model.state_dict(), paths.best_params)
+        record_run("running")
         val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
         tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
                    f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
                    f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
 
+    stopper = training.EarlyStopping(cfg.patience) if cfg.patience else None
     try:
         training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, end_of_epoch,
-                     started_at=PROCESS_START, history=history)
+                     started_at=PROCESS_START, history=history, stopper=stopper)
     except KeyboardInterrupt:
+        if saved[0]:  # keep the record of the finished epochs, marked; no epoch finished: touch nothing
+            record_run("interrupted")
         raise Interrupted(saved[0], paths.checkpoint) from None
+    except training.DivergenceError as exc:
+        record_run("diverged", error=str(exc))  # the final weights of earlier runs stay untouched
+        raise
 
-    num_params = model_strategy.param_count(model)
-    record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline)
+    record = metrics_record(cfg, strategy, history, time.perf_counter() - PROCESS_START, num_params, pipeline,
+                            "complete", paths)
     title = summary_title(strategy, model)
     atomic_torch_save(model.state_dict(), paths.params)
     write_evaluation(model, strategy, pipeline.test, paths, record)
@@ -412,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             predict.PredictionInputError) as exc:
         parser.error(str(exc))
     except training.DivergenceError as exc:
-        print(f"{parser.prog}: error: {exc}. Try a lower --max_lr (OneCycle) or --lr. Weights and metrics of"
-              " earlier runs are untouched; the checkpoint holds the last finished epoch, if any.", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}. Try a lower --max_lr (OneCycle) or --lr. The metrics JSON records"
+              " the divergence; earlier runs' weights are untouched; the checkpoint holds the last finished epoch,"
+              " if any.", file=sys.stderr)
         return 3
     except Interrupted as stop:
         if stop.epochs_done == 0:

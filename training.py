@@ -98,6 +98,26 @@ class History:
                    list(data["batch_train_acc"]))
 
 
+def best_validation_epoch(history: History) -> EpochRecord | None:
+    """The epoch with the highest validation accuracy (the earliest on ties); None without validation."""
+    scored = [e for e in history.epochs if e.val_acc is not None]
+    return max(scored, key=lambda e: (e.val_acc, -e.epoch)) if scored else None
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop once ``patience`` epochs in a row bring no higher validation accuracy than the best so far.
+
+    Read from the history alone, so a resumed run stops exactly where the uninterrupted one would.
+    """
+
+    patience: int
+
+    def should_stop(self, history: History) -> bool:
+        best = best_validation_epoch(history)
+        return best is not None and history.epochs[-1].epoch - best.epoch >= self.patience
+
+
 class DivergenceError(RuntimeError):
     """The training loss stopped being a finite number."""
 
@@ -155,11 +175,12 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], 
 def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
         label_smoothing: float = 0.0,
         on_epoch_end: Callable[[EpochRecord, History], None] | None = None,
-        started_at: float | None = None, history: History | None = None) -> History:
+        started_at: float | None = None, history: History | None = None,
+        stopper: EarlyStopping | None = None) -> History:
     """Train up to epoch ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch.
 
     ``started_at`` is the ``time.perf_counter()`` that ``elapsed`` counts from (default: now).
-    ``history`` continues a resumed run after its last recorded epoch.
+    ``history`` continues a resumed run after its last recorded epoch; ``stopper`` may end it early.
     """
     started_at = time.perf_counter() if started_at is None else started_at
     history = History() if history is None else history
@@ -185,6 +206,8 @@ def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: 
         history.batch_train_acc += (100.0 * hits / sizes).tolist()
         if on_epoch_end is not None:
             on_epoch_end(record, history)
+        if stopper is not None and stopper.should_stop(history):
+            break
     return history
 
 

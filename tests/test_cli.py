@@ -55,7 +55,9 @@ def test_metrics_json_has_config_history_and_summary(trained) -> None:
     assert all(set(e) == EPOCH_KEYS for e in epochs)
     assert len(metrics["history"]["batch_train_loss"]) == 2 * 8  # 256 images / batch 32, two epochs
     summary = metrics["summary"]
+    assert metrics["status"] == "complete"
     assert summary["params"] == 8650 and summary["final_test_acc"] == epochs[-1]["test_acc"]
+    assert summary["selected_on_validation"] is None and summary["stopped_early_after_epoch"] is None
     assert "test set" in summary["best_test_acc_selected_on_test"]["note"]
 
 

@@ -53,9 +53,12 @@ def test_interrupted_run_resumed_equals_the_uninterrupted_run(synthetic_root, tm
     outputs = tmp_path / "split" / "outputs"
     assert (outputs / "mnist_model_3_checkpoint.pt").is_file()
     assert not (outputs / "mnist_model_3_params.pth").exists()  # no half-trained final weights
+    marked = visualization.load_metrics_json("mnist_model_3", tmp_path / "split")
+    assert marked["status"] == "interrupted" and len(marked["history"]["epochs"]) == 1
 
     assert main.main([*_flags(synthetic_root, tmp_path / "split"), "--resume"]) == 0
     split = visualization.load_metrics_json("mnist_model_3", tmp_path / "split")
+    assert split["status"] == whole["status"] == "complete"
     assert _without_timings(split) == _without_timings(whole)
     assert split["history"]["batch_train_loss"] == whole["history"]["batch_train_loss"]
     a = torch.load(tmp_path / "whole" / "outputs" / "mnist_model_3_params.pth", weights_only=True)

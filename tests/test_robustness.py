@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,8 @@ BAD_VALUES = [
     (["--momentum", "nan"], "--momentum: 'nan' is not a finite number"),
     (["--lr", "abc"], "--lr: 'abc' is not a number"),
     (["--subset", "200", "--val-split", "200"], "--val-split: holding out 200 of 200 images leaves none"),
+    (["--patience", "2"], "--patience: needs --val-split N > 0"),
+    (["--patience", "0", "--val-split", "10"], "--patience: 0 is outside"),
 ]
 
 
@@ -136,4 +139,6 @@ def test_diverging_learning_rate_stops_with_advice_and_saves_nothing(synthetic_r
     assert code == 3
     err = capsys.readouterr().err
     assert "non-finite" in err and "--max_lr" in err and "--lr" in err
-    assert not out.exists() or not any(out.rglob("*.*"))
+    metrics = json.loads((out / "outputs" / "mnist_model_fc_metrics.json").read_text())
+    assert metrics["status"] == "diverged" and "non-finite" in metrics["error"]
+    assert not (out / "outputs" / "mnist_model_fc_params.pth").exists()  # no diverged weights
