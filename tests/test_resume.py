@@ -104,6 +104,8 @@ def test_sigterm_during_training_keeps_a_loadable_checkpoint_and_exits_130(tmp_p
     assert proc.returncode == 130 and "Traceback" not in err and "--resume" in err
     state = torch.load(checkpoint, weights_only=True)
     assert len(state["history"]["epochs"]) >= 1 and "model" in state
+    metrics = visualization.load_metrics_json("mnist_model_1", tmp_path / "out")
+    assert metrics["status"] == "interrupted" and len(metrics["history"]["epochs"]) >= 1
     assert not list((tmp_path / "out").rglob("*.tmp"))
 
 

@@ -132,13 +132,18 @@ def test_missing_data_with_every_source_failing_exits_2_and_lists_them(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
-def test_diverging_learning_rate_stops_with_advice_and_saves_nothing(synthetic_root, tmp_path, capsys) -> None:
+def test_diverging_learning_rate_stops_with_advice_records_it_and_keeps_earlier_weights(synthetic_root, tmp_path,
+                                                                                         capsys) -> None:
     out = tmp_path / "out"
-    code = main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), "--no-verify", "--model", "fc",
-                      "--optimizer", "sgd", "--momentum", "0", "--scheduler", "none", "--lr", "1e30", "--epochs", "2"])
+    common = ["--data-dir", str(synthetic_root), "--out-dir", str(out), "--no-verify", "--model", "fc"]
+    assert main.main([*common, "--epochs", "1"]) == 0  # a good run first
+    good = (out / "outputs" / "mnist_model_fc_params.pth").read_bytes()
+    code = main.main([*common, "--optimizer", "sgd", "--momentum", "0", "--scheduler", "none", "--lr", "1e30",
+                      "--epochs", "2"])
     assert code == 3
     err = capsys.readouterr().err
     assert "non-finite" in err and "--max_lr" in err and "--lr" in err
     metrics = json.loads((out / "outputs" / "mnist_model_fc_metrics.json").read_text())
     assert metrics["status"] == "diverged" and "non-finite" in metrics["error"]
-    assert not (out / "outputs" / "mnist_model_fc_params.pth").exists()  # no diverged weights
+    assert metrics["config"]["lr"] == 1e30
+    assert (out / "outputs" / "mnist_model_fc_params.pth").read_bytes() == good  # the good weights are kept
