@@ -415,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         keys = model_keys(args.model)
-        if len(keys) > 1 or args.seeds > 1:
+    except ValueError as exc:  # unknown names raise ValueError from the registry, listing the valid ones
+        parser.error(f"argument --model: {exc}")
+    leaderboard_mode = len(keys) > 1 or args.seeds > 1
+    try:
+        if leaderboard_mode:
             if args.summary_only or args.evaluate or args.predict or args.predict_csv or args.resume:
                 raise UsageError("argument --model: a model list or --seeds trains a leaderboard;"
                                  " --summary-only, --evaluate, --predict and --resume take one model")
@@ -441,8 +445,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         signal.signal(signal.SIGTERM, _terminate)
         run(cfg, resume=args.resume)
-    except ValueError as exc:  # unknown model names raise ValueError from the registry
-        parser.error(f"argument --model: {exc}")
     except (UsageError, data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError,
             predict.PredictionInputError) as exc:
         parser.error(str(exc))
@@ -452,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
               " if any.", file=sys.stderr)
         return 3
     except Interrupted as stop:
-        if stop.epochs_done == 0:
+        if leaderboard_mode:
+            print(f"{parser.prog}: interrupted; the leaderboard files hold the models finished before it"
+                  " (none if it was the first); run the same command again to start over.", file=sys.stderr)
+        elif stop.epochs_done == 0:
             print(f"{parser.prog}: interrupted before the first epoch ended; nothing was saved.", file=sys.stderr)
         else:
             again = " ".join(a for a in argv if a != "--resume")

@@ -46,3 +46,21 @@ def test_a_list_with_an_unknown_model_exits_2_naming_it(tmp_path, capsys) -> Non
     with pytest.raises(SystemExit) as info:
         main.main(["--model", "1,resnet", "--out-dir", str(tmp_path)])
     assert info.value.code == 2 and "unknown model 'resnet'" in capsys.readouterr().err
+
+
+def test_an_interrupted_leaderboard_keeps_the_models_it_finished(synthetic_root, tmp_path, monkeypatch, capsys):
+    import training
+
+    real, calls = training.train_one_epoch, {"n": 0}
+
+    def train_one_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second model's first epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
+    code = main.main(["--model", "1,2", "--epochs", "1", "--data-dir", str(synthetic_root), "--out-dir", str(tmp_path),
+                      "--no-verify", "--device", "cpu"])
+    assert code == 130 and "leaderboard files hold the models finished" in capsys.readouterr().err
+    entries = json.loads((tmp_path / "outputs" / "leaderboard.json").read_text())["entries"]
+    assert [e["key"] for e in entries] == ["1"]
