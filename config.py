@@ -25,6 +25,7 @@ class RunConfig:
     out_dir: str | None
     patience: int | None = None
     verify: bool = True
+    cuda_graph: bool = True  # how a CUDA run executes its steps; the same computation either way
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=unit_interval, default=None, help="label smoothing (default: recipe)")
     p.add_argument("--seed", type=non_negative_int, default=1, help="seed for weights, shuffling, augmentation")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto picks cuda, then mps, then cpu")
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, replay each full batch's training step from a CUDA graph (SGD, Adam, AdamW)")
     p.add_argument("--data-dir", default=str(data_utils.default_data_dir()),
                    help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--loader", default="tensor", choices=list(data_utils.LOADERS),
@@ -154,7 +156,8 @@ def resolve_config(args: argparse.Namespace, strategy: model_strategy.ModelStrat
         batch_size=pick(args.batch_size, recipe.batch_size),
         label_smoothing=pick(args.label_smoothing, recipe.label_smoothing), seed=args.seed,
         device=str(resolve_device(args.device)), data_dir=args.data_dir, loader=args.loader, subset=args.subset,
-        val_split=args.val_split, out_dir=args.out_dir, patience=args.patience, verify=args.verify)
+        val_split=args.val_split, out_dir=args.out_dir, patience=args.patience, verify=args.verify,
+        cuda_graph=args.cuda_graph)
 
 
 def check_patience(cfg: RunConfig) -> None:
@@ -216,7 +219,7 @@ def metrics_record(cfg: RunConfig, strategy, history: training.History, total_se
 
 
 # Settings a resumed run may change: where things are, and which device runs them.
-RESUMABLE_CHANGES = {"data_dir", "out_dir", "device"}
+RESUMABLE_CHANGES = {"data_dir", "out_dir", "device", "cuda_graph"}
 
 
 class Interrupted(Exception):
@@ -261,7 +264,9 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     check_sizes(cfg, len(splits["train"]))
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
                                          cfg.subset, cfg.val_split)
-    optimizer = training.build_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    graphed = (torch.device(cfg.device).type == "cuda" and cfg.cuda_graph
+               and training.OPTIMIZERS[cfg.optimizer].graph_safe is not None)
+    optimizer = training.build_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay, graphed)
     schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
         optimizer, lr_schedulers.ScheduleContext(cfg.epochs, len(pipeline.train), cfg.max_lr))
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
@@ -287,9 +292,10 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
                    f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
 
     stopper = training.EarlyStopping(cfg.patience) if cfg.patience else None
+    step = (training.CudaGraphStep if graphed else training.TrainStep)(model, optimizer, cfg.label_smoothing)
     try:
         training.fit(model, pipeline, optimizer, schedule, cfg.epochs, cfg.label_smoothing, end_of_epoch,
-                     started_at=PROCESS_START, history=history, stopper=stopper)
+                     started_at=PROCESS_START, history=history, stopper=stopper, step=step)
     except KeyboardInterrupt:
         if saved[0]:  # keep the record of the finished epochs, marked; no epoch finished: touch nothing
             record_run("interrupted")

@@ -50,20 +50,28 @@ class OptimizerSpec:
     lr: float
     max_lr: float
     uses_momentum: bool
+    graph_safe: dict | None = None  # options under which its update can be recorded in a CUDA graph
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, uses_momentum=True),
-    "adam": OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, uses_momentum=False),
-    "adamw": OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, uses_momentum=False),
+    "sgd": OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, uses_momentum=True, graph_safe={"fused": True}),
+    "adam": OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, uses_momentum=False,
+                          graph_safe={"capturable": True}),
+    "adamw": OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, uses_momentum=False,
+                           graph_safe={"capturable": True}),
     "adagrad": OptimizerSpec(torch.optim.Adagrad, lr=1e-2, max_lr=5e-2, uses_momentum=False),
 }
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                    graph_safe: bool = False) -> torch.optim.Optimizer:
+    """The named optimizer; ``graph_safe`` asks for the variant a ``CudaGraphStep`` can record."""
     spec = OPTIMIZERS[name]
     extra = {"momentum": momentum} if spec.uses_momentum else {}
+    if graph_safe:
+        if spec.graph_safe is None:
+            raise ValueError(f"optimizer {name!r} cannot run inside a CUDA graph")
+        extra |= spec.graph_safe
     return spec.factory(model.parameters(), lr=lr, weight_decay=weight_decay, **extra)
 
 
@@ -78,6 +86,7 @@ class EpochRecord:
     seconds: float
     images_per_sec: float
     elapsed: float  # wall-clock seconds from the run's start (process start in main.py) to this epoch's end
+    started: float | None = None  # the same clock at this epoch's start (absent in records before 2026-11-23)
     val_loss: float | None = None
     val_acc: float | None = None
 
@@ -145,50 +154,122 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     return float(loss_sum) / count, 100.0 * float(correct) / count
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_batches: int,
-                    optimizer: torch.optim.Optimizer, schedule: Schedule, label_smoothing: float,
-                    desc: str, refresh_every: int = 25) -> tuple[Tensor, Tensor, Tensor]:
-    """One pass over the training batches; returns per-batch mean losses, correct counts and sizes."""
-    model.train()
+class TrainStep:
+    """One optimisation step: zero the gradients, forward, loss, backward, optimizer step.
+
+    Returns the batch's mean loss and its logits, detached; the caller may keep both.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0) -> None:
+        self.model, self.optimizer, self.label_smoothing = model, optimizer, label_smoothing
+
+    def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+
+class CudaGraphStep(TrainStep):
+    """The same step, recorded once as a CUDA graph and replayed for every full-size batch.
+
+    A tiny net's step is a few hundred kernels of microseconds each, so on a GPU it is launching them
+    from Python, not running them, that takes the time. The first ``warmup`` steps run eagerly on a
+    side stream (ordinary training steps, which also let cuDNN and the optimizer set up), as capture
+    requires; the next full-size batch is recorded: forward, loss, backward and the optimizer update,
+    which reads its learning rate from a device tensor that the schedule updates in place. Batches of
+    another shape (an epoch's last) run eagerly on the same weights and optimizer state. Needs an
+    optimizer built with ``graph_safe=True`` (see ``OPTIMIZERS``).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
+                 warmup: int = 3) -> None:
+        super().__init__(model, optimizer, label_smoothing)
+        self.warmup, self.eager_steps = warmup, 0
+        self.shape: torch.Size | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.side = torch.cuda.Stream()
+
+    def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        self.shape = images.shape if self.shape is None else self.shape
+        if images.shape == self.shape and self.graph is None and self.eager_steps >= self.warmup:
+            self._capture(images, labels)
+        if images.shape == self.shape and self.graph is not None:
+            self.images.copy_(images)
+            self.labels.copy_(labels)
+            self.graph.replay()
+            return self.loss.clone(), self.logits.clone()  # the graph rewrites its outputs next step
+        self.eager_steps += 1
+        if self.graph is not None:
+            return super().__call__(images, labels)
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            result = super().__call__(images, labels)
+        torch.cuda.current_stream().wait_stream(self.side)
+        return result
+
+    def _capture(self, images: Tensor, labels: Tensor) -> None:
+        for group in self.optimizer.param_groups:  # a float here would be recorded as a constant
+            if not isinstance(group["lr"], Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=images.device)
+        self.images, self.labels = images.clone(), labels.clone()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            logits = self.model(self.images)
+            loss = F.cross_entropy(logits, self.labels, label_smoothing=self.label_smoothing)
+            loss.backward()
+            self.optimizer.step()
+        self.loss, self.logits = loss.detach(), logits.detach()
+
+
+def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], num_batches: int,
+                    schedule: Schedule, desc: str, refresh_every: int | None = 25) -> tuple[Tensor, Tensor, Tensor]:
+    """One pass over the training batches; per-batch mean losses and correct counts (on the device), sizes.
+
+    Every ``refresh_every`` batches (never when None) the progress bar reads the loss back, which is
+    also the early divergence check; on a GPU that read is the loop's only host synchronisation.
+    """
+    step.model.train()
     losses, hits, sizes = [], [], []
     bar = tqdm(batches, total=num_batches, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
-    for step, (images, labels) in enumerate(bar):
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-        loss.backward()
-        optimizer.step()
+    for i, (images, labels) in enumerate(bar):
+        loss, logits = step(images, labels)
         schedule.after_batch()
-        losses.append(loss.detach())
-        hits.append((logits.detach().argmax(1) == labels).sum())
+        losses.append(loss)
+        hits.append((logits.argmax(1) == labels).sum())
         sizes.append(len(labels))
-        if step % refresh_every == 0:
+        if refresh_every and i % refresh_every == 0:
             current = loss.item()
             if not math.isfinite(current):
-                raise DivergenceError(f"training loss became {current} at batch {step + 1}")
+                raise DivergenceError(f"training loss became {current} at batch {i + 1}")
             bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].item() / sizes[-1]:.2f}%",
-                            lr=f"{optimizer.param_groups[0]['lr']:.4g}", refresh=False)
-    # one device-to-host copy per epoch
-    return torch.stack(losses).float().cpu(), torch.stack(hits).cpu(), torch.tensor(sizes)
+                            lr=f"{float(step.optimizer.param_groups[0]['lr']):.4g}", refresh=False)
+    return torch.stack(losses).float(), torch.stack(hits), torch.tensor(sizes)
 
 
 def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
         label_smoothing: float = 0.0,
         on_epoch_end: Callable[[EpochRecord, History], None] | None = None,
         started_at: float | None = None, history: History | None = None,
-        stopper: EarlyStopping | None = None) -> History:
+        stopper: EarlyStopping | None = None, step: TrainStep | None = None) -> History:
     """Train up to epoch ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch.
 
     ``started_at`` is the ``time.perf_counter()`` that ``elapsed`` counts from (default: now).
     ``history`` continues a resumed run after its last recorded epoch; ``stopper`` may end it early.
+    ``step`` defaults to the eager ``TrainStep`` over ``model`` and ``optimizer``.
     """
+    step = TrainStep(model, optimizer, label_smoothing) if step is None else step
     started_at = time.perf_counter() if started_at is None else started_at
     history = History() if history is None else history
     for epoch in range(len(history.epochs) + 1, epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
+        lr = float(optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
-        losses, hits, sizes = train_one_epoch(model, pipeline.train.epoch(epoch), len(pipeline.train),
-                                              optimizer, schedule, label_smoothing, f"epoch {epoch}/{epochs}")
+        losses, hits, sizes = train_one_epoch(step, pipeline.train.epoch(epoch), len(pipeline.train),
+                                              schedule, f"epoch {epoch}/{epochs}")
+        losses, hits = losses.cpu(), hits.cpu()  # the epoch's one read-back from the device
         seen = int(sizes.sum())
         if not torch.isfinite(losses).all():
             raise DivergenceError(f"training loss became non-finite in epoch {epoch}")
@@ -200,6 +281,7 @@ def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: 
                              train_acc=100.0 * float(hits.sum()) / seen,
                              test_loss=test_loss, test_acc=test_acc, lr=lr, seconds=seconds,
                              images_per_sec=seen / seconds, elapsed=time.perf_counter() - started_at,
+                             started=start - started_at,
                              val_loss=val_loss, val_acc=val_acc)
         history.epochs.append(record)
         history.batch_train_loss += losses.tolist()

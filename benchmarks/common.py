@@ -116,6 +116,10 @@ def epoch_summary(metrics: dict, threshold: float = 99.4) -> dict:
     median = statistics.median(e["seconds"] for e in epochs)
     reached = next((e for e in epochs if e["test_acc"] >= threshold), None)
     return {
+        "training_s": round(sum(e["seconds"] for e in epochs), 2),  # the training passes alone
+        "to_last_epoch_s": round(epochs[-1]["elapsed"], 2),  # process start to the last evaluated epoch
+        # first epoch's start to the last one's end: training, every evaluation, checkpoint and metrics write
+        "epochs_wall_s": round(epochs[-1]["elapsed"] - epochs[0]["started"], 2) if "started" in epochs[0] else None,
         "median_epoch_s": round(median, 2),
         "images_per_s": round(metrics["data"]["train_images"] / median, 1),
         "final_test_acc": epochs[-1]["test_acc"],
@@ -133,5 +137,8 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    facts = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    if torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts

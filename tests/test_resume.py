@@ -25,7 +25,7 @@ def _flags(data: Path, out: Path) -> list[str]:
 
 
 def _without_timings(metrics: dict) -> list[dict]:
-    return [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec", "elapsed")}
+    return [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec", "elapsed", "started")}
             for e in metrics["history"]["epochs"]]
 
 
