@@ -76,7 +76,7 @@ def main() -> None:
     path = Path(args.results)
     runs = load_records(path)
     if not args.report:
-        plan = [("project", m, int(s)) for s in args.seeds.split(",") for m in args.models.split(",")]
+        plan = [("project", m, int(s)) for s in args.seeds.split(",") for m in args.models.split(",") if m]
         plan += [("classic", m, int(s)) for s in args.seeds.split(",") for m in args.classic_models.split(",") if m]
         for pipeline, model, seed in plan:
             if any((r["pipeline"], r["model"], r["seed"], r["epochs"]) == (pipeline, model, seed, args.epochs) for r in runs):
