@@ -26,16 +26,23 @@ PIPELINES = {
 
 
 def reference_ops(model):
-    """The model as the original project ran it: ``nn.Dropout`` and contiguous weights (same parameters)."""
+    """The model as the original project ran it: ``nn.Dropout``, ``nn.BatchNorm2d``, contiguous weights.
+
+    Same parameters and state; only the zoo's CPU speed-ups are swapped back for the stock modules.
+    """
     import torch
     from torch import nn
 
-    from models.blocks import Dropout
+    from models.blocks import BatchNorm2d, Dropout
 
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, Dropout):
                 setattr(module, name, nn.Dropout(child.p))
+            elif isinstance(child, BatchNorm2d):
+                stock = nn.BatchNorm2d(child.num_features, child.eps, child.momentum).to(child.weight.device)
+                stock.load_state_dict(child.state_dict())
+                setattr(module, name, stock)
     return model.to(memory_format=torch.contiguous_format)
 
 

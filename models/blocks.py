@@ -71,12 +71,32 @@ class Dropout(nn.Dropout):
         return _DropAt.apply(x, drop_positions(x.numel(), self.p), 1.0 / (1.0 - self.p))
 
 
+# The CPU's channels-last batch-norm kernels are fast only for channel counts in whole vectors.
+CHANNELS_LAST_BN_MULTIPLE = 16
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (same parameters, state and results) that avoids a slow CPU kernel.
+
+    On a CPU, training-mode batch norm over channels-last activations is several times slower
+    when the channel count is not a multiple of 16 (measured on 2 cores, 128x8x26x26: 6.1 ms
+    forward and backward, against 0.8 ms in the default layout). Such inputs are normalized in the
+    default layout instead, and the output stays in it (the next convolution takes either).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and x.shape[1] % CHANNELS_LAST_BN_MULTIPLE
+                and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()
+        return super().forward(x)
+
+
 def conv_block(in_ch: int, out_ch: int, dropout: float, padding: int = 0) -> nn.Sequential:
     """3x3 convolution without bias, then ReLU, BatchNorm2d and Dropout (the tiny nets' unit)."""
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=padding, bias=False),
         nn.ReLU(),
-        nn.BatchNorm2d(out_ch),
+        BatchNorm2d(out_ch),
         Dropout(dropout),
     )
 

@@ -90,3 +90,21 @@ def test_drop_positions_are_distinct_and_in_range() -> None:
     assert len(positions.unique()) == len(positions)
     assert positions.min() >= 0 and positions.max() < 100_000
     assert abs(len(positions) / 100_000 - 0.05) < 0.005
+
+
+@pytest.mark.parametrize("channels", [8, 10, 16])
+def test_zoo_batchnorm_computes_what_the_stock_one_does(channels):
+    from models.blocks import BatchNorm2d
+
+    torch.manual_seed(0)
+    ours, stock = BatchNorm2d(channels), torch.nn.BatchNorm2d(channels)
+    x = torch.randn(32, channels, 12, 12).contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_stock = x.detach().clone().requires_grad_()
+    out, out_stock = ours(x), stock(x_stock)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_stock.backward(grad)
+    torch.testing.assert_close(out, out_stock)
+    torch.testing.assert_close(x.grad, x_stock.grad)
+    for (name, a), b in zip(ours.state_dict().items(), stock.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
