@@ -23,6 +23,7 @@ class Entry:
     seeds: list[int]
     final_test_acc: list[float]
     seconds_per_epoch: float
+    test_acc_per_epoch: list[list[float]] | None = None  # one list per seed: every run recorded
 
     @property
     def mean(self) -> float:
@@ -42,7 +43,8 @@ def entry_from_runs(key: str, runs: list[dict]) -> Entry:
     return Entry(key=key, params=runs[0]["summary"]["params"], epochs=runs[0]["config"]["epochs"],
                  seeds=[r["config"]["seed"] for r in runs],
                  final_test_acc=[r["summary"]["final_test_acc"] for r in runs],
-                 seconds_per_epoch=round(statistics.mean(per_epoch), 2))
+                 seconds_per_epoch=round(statistics.mean(per_epoch), 2),
+                 test_acc_per_epoch=[[e["test_acc"] for e in r["history"]["epochs"]] for r in runs])
 
 
 def markdown(entries: list[Entry]) -> str:

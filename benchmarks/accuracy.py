@@ -1,6 +1,7 @@
 """Final-epoch accuracy over several seeds, for the project's and the classic pipeline.
 
     python benchmarks/accuracy.py --models 1,2,3 --seeds 1,2,3 --classic-models 3 --epochs 15
+    python benchmarks/accuracy.py --models "" --leaderboard outputs/leaderboard.json   # project rows from main.py's leaderboard
 
 Every run is the README's main command (``main.py --model K --scheduler onecycle --epochs 15``,
 the model's recipe otherwise) with ``--seed S``; classic runs add the torchvision loader and the
@@ -31,6 +32,25 @@ SEEDS_FOR_TARGET = 3
 
 def load_records(path: Path) -> list[dict]:
     return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def import_leaderboard(runs: list[dict], path: Path) -> list[dict]:
+    """Project rows from a leaderboard (the same runs as this script's, trained by ``main.py --seeds``)."""
+    entries = json.loads(path.read_text())["entries"]
+    keys = {(e["key"], e["epochs"]) for e in entries}
+    kept = [r for r in runs if r["pipeline"] != "project" or (r["model"], r["epochs"]) not in keys]
+    seeds = max(len(e["seeds"]) for e in entries)
+    for e in entries:
+        for i, seed in enumerate(e["seeds"]):
+            kept.append({"pipeline": "project", "model": e["key"], "seed": seed, "epochs": e["epochs"],
+                         "final_test_acc": e["final_test_acc"][i],
+                         "test_acc_per_epoch": (e.get("test_acc_per_epoch") or [None] * len(e["seeds"]))[i],
+                         "seconds_per_epoch_model_mean": e["seconds_per_epoch"], "machine": machine(),
+                         "command": f"python main.py --model {','.join(k for k, _ in sorted(keys))} --seeds {seeds}"
+                                    f" --epochs {e['epochs']} --device cpu",
+                         "source": str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path),
+                         "pipeline_flags": PIPELINES["project"]})
+    return kept
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -72,9 +92,15 @@ def main() -> None:
     p.add_argument("--data-dir", default=str(default_data_dir()))
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--report", action="store_true", help="only print the table of recorded runs")
+    p.add_argument("--leaderboard", default=None,
+                   help="take the project rows from this outputs/leaderboard.json (main.py --model 1,2,3 --seeds 3),"
+                        " replacing earlier project rows of its models")
     args = p.parse_args()
     path = Path(args.results)
     runs = load_records(path)
+    if args.leaderboard:
+        runs = import_leaderboard(runs, Path(args.leaderboard))
+        atomic_save_json(path, {"runs": runs, "summary": summarize(runs)})
     if not args.report:
         plan = [("project", m, int(s)) for s in args.seeds.split(",") for m in args.models.split(",") if m]
         plan += [("classic", m, int(s)) for s in args.seeds.split(",") for m in args.classic_models.split(",") if m]

@@ -64,3 +64,21 @@ def test_an_interrupted_leaderboard_keeps_the_models_it_finished(synthetic_root,
     assert code == 130 and "leaderboard files hold the models finished" in capsys.readouterr().err
     entries = json.loads((tmp_path / "outputs" / "leaderboard.json").read_text())["entries"]
     assert [e["key"] for e in entries] == ["1"]
+
+
+def test_accuracy_record_takes_its_project_rows_from_a_leaderboard(tmp_path):
+    from benchmarks.accuracy import import_leaderboard, summarize
+
+    board = tmp_path / "leaderboard.json"
+    board.write_text(json.dumps({"entries": [
+        {"key": "3", "params": 8650, "epochs": 15, "seeds": [1, 2], "final_test_acc": [99.5, 99.4],
+         "seconds_per_epoch": 14.0, "test_acc_per_epoch": [[99.0, 99.5], [99.1, 99.4]]}]}))
+    old = [{"pipeline": "project", "model": "3", "seed": 1, "epochs": 15, "final_test_acc": 98.0},
+           {"pipeline": "classic", "model": "3", "seed": 1, "epochs": 15, "final_test_acc": 99.3}]
+    runs = import_leaderboard(old, board)
+    project = [r for r in runs if r["pipeline"] == "project"]
+    assert [(r["seed"], r["final_test_acc"]) for r in project] == [(1, 99.5), (2, 99.4)]  # the stale row is gone
+    assert project[1]["test_acc_per_epoch"] == [99.1, 99.4] and "--seeds 2" in project[0]["command"]
+    assert any(r["pipeline"] == "classic" for r in runs)
+    rows = {r["pipeline"]: r for r in summarize(runs)}
+    assert rows["project"]["mean"] == 99.45
