@@ -6,6 +6,7 @@
 results:  outputs/*_metrics.json                      (the committed models)
 speed:    benchmarks/results/training_speed.json      (benchmarks/bench_training.py --json-out ...)
 speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cuda, on a GPU machine)
+leaderboard: outputs/leaderboard.md                  (main.py --model 1,2,3 --seeds 3)
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 """
 from __future__ import annotations
@@ -46,13 +47,16 @@ def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
         else f"{m['cpu']}, {m['cores']} cores"
     lines = [f"Model {r['model']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, one run of each"
              f" pipeline; {where}, torch {m['torch']}, Python {m['python']}, {m['date']}.", "",
-             "| pipeline | median epoch (s) | images/s | all epochs, first start to last end (s) | s from process start to"
-             " first epoch ≥ 99.4% | final test acc | peak RSS, all processes (MB) | peak PSS (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| pipeline | median epoch (s) | images/s | all epochs, first start to last end (s) | process start to"
+             " last epoch end (s) | s from process start to first epoch ≥ 99.4% | final test acc |"
+             " peak RSS, all processes (MB) | peak PSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, p in r["pipelines"].items():
         reach = "not reached" if p["time_to_99.4_s"] is None else f"{p['time_to_99.4_s']:.1f} (epoch {p['epoch_reaching_99.4']})"
         span = "-" if p.get("epochs_wall_s") is None else f"{p['epochs_wall_s']:.1f}"
-        lines.append(f"| {name} | {p['median_epoch_s']:.2f} | {p['images_per_s']:,.0f} | {span} | {reach} |"
+        last = "-" if p.get("to_last_epoch_s") is None else f"{p['to_last_epoch_s']:.1f}"
+        lines.append(f"| {name} | {p['median_epoch_s']:.2f} | {p['images_per_s']:,.0f} | {span} |"
+                     f" {last} | {reach} |"
                      f" {p['final_test_acc']:.2f}% | {p['peak_rss_mb']:,} | {p['peak_pss_mb']:,} |")
     if "epoch_time_ratio_project_over_classic" in r:
         lines += ["", f"Epoch time, project / classic: **{r['epoch_time_ratio_project_over_classic']:.3f}**"
@@ -69,7 +73,11 @@ def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     return markdown(summarize(runs))
 
 
-TABLES = {"results": results_table, "speed": speed_table,
+def leaderboard_table(path: Path = REPO_ROOT / "outputs" / "leaderboard.md") -> str:
+    return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
+
+
+TABLES = {"results": results_table, "leaderboard": leaderboard_table, "speed": speed_table,
           "speed-gpu": lambda: speed_table(RESULTS_DIR / "training_speed_gpu.json"), "accuracy": accuracy_table}
 
 
