@@ -1,0 +1,35 @@
+"""The benchmark and report scripts run and say what they promise (no timings are asserted)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from artifacts import REPO_ROOT
+
+
+def test_bench_training_runs_both_pipelines_and_prints_every_figure(mnist_root, tmp_path):
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, "benchmarks/bench_training.py", "--epochs", "1", "--subset", "512",
+                           "--data-dir", str(mnist_root), "--json-out", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record == json.loads(out.read_text())
+    assert set(record["pipelines"]) == {"project", "classic"}
+    for figures in record["pipelines"].values():
+        assert {"median_epoch_s", "images_per_s", "epochs_wall_s", "to_last_epoch_s", "time_to_99.4_s",
+                "final_test_acc", "peak_rss_mb", "peak_pss_mb"} <= figures.keys()
+        assert figures["peak_rss_mb"] > 0 and figures["images_per_s"] > 0
+    assert record["epoch_time_ratio_project_over_classic"] > 0
+
+
+def test_readme_tables_are_the_ones_report_generates_from_the_committed_files():
+    import report
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name, make in report.TABLES.items():
+        block = re.search(rf"<!-- {re.escape(name)}:start -->\n(.*?)\n<!-- {re.escape(name)}:end -->", readme, re.S)
+        assert block is not None, name
+        assert block.group(1) == make(), f"README's {name} table is stale: run python report.py --readme"
