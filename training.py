@@ -186,6 +186,8 @@ class CudaGraphStep(TrainStep):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
                  warmup: int = 3) -> None:
+        if warmup < 1:  # the optimizer's first step creates its state (momentum buffers): not recordable
+            raise ValueError("CudaGraphStep needs at least one eager warm-up step")
         super().__init__(model, optimizer, label_smoothing)
         self.warmup, self.eager_steps = warmup, 0
         self.shape: torch.Size | None = None
