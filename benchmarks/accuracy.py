@@ -59,7 +59,8 @@ def summarize(runs: list[dict]) -> list[dict]:
         groups.setdefault((r["pipeline"], r["model"], r["epochs"]), []).append(r)
     rows = []
     for (pipeline, model, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        accs = [r["final_test_acc"] for r in sorted(rs, key=lambda r: r["seed"])]
+        rs = sorted(rs, key=lambda r: r["seed"])
+        accs = [r["final_test_acc"] for r in rs]
         rows.append({"pipeline": pipeline, "model": model, "epochs": epochs, "seeds": [r["seed"] for r in rs],
                      "final_test_acc": accs, "mean": round(statistics.mean(accs), 3),
                      "std": round(statistics.stdev(accs), 3) if len(accs) > 1 else None, "min": min(accs),
@@ -80,6 +81,18 @@ def markdown(rows: list[dict]) -> str:
             met = f"{r['target_mean']:.2f} / {r['floor']:.2f}: {verdict}"
         lines.append(f"| {r['model']} | {r['pipeline']} | {r['epochs']} | {','.join(map(str, r['seeds']))} |"
                      f" {', '.join(f'{a:.2f}' for a in r['final_test_acc'])} | {r['mean']:.2f}{std} | {r['min']:.2f} | {met} |")
+    by_key = {(r["pipeline"], r["model"], r["epochs"]): r for r in rows}
+    for (pipeline, model, epochs), classic in by_key.items():
+        project = by_key.get(("project", model, epochs))
+        if pipeline != "classic" or project is None:
+            continue
+        common = sorted(set(project["seeds"]) & set(classic["seeds"]))
+        mean = {name: statistics.mean(a for s, a in zip(r["seeds"], r["final_test_acc"]) if s in common)
+                for name, r in (("project", project), ("classic", classic))} if common else {}
+        if mean:
+            verdict = "not below" if mean["project"] >= mean["classic"] else "BELOW"
+            lines += ["", f"Model {model}, seeds {','.join(map(str, common))}: project mean {mean['project']:.2f}%,"
+                          f" classic mean {mean['classic']:.2f}%: the project's is {verdict} the classic's."]
     return "\n".join(lines)
 
 
