@@ -102,7 +102,7 @@ class _BatchNormInDefaultLayout(torch.autograd.Function):
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same parameters, state and results) that avoids a slow CPU kernel.
+    """``nn.BatchNorm2d`` (same parameters and state, results equal to float rounding) minus a slow CPU kernel.
 
     On a CPU, training-mode batch norm over channels-last activations is several times slower
     when the channel count is not a multiple of 16 (measured on 2 cores, 128x8x26x26: 6.1 ms
@@ -115,9 +115,8 @@ class BatchNorm2d(nn.BatchNorm2d):
                 and x.dim() == 4 and x.shape[1] % CHANNELS_LAST_BN_MULTIPLE and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)):
             self.num_batches_tracked.add_(1)
-            momentum = 0.0 if self.momentum is None else self.momentum
-            if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
-                momentum = 1.0 / float(self.num_batches_tracked)
+            # momentum None means a cumulative moving average, as in nn.BatchNorm2d
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             return _BatchNormInDefaultLayout.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                                    momentum, self.eps)
         return super().forward(x)
