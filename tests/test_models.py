@@ -108,3 +108,68 @@ def test_zoo_batchnorm_computes_what_the_stock_one_does(channels):
     torch.testing.assert_close(x.grad, x_stock.grad)
     for (name, a), b in zip(ours.state_dict().items(), stock.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+# The stock nn.BatchNorm2d itself differs by up to ~1e-4 between channels-last and default-layout
+# inputs of these sizes (its two kernels sum the statistics in different orders): that is the rounding.
+LAYOUT_ROUNDING = {"rtol": 1e-4, "atol": 2e-4}
+
+
+@pytest.mark.parametrize("channels,layout", [(8, "channels_last"), (10, "channels_last"), (16, "channels_last"),
+                                             (8, "contiguous_format"), (16, "contiguous_format")])
+def test_fused_conv_block_trains_like_its_modules_run_in_order(channels: int, layout: str) -> None:
+    from models.blocks import ConvBlock, conv_block
+
+    torch.manual_seed(0)
+    block = conv_block(channels, channels, dropout=0.05).train()
+    assert isinstance(block, ConvBlock)
+    block[0] = torch.nn.Identity()  # feed the activation straight to ReLU -> BN -> Dropout
+    stock = torch.nn.BatchNorm2d(channels)
+    stock.load_state_dict(block[2].state_dict())
+    activation = torch.randn(64, channels, 12, 12).contiguous(memory_format=getattr(torch, layout))
+    x, x_stock = activation.clone().requires_grad_(), activation.clone().requires_grad_()
+    assert block._fusable(x)
+
+    out = block(x)
+    mask = (out != 0).float()  # the dropped positions (a kept activation is exactly 0 with probability ~0)
+    out_stock = stock(torch.relu(x_stock)) * mask / 0.95
+    assert abs(1 - mask.mean().item() - 0.05) < 0.01
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_stock.backward(grad)
+
+    torch.testing.assert_close(out, out_stock, **LAYOUT_ROUNDING)
+    torch.testing.assert_close(x.grad, x_stock.grad, **LAYOUT_ROUNDING)
+    torch.testing.assert_close(block[2].weight.grad, stock.weight.grad, **LAYOUT_ROUNDING)
+    torch.testing.assert_close(block[2].bias.grad, stock.bias.grad, **LAYOUT_ROUNDING)
+    for name, value in stock.state_dict().items():  # running statistics and the batch counter
+        torch.testing.assert_close(block[2].state_dict()[name], value, msg=name, **LAYOUT_ROUNDING)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the next convolution wants
+    assert x.grad.is_contiguous(memory_format=getattr(torch, layout))  # what the previous one gave
+
+def test_conv_block_runs_its_children_in_order_when_a_child_has_a_hook() -> None:
+    from models.blocks import conv_block
+
+    block = conv_block(8, 16, dropout=0.025).train().to(memory_format=torch.channels_last)
+    seen = []
+    block[2].register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    block(torch.randn(4, 8, 12, 12).contiguous(memory_format=torch.channels_last))
+    assert seen == [torch.Size([4, 16, 10, 10])]
+
+
+def test_conv_block_keeps_the_sequential_state_dict_keys() -> None:
+    from models.blocks import conv_block
+
+    reference = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, bias=False), torch.nn.ReLU(), torch.nn.BatchNorm2d(16),
+                                    torch.nn.Dropout(0.025))
+    assert list(conv_block(8, 16, 0.025).state_dict()) == list(reference.state_dict())
+
+
+def test_drop_gaps_follow_the_geometric_distribution() -> None:
+    torch.manual_seed(2)
+    p, n = 0.025, 4_000_000
+    gaps = drop_positions(n, p).diff().double()  # ~100k gaps between consecutive drops
+    assert abs(gaps.mean().item() - 1 / p) < 0.5  # 1/p = 40; the mean's standard error is ~0.12
+    assert abs(gaps.var().item() / ((1 - p) / p**2) - 1) < 0.03
+    assert gaps.min().item() >= 1
+    assert abs((gaps == 1).double().mean().item() - p) < 0.003  # P(gap = 1) = p
