@@ -156,7 +156,7 @@ class _ReluBatchNormDrop(torch.autograd.Function):
                 running_var: Tensor, momentum: float, eps: float, p: float,
                 layout: torch.memory_format) -> Tensor:
         scale = 1.0 / (1.0 - p)
-        r = torch.clamp_min(x, 0, out=torch.empty(x.shape, dtype=x.dtype, memory_format=layout))
+        r = torch.clamp_min(x, 0, out=torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=layout))
         out, mean, invstd = torch.ops.aten.native_batch_norm(r, weight * scale, bias * scale, running_mean,
                                                              running_var, True, momentum, eps)
         positions = drop_positions(out.numel(), p)
