@@ -147,6 +147,7 @@ def test_fused_conv_block_trains_like_its_modules_run_in_order(channels: int, la
     assert out.is_contiguous(memory_format=torch.channels_last)  # what the next convolution wants
     assert x.grad.is_contiguous(memory_format=getattr(torch, layout))  # what the previous one gave
 
+
 def test_conv_block_runs_its_children_in_order_when_a_child_has_a_hook() -> None:
     from models.blocks import conv_block
 
