@@ -122,12 +122,15 @@ class BatchNorm2d(nn.BatchNorm2d):
         if (self.training and self.track_running_stats and self.affine and x.device.type == "cpu"
                 and x.dim() == 4 and x.shape[1] % CHANNELS_LAST_BN_MULTIPLE and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)):
-            self.num_batches_tracked.add_(1)
-            # momentum None means a cumulative moving average, as in nn.BatchNorm2d
-            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             return _BatchNormInDefaultLayout.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                                   momentum, self.eps)
+                                                   self.count_batch(), self.eps)
         return super().forward(x)
+
+    def count_batch(self) -> float:
+        """Count one more training batch, as ``nn.BatchNorm2d.forward`` does; the running stats' momentum for it."""
+        self.num_batches_tracked.add_(1)
+        # momentum None means a cumulative moving average, as in nn.BatchNorm2d
+        return self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
 
 
 def _dense_layout(t: Tensor) -> torch.memory_format | None:
@@ -191,10 +194,8 @@ class ConvBlock(nn.Sequential):
         conv, relu, bn, drop = self
         y = conv(x)
         if self._fusable(y):
-            bn.num_batches_tracked.add_(1)
-            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
             layout = torch.contiguous_format if y.shape[1] % CHANNELS_LAST_BN_MULTIPLE else torch.channels_last
-            return _ReluBatchNormDrop.apply(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, momentum,
+            return _ReluBatchNormDrop.apply(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.count_batch(),
                                             bn.eps, drop.p, layout)
         return drop(bn(relu(y)))
 
