@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import native
+
 # Below this rate, drawing only the dropped positions beats one random draw per activation.
 SPARSE_DROPOUT_MAX_P = 0.1
 
@@ -179,25 +181,53 @@ class _ReluBatchNormDrop(torch.autograd.Function):
         return dx.contiguous(memory_format=ctx.input_layout), dw * ctx.scale, db * ctx.scale, *[None] * 6
 
 
+class _NativeReluBatchNormDrop(torch.autograd.Function):
+    """What ``_ReluBatchNormDrop`` computes, in one C kernel per direction (``models/native.py``).
+
+    Takes and gives channels-last activations (the convolutions' layout) and saves only the block's
+    input, from which the backward recomputes the ReLU and the normalized values.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor,  # noqa: ANN001
+                running_var: Tensor, momentum: float, eps: float, p: float) -> Tensor:
+        scale = 1.0 / (1.0 - p)
+        positions = drop_positions(x.numel(), p)
+        out, mean, invstd = native.forward(x, weight, bias, running_mean, running_var, momentum, eps, scale,
+                                           positions)
+        ctx.save_for_backward(x, weight, mean, invstd, positions)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+        x, weight, mean, invstd, positions = ctx.saved_tensors
+        dx, dw, db = native.backward(grad, x, weight, ctx.scale, mean, invstd, positions)
+        return dx, dw, db, *[None] * 5
+
+
 class ConvBlock(nn.Sequential):
     """Conv2d, ReLU, BatchNorm2d, Dropout: an ``nn.Sequential`` (same children, names and state_dict).
 
-    Training on a CPU, the last three run as one ``_ReluBatchNormDrop``: on these nets' 24x24 and
-    26x26 activations each full pass over memory costs about as much as a small convolution, and
-    the fused form makes two to four fewer of them per block and direction. Results equal the
-    modules run one by one up to float rounding, and the dropout has the same distribution. Any
-    other case (evaluation, another device, hooks on a child, a stock module swapped in) runs the
-    children in order.
+    Training on a CPU, the last three run as one fused step: the C kernel
+    (``_NativeReluBatchNormDrop``) where it is built and the activation is channels-last, else
+    ``_ReluBatchNormDrop`` from PyTorch ops. On these nets' 24x24 and 26x26 activations each full
+    pass over memory costs about as much as a small convolution, and the fused forms make several
+    fewer of them per block and direction. Results equal the modules run one by one up to float
+    rounding, and the dropout has the same distribution. Any other case (evaluation, another device,
+    hooks on a child, a stock module swapped in) runs the children in order.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         conv, relu, bn, drop = self
         y = conv(x)
-        if self._fusable(y):
-            layout = torch.contiguous_format if y.shape[1] % CHANNELS_LAST_BN_MULTIPLE else torch.channels_last
-            return _ReluBatchNormDrop.apply(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.count_batch(),
-                                            bn.eps, drop.p, layout)
-        return drop(bn(relu(y)))
+        if not self._fusable(y):
+            return drop(bn(relu(y)))
+        stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.count_batch(), bn.eps, drop.p)
+        if native.supports(y):
+            return _NativeReluBatchNormDrop.apply(y, *stats)
+        layout = torch.contiguous_format if y.shape[1] % CHANNELS_LAST_BN_MULTIPLE else torch.channels_last
+        return _ReluBatchNormDrop.apply(y, *stats, layout)
 
     def _fusable(self, y: Tensor) -> bool:
         _, relu, bn, drop = self

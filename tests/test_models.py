@@ -115,9 +115,21 @@ def test_zoo_batchnorm_computes_what_the_stock_one_does(channels):
 LAYOUT_ROUNDING = {"rtol": 1e-4, "atol": 2e-4}
 
 
+@pytest.fixture(params=["c_kernel", "torch_ops"])
+def fused_backend(request, monkeypatch) -> str:
+    """Run a test once with the C kernel (where this machine can build it) and once with PyTorch ops."""
+    from models import native
+
+    if request.param == "c_kernel" and native.kernel() is None:
+        pytest.skip("the C kernel is not available here")
+    if request.param == "torch_ops":
+        monkeypatch.setattr(native, "supports", lambda x: False)
+    return request.param
+
+
 @pytest.mark.parametrize("channels,layout", [(8, "channels_last"), (10, "channels_last"), (16, "channels_last"),
                                              (8, "contiguous_format"), (16, "contiguous_format")])
-def test_fused_conv_block_trains_like_its_modules_run_in_order(channels: int, layout: str) -> None:
+def test_fused_conv_block_trains_like_its_modules_run_in_order(channels: int, layout: str, fused_backend: str) -> None:
     from models.blocks import ConvBlock, conv_block
 
     torch.manual_seed(0)
@@ -146,6 +158,44 @@ def test_fused_conv_block_trains_like_its_modules_run_in_order(channels: int, la
         torch.testing.assert_close(block[2].state_dict()[name], value, msg=name, **LAYOUT_ROUNDING)
     assert out.is_contiguous(memory_format=torch.channels_last)  # what the next convolution wants
     assert x.grad.is_contiguous(memory_format=getattr(torch, layout))  # what the previous one gave
+
+
+def test_c_kernel_is_built_wherever_linux_has_a_c_compiler() -> None:
+    import platform
+    import shutil
+
+    from models import native
+
+    if platform.system() != "Linux" or not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: training uses PyTorch ops")
+    assert native.kernel() is not None
+    assert native.supports(torch.zeros(2, 10, 4, 4).contiguous(memory_format=torch.channels_last))
+
+
+def test_c_kernel_can_be_switched_off_from_the_environment(monkeypatch) -> None:
+    from models import native
+
+    monkeypatch.setenv(native.SWITCH, "0")
+    native.kernel.cache_clear()
+    try:
+        assert native.kernel() is None
+        assert not native.supports(torch.zeros(2, 16, 4, 4).contiguous(memory_format=torch.channels_last))
+    finally:
+        monkeypatch.undo()
+        native.kernel.cache_clear()
+
+
+def test_activations_the_c_kernel_cannot_tile_train_through_torch_ops() -> None:
+    from models import native
+    from models.blocks import conv_block
+
+    odd = torch.randn(3, 10, 5, 5).contiguous(memory_format=torch.channels_last)  # 75 pixels x 10: no whole tiles
+    assert not native.supports(odd)
+    block = conv_block(10, 10, dropout=0.05).train()
+    block[0] = torch.nn.Identity()
+    x = odd.clone().requires_grad_()
+    block(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and block[2].num_batches_tracked.item() == 1
 
 
 def test_conv_block_runs_its_children_in_order_when_a_child_has_a_hook() -> None:
