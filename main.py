@@ -71,12 +71,22 @@ unit_interval = _number(float, "number in [0, 1)", 0, True, 1, False)
 epochs_type = _number(int, "epoch count", 1, True, MAX_EPOCHS, True)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help, unless the help states it already or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default:" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     schedulers = lr_schedulers.available_schedulers()
     p = argparse.ArgumentParser(
         prog="main.py",
         description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the chosen model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--model", default="3",
                    help="model key or alias (see --list-models); 'all' or a comma list trains a leaderboard")
     p.add_argument("--seeds", type=positive_int, default=1,

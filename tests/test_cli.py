@@ -177,3 +177,12 @@ def test_real_mnist_subset_run_end_to_end(mnist_root: Path, tmp_path: Path) -> N
     assert metrics["data"] == {"train_images": 3000, "val_images": 0, "test_images": 10_000}
     assert metrics["summary"]["final_test_acc"] > 20  # 24 steps of a whole OneCycle: well above chance, no more
     json.dumps(metrics)
+
+
+def test_help_states_each_default_once_and_never_as_none() -> None:
+    parser = main.build_parser()
+    formatter = parser._get_formatter()
+    helps = {a.dest: formatter._get_help_string(a) for a in parser._actions}
+    assert all(h.count("(default:") <= 1 for h in helps.values())  # a help naming its default gets no second
+    assert not any("(default: None)" in h for h in helps.values())
+    assert helps["loader"].endswith("(default: %(default)s)")  # a plain default is still shown
