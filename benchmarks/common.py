@@ -26,14 +26,15 @@ PIPELINES = {
 
 
 def reference_ops(model):
-    """The model as the original project ran it: ``nn.Dropout``, ``nn.BatchNorm2d``, contiguous weights.
+    """The model as the original project ran it: ``nn.Dropout``, ``nn.BatchNorm2d``, ``nn.MaxPool2d``,
+    contiguous weights.
 
     Same parameters and state; only the zoo's CPU speed-ups are swapped back for the stock modules.
     """
     import torch
     from torch import nn
 
-    from models.blocks import BatchNorm2d, Dropout
+    from models.blocks import BatchNorm2d, Dropout, MaxPool2d
 
     for module in list(model.modules()):
         for name, child in module.named_children():
@@ -43,6 +44,9 @@ def reference_ops(model):
                 stock = nn.BatchNorm2d(child.num_features, child.eps, child.momentum).to(child.weight.device)
                 stock.load_state_dict(child.state_dict())
                 setattr(module, name, stock)
+            elif isinstance(child, MaxPool2d):
+                setattr(module, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
+                                                   ceil_mode=child.ceil_mode))
     return model.to(memory_format=torch.contiguous_format)
 
 

@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 
 from models import native
 
@@ -135,6 +136,39 @@ class BatchNorm2d(nn.BatchNorm2d):
         return self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
 
 
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2, stride-2 max-pool in the C kernel; saves only each window's winner (one byte per output)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
+        out, which = native.max_pool_forward(x)
+        ctx.save_for_backward(which)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+        (which,) = ctx.saved_tensors
+        return native.max_pool_backward(grad, which)
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (same results), with a C kernel for the tiny nets' 2x2/stride-2 case on a CPU.
+
+    PyTorch's channels-last max-pool costs about four passes over V3's 128x10x24x24 activation on 2
+    cores; the kernel (``models/kernels/max_pool2x2.c``) makes one each way. Other settings, layouts
+    and devices use ``nn.MaxPool2d``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._is_plain_2x2() and native.supports_max_pool(x):
+            return _MaxPool2x2.apply(x)
+        return super().forward(x)
+
+    def _is_plain_2x2(self) -> bool:
+        return (_pair(self.kernel_size) == (2, 2) and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0)
+                and _pair(self.dilation) == (1, 1) and not self.ceil_mode and not self.return_indices)
+
+
 def _dense_layout(t: Tensor) -> torch.memory_format | None:
     """The memory format a dense 4-D tensor is stored in (default layout wins where both hold), or None."""
     if t.dim() == 4 and t.is_contiguous():
@@ -254,5 +288,5 @@ def stem(dropout: float) -> nn.Sequential:
         conv_block(1, 8, dropout),
         conv_block(8, 16, dropout),
         nn.Conv2d(16, 10, kernel_size=1, bias=False),
-        nn.MaxPool2d(2),
+        MaxPool2d(2),
     )

@@ -1,9 +1,8 @@
-"""The tiny nets' C kernel for ReLU -> batch norm -> dropout (``kernels/relu_bn_drop.c``), built once per
-machine and loaded with ctypes.
+"""The tiny nets' C kernels (``kernels/*.c``), built once per machine and loaded with ctypes.
 
-Why C: the three steps are memory-bound, and PyTorch runs them in five or six passes over each activation
-(plus layout copies for 8 or 10 channels) where the kernel needs two forward and two backward: about a
-fifth of a V3 training step on a 2-core CPU. Why this way: it needs only a C compiler with OpenMP and
+Why C: ReLU -> batch norm -> dropout, and the 2x2 max-pool, are memory-bound, and PyTorch runs them in
+several passes over each activation (plus layout copies for 8 or 10 channels) where the kernels need one
+or two each way: about a fifth of a V3 training step on a 2-core CPU. Why this way: it needs only a C compiler with OpenMP and
 builds in about a second, whereas ``torch.utils.cpp_extension`` compiles against the PyTorch headers (a
 minute here) and needs ninja. Built with ``-march=native``, so it is cached per source, compiler and CPU,
 under ``$XDG_CACHE_HOME/mnist-zoo`` (default ``~/.cache``).
@@ -83,13 +82,16 @@ def kernel() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(_build(compiler)))
     except (OSError, subprocess.SubprocessError) as error:
-        warnings.warn(f"the C kernel (models/kernels) could not be built ({error}); "
+        warnings.warn(f"the C kernels (models/kernels) could not be built ({error}); "
                       f"training uses PyTorch ops instead (slower on a CPU)", RuntimeWarning, stacklevel=2)
         return None
     lib.rbd_vectors_per_tile.argtypes, lib.rbd_vectors_per_tile.restype = [_I64, _INT], _INT
     lib.rbd_forward.argtypes = [_P, _P, _I64, _INT, _P, _P, _D, _D, _D, _P, _P, _P, _P, _P, _I64]
     lib.rbd_backward.argtypes = [_P, _P, _P, _I64, _INT, _P, _D, _P, _P, _P, _I64, _P, _P]
     lib.rbd_forward.restype = lib.rbd_backward.restype = _INT
+    lib.mp_forward.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64]
+    lib.mp_backward.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64]
+    lib.mp_forward.restype = lib.mp_backward.restype = _INT
     return lib
 
 
@@ -103,6 +105,13 @@ def supports(x: Tensor) -> bool:
     float32 on a CPU, in whole tiles)."""
     lib = kernel() if _dense_channels_last(x) else None
     return lib is not None and lib.rbd_vectors_per_tile(x.numel() // x.shape[1], x.shape[1]) > 0
+
+
+def supports_max_pool(x: Tensor) -> bool:
+    """Whether the 2x2 max-pool kernel is available and can take this activation (dense channels-last
+    float32 on a CPU, even height and width)."""
+    return (_dense_channels_last(x) and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+            and kernel() is not None)
 
 
 def _ptr(t: Tensor) -> int:
@@ -120,7 +129,8 @@ def forward(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, runni
                                   momentum, _ptr(running_mean), _ptr(running_var), _ptr(mean), _ptr(invstd),
                                   _ptr(positions), positions.numel())
     if status:
-        raise ValueError(f"relu_bn_drop kernel refused an input of shape {tuple(x.shape)}")
+        raise RuntimeError(f"relu_bn_drop kernel failed on an input of shape {tuple(x.shape)} "
+                           f"(untileable, or out of memory)")
     return out, mean, invstd
 
 
@@ -134,6 +144,26 @@ def backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float, mean: Tensor
     status = kernel().rbd_backward(_ptr(grad), _ptr(x), _ptr(dx), rows, channels, _ptr(w), scale, _ptr(mean),
                                    _ptr(invstd), _ptr(positions), positions.numel(), _ptr(dw), _ptr(db))
     if status:
-        raise ValueError(f"relu_bn_drop kernel refused a gradient of shape {tuple(grad.shape)}")
+        raise RuntimeError(f"relu_bn_drop kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
     return dx, dw, db
 
+
+
+def max_pool_forward(x: Tensor) -> tuple[Tensor, Tensor]:
+    """2x2, stride-2 max-pool of a channels-last activation, and each output's winner (0-3) in its window."""
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
+    which = torch.empty((n, c, h // 2, w // 2), dtype=torch.uint8, memory_format=torch.channels_last)
+    if kernel().mp_forward(_ptr(x), _ptr(out), _ptr(which), n, h, w, c):
+        raise RuntimeError(f"max_pool2x2 kernel failed on an input of shape {tuple(x.shape)} (out of memory)")
+    return out, which
+
+
+def max_pool_backward(grad: Tensor, which: Tensor) -> Tensor:
+    """The max-pool input's gradient (channels-last): each window's winner gets its output's gradient."""
+    n, c, ho, wo = grad.shape
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    dx = torch.empty((n, c, 2 * ho, 2 * wo), dtype=grad.dtype, memory_format=torch.channels_last)
+    if kernel().mp_backward(_ptr(grad), _ptr(which), _ptr(dx), n, 2 * ho, 2 * wo, c):
+        raise RuntimeError(f"max_pool2x2 kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
+    return dx

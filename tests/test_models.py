@@ -198,6 +198,53 @@ def test_activations_the_c_kernel_cannot_tile_train_through_torch_ops() -> None:
     assert torch.isfinite(x.grad).all() and block[2].num_batches_tracked.item() == 1
 
 
+def test_zoo_max_pool_matches_the_stock_one_including_ties_and_nan() -> None:
+    from models import native
+    from models.blocks import MaxPool2d
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 10, 24, 24)
+    x[0, :, :2, :2] = 1.5  # four equal values: the first wins in both
+    x[0, :, 2, 3] = x[0, :, 3, 2] = 9.0  # two equal winners, top-right and bottom-left
+    x[1, 3, 4, 5] = float("nan")  # a NaN wins its window in both
+    x[2, 1, 6:8, 6:8] = float("nan")  # a window of NaNs
+    x = x.contiguous(memory_format=torch.channels_last)
+    if native.kernel() is not None:
+        assert native.supports_max_pool(x)
+    ours, stock = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, out_stock = MaxPool2d(2)(ours), torch.nn.MaxPool2d(2)(stock)
+    grad = torch.randn_like(out_stock)
+    out.backward(grad)
+    out_stock.backward(grad)
+    assert torch.equal(out.isnan(), out_stock.isnan()) and out.isnan().any()
+    assert torch.equal(out.nan_to_num(), out_stock.nan_to_num())
+    assert torch.equal(ours.grad, stock.grad)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", [(2, 10, 7, 7), (2, 10, 5, 4)])
+def test_zoo_max_pool_falls_back_to_the_stock_one_for_odd_sizes(shape) -> None:
+    from models import native
+    from models.blocks import MaxPool2d
+
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    assert not native.supports_max_pool(x)
+    assert torch.equal(MaxPool2d(2)(x), torch.nn.functional.max_pool2d(x, 2))
+
+
+def test_zoo_max_pool_odd_channel_counts_and_tails_match_the_stock_one() -> None:
+    from models.blocks import MaxPool2d
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 7, 6, 10).contiguous(memory_format=torch.channels_last)  # rows of 35 outputs: a tail
+    ours, stock = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, out_stock = MaxPool2d(2)(ours), torch.nn.functional.max_pool2d(stock, 2)
+    grad = torch.randn_like(out_stock)
+    out.backward(grad)
+    out_stock.backward(grad)
+    assert torch.equal(out, out_stock) and torch.equal(ours.grad, stock.grad)
+
+
 def test_conv_block_runs_its_children_in_order_when_a_child_has_a_hook() -> None:
     from models.blocks import conv_block
 
@@ -224,3 +271,14 @@ def test_drop_gaps_follow_the_geometric_distribution() -> None:
     assert abs(gaps.var().item() / ((1 - p) / p**2) - 1) < 0.03
     assert gaps.min().item() >= 1
     assert abs((gaps == 1).double().mean().item() - p) < 0.003  # P(gap = 1) = p
+
+
+def test_zoo_max_pool_backward_matches_the_stock_one_bit_for_bit_on_signed_zeros() -> None:
+    from models.blocks import MaxPool2d
+
+    x = torch.randn(2, 16, 4, 4).contiguous(memory_format=torch.channels_last)
+    ours, stock = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.full((2, 16, 2, 2), -0.0).contiguous(memory_format=torch.channels_last)
+    MaxPool2d(2)(ours).backward(grad)
+    torch.nn.functional.max_pool2d(stock, 2).backward(grad)
+    assert torch.equal(ours.grad.signbit(), stock.grad.signbit())

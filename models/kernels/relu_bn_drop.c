@@ -21,6 +21,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float vf __attribute__((vector_size(64)));
@@ -97,11 +98,18 @@ void grad_input(const float *g, const float *x, float *dx, int64_t lo, int64_t h
 }
 
 /* Sums per tile position, over all tiles and threads: of relu(x), relu(x)^2 (g == 0) or g, g*xhat. */
-static void tile_sums(const float *x, const float *g, int64_t ntiles, const int V, const vf *A, const vf *B,
-                      double *s1, double *s2) {
-    #pragma omp parallel
+/* Sums per tile position, over all tiles and threads: of relu(x), relu(x)^2 (g == 0) or g, g*xhat. The
+   threads' partial sums are added in thread order, so that a result never depends on which thread
+   finished first. -1 if the partial sums cannot be allocated. */
+static int tile_sums(const float *x, const float *g, int64_t ntiles, const int V, const vf *A, const vf *B,
+                     double *s1, double *s2) {
+    const int T = omp_get_max_threads(), S = MAXV * W;
+    double *part = calloc((size_t)T * 2 * S, sizeof *part);
+    int used = 1;
+    if (!part) return -1;
+    #pragma omp parallel num_threads(T)
     {
-        double t1[MAXV * W] = {0}, t2[MAXV * W] = {0};
+        double *t1 = part + (size_t)omp_get_thread_num() * 2 * S, *t2 = t1 + S;
         int64_t lo, hi;
         share(ntiles, &lo, &hi);
         if (g) {
@@ -113,9 +121,15 @@ static void tile_sums(const float *x, const float *g, int64_t ntiles, const int 
             SPECIALIZE(CALL)
             #undef CALL
         }
-        #pragma omp critical
+        #pragma omp single nowait
+        used = omp_get_num_threads();
+    }
+    for (int i = 0; i < used; i++) {
+        const double *t1 = part + (size_t)i * 2 * S, *t2 = t1 + S;
         for (int j = 0; j < V * W; j++) { s1[j] += t1[j]; s2[j] += t2[j]; }
     }
+    free(part);
+    return 0;
 }
 
 static void tile_affine(const float *x, float *out, int64_t ntiles, const int V, const vf *A, const vf *B) {
@@ -170,7 +184,7 @@ int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, co
     if (!V || C > MAXV * W) return -1;
     int64_t ntiles = M * C / (V * W);
     double s1[MAXV * W] = {0}, s2[MAXV * W] = {0}, m1[MAXV * W], m2[MAXV * W];
-    tile_sums(x, 0, ntiles, V, 0, 0, s1, s2);
+    if (tile_sums(x, 0, ntiles, V, 0, 0, s1, s2)) return -1;
     fold(s1, m1, C, V); fold(s2, m2, C, V);
     float a[MAXV * W], bb[MAXV * W];
     for (int c = 0; c < C; c++) {
@@ -201,7 +215,7 @@ int rbd_backward(const float *g, const float *x, float *dx, int64_t M, int C, co
     vf A[MAXV], B[MAXV];
     tile(a, A, C, V); tile(bb, B, C, V);
     double s1[MAXV * W] = {0}, s2[MAXV * W] = {0}, sg[MAXV * W], sgx[MAXV * W];
-    tile_sums(x, g, ntiles, V, A, B, s1, s2);
+    if (tile_sums(x, g, ntiles, V, A, B, s1, s2)) return -1;
     fold(s1, sg, C, V); fold(s2, sgx, C, V);
     for (int64_t i = 0; i < npos; i++) {  /* the dropped positions pass no gradient */
         int64_t k = pos[i]; int c = (int)(k % C);
