@@ -181,7 +181,7 @@ int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, co
                 double eps, double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd,
                 const int64_t *pos, int64_t npos) {
     int V = rbd_vectors_per_tile(M, C);
-    if (!V || C > MAXV * W) return -1;
+    if (!V) return -1;  /* C <= L <= MAXV * W whenever V > 0 */
     int64_t ntiles = M * C / (V * W);
     double s1[MAXV * W] = {0}, s2[MAXV * W] = {0}, m1[MAXV * W], m2[MAXV * W];
     if (tile_sums(x, 0, ntiles, V, 0, 0, s1, s2)) return -1;
@@ -208,7 +208,7 @@ int rbd_backward(const float *g, const float *x, float *dx, int64_t M, int C, co
                  const float *save_mean, const float *save_invstd, const int64_t *pos, int64_t npos,
                  float *dw, float *db) {
     int V = rbd_vectors_per_tile(M, C);
-    if (!V || C > MAXV * W) return -1;
+    if (!V) return -1;  /* C <= L <= MAXV * W whenever V > 0 */
     int64_t ntiles = M * C / (V * W);
     float a[MAXV * W], bb[MAXV * W];  /* xhat = relu(x)*a + bb */
     for (int c = 0; c < C; c++) { a[c] = save_invstd[c]; bb[c] = -save_mean[c] * save_invstd[c]; }
