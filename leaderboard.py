@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text
@@ -24,6 +24,7 @@ class Entry:
     final_test_acc: list[float]
     seconds_per_epoch: float
     test_acc_per_epoch: list[list[float]] | None = None  # one list per seed: every run recorded
+    metrics_files: list[str] | None = None  # one per seed, relative to the out-dir: each run's whole record
 
     @property
     def mean(self) -> float:
@@ -37,14 +38,31 @@ class Entry:
         return {**asdict(self), "mean": round(self.mean, 4), "std": round(self.std, 4), "min": min(self.final_test_acc)}
 
 
-def entry_from_runs(key: str, runs: list[dict]) -> Entry:
-    """One model's entry from the metrics records of its seeds' runs."""
+def entry_from_runs(key: str, runs: list[dict], metrics_files: list[str] | None = None) -> Entry:
+    """One model's entry from the metrics records of its seeds' runs (and where each record is kept)."""
     per_epoch = [e["seconds"] for r in runs for e in r["history"]["epochs"]]
     return Entry(key=key, params=runs[0]["summary"]["params"], epochs=runs[0]["config"]["epochs"],
                  seeds=[r["config"]["seed"] for r in runs],
                  final_test_acc=[r["summary"]["final_test_acc"] for r in runs],
                  seconds_per_epoch=round(statistics.mean(per_epoch), 2),
-                 test_acc_per_epoch=[[e["test_acc"] for e in r["history"]["epochs"]] for r in runs])
+                 test_acc_per_epoch=[[e["test_acc"] for e in r["history"]["epochs"]] for r in runs],
+                 metrics_files=metrics_files)
+
+
+def read(path: Path) -> list[Entry]:
+    """The entries of a leaderboard JSON; none when the file is missing or unreadable."""
+    try:
+        records = json.loads(Path(path).read_text())["entries"]
+        names = {f.name for f in fields(Entry)}
+        return [Entry(**{k: v for k, v in r.items() if k in names}) for r in records]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def merge(old: list[Entry], new: list[Entry]) -> list[Entry]:
+    """``old`` with every model in ``new`` replaced (or added): a leaderboard can be trained model by model."""
+    fresh = {e.key: e for e in new}
+    return [fresh.pop(e.key, e) for e in old] + list(fresh.values())
 
 
 def markdown(entries: list[Entry]) -> str:
@@ -81,10 +99,14 @@ def plot(entries: list[Entry], title: str) -> bytes:
 
 
 def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
-    """``outputs/leaderboard.json``, ``outputs/leaderboard.md`` and ``plots/leaderboard.png`` under ``out_dir``."""
+    """``outputs/leaderboard.json``, ``outputs/leaderboard.md`` and ``plots/leaderboard.png`` under ``out_dir``.
+
+    Models already on the leaderboard there and not in ``entries`` keep their rows.
+    """
     base = ArtifactPaths("leaderboard", out_dir).base
     json_path, md_path = base / "outputs" / "leaderboard.json", base / "outputs" / "leaderboard.md"
     png_path = base / "plots" / "leaderboard.png"
+    entries = merge(read(json_path), entries)
     atomic_write_text(json_path, json.dumps({"entries": [e.to_dict() for e in entries]}, indent=2) + "\n")
     atomic_write_text(md_path, markdown(entries))
     seeds = max(len(e.seeds) for e in entries)

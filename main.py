@@ -394,12 +394,16 @@ def run_leaderboard(args: argparse.Namespace, keys: list[str]) -> list[Path]:
     entries = []
     with tempfile.TemporaryDirectory() as scratch:
         for key in keys:
-            runs = []
+            runs, files = [], []
+            stem = model_strategy.get_strategy(key).stem
             for offset in range(args.seeds):
                 cfg = resolve_config(argparse.Namespace(**{**vars(args), "model": key, "seed": args.seed + offset}),
                                      model_strategy.get_strategy(key))
                 runs.append(run(cfg if offset == 0 else replace(cfg, out_dir=scratch)))
-            entries.append(leaderboard.entry_from_runs(key, runs))
+                kept = ArtifactPaths(f"{stem}_seed{cfg.seed}", args.out_dir).metrics  # every seed's whole record
+                atomic_save_json(kept, runs[-1])
+                files.append(str(kept.relative_to(kept.parents[1])))
+            entries.append(leaderboard.entry_from_runs(key, runs, files))
             paths = leaderboard.write(entries, args.out_dir)
     print(f"wrote {', '.join(map(str, paths))}")
     return paths

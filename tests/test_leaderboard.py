@@ -82,3 +82,17 @@ def test_accuracy_record_takes_its_project_rows_from_a_leaderboard(tmp_path):
     assert any(r["pipeline"] == "classic" for r in runs)
     rows = {r["pipeline"]: r for r in summarize(runs)}
     assert rows["project"]["mean"] == 99.45
+
+
+def test_a_leaderboard_trained_model_by_model_keeps_the_earlier_rows(synthetic_root, tmp_path) -> None:
+    common = ["--seeds", "2", "--epochs", "1", "--batch-size", "64", "--data-dir", str(synthetic_root),
+              "--out-dir", str(tmp_path), "--no-verify", "--device", "cpu"]
+    assert main.main(["--model", "1,fc", *common]) == 0
+    first = {e["key"]: e for e in json.loads((tmp_path / "outputs" / "leaderboard.json").read_text())["entries"]}
+    assert main.main(["--model", "fc", "--seed", "7", *common]) == 0
+    entries = {e["key"]: e for e in json.loads((tmp_path / "outputs" / "leaderboard.json").read_text())["entries"]}
+    assert entries["1"] == first["1"] and entries["fc"]["seeds"] == [7, 8]
+    # every seed's run is traceable: its whole metrics record is kept, named in the row
+    for name, seed, acc in zip(entries["fc"]["metrics_files"], [7, 8], entries["fc"]["final_test_acc"]):
+        record = json.loads((tmp_path / name).read_text())
+        assert record["config"]["seed"] == seed and record["summary"]["final_test_acc"] == acc
