@@ -26,6 +26,7 @@ class RunConfig:
     patience: int | None = None
     verify: bool = True
     cuda_graph: bool = True  # how a CUDA run executes its steps; the same computation either way
+    backend: str = "auto"  # how the model runs fast (acceleration.BACKENDS); the same network either way
 
     def to_dict(self) -> dict:
         return asdict(self)

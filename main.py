@@ -22,6 +22,7 @@ PROCESS_START = time.perf_counter()
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+import acceleration  # noqa: E402
 import data_utils  # noqa: E402
 import evaluation  # noqa: E402
 import lr_schedulers  # noqa: E402
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto picks cuda, then mps, then cpu")
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, replay each full batch's training step from a CUDA graph (SGD, Adam, AdamW)")
+    p.add_argument("--backend", default="auto", choices=acceleration.BACKENDS,
+                   help="how the model runs fast, the same network either way: native (C kernels, CPU), torch"
+                        " (the same fusion from PyTorch ops), channels-last, none (as built: the classic pipeline);"
+                        " auto: native where it builds, else torch, on a GPU channels-last")
     p.add_argument("--data-dir", default=str(data_utils.default_data_dir()),
                    help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--loader", default="tensor", choices=list(data_utils.LOADERS),
@@ -167,7 +172,7 @@ def resolve_config(args: argparse.Namespace, strategy: model_strategy.ModelStrat
         label_smoothing=pick(args.label_smoothing, recipe.label_smoothing), seed=args.seed,
         device=str(resolve_device(args.device)), data_dir=args.data_dir, loader=args.loader, subset=args.subset,
         val_split=args.val_split, out_dir=args.out_dir, patience=args.patience, verify=args.verify,
-        cuda_graph=args.cuda_graph)
+        cuda_graph=args.cuda_graph, backend=acceleration.resolve(args.backend, resolve_device(args.device)))
 
 
 def check_patience(cfg: RunConfig) -> None:
@@ -256,8 +261,7 @@ def load_checkpoint(path, cfg: RunConfig) -> dict:
     return state
 
 
-def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-        resume: bool = False) -> dict:
+def run(cfg: RunConfig, resume: bool = False) -> dict:
     """Train one model and write its four artifacts; returns the metrics record.
 
     A checkpoint is written after every epoch; ``resume`` continues from it and ends with the same
@@ -267,9 +271,7 @@ def run(cfg: RunConfig, prepare_model: Callable[[torch.nn.Module], torch.nn.Modu
     check_patience(cfg)
     strategy = model_strategy.get_strategy(cfg.model)
     torch.manual_seed(cfg.seed)
-    model = strategy.get_model(cfg.device)
-    if prepare_model is not None:
-        model = prepare_model(model)
+    model, backend = acceleration.accelerate(strategy.get_model(cfg.device), cfg.backend)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     check_sizes(cfg, len(splits["train"]))
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,

@@ -18,36 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # project: the zoo's defaults. classic: torchvision Dataset + RandomRotation + DataLoader (2 workers)
-# and the model's original ops (nn.Dropout, default memory layout) - the pipeline users come from.
+# and the model as built (stock layers, default memory layout, no acceleration) - the pipeline users come from.
 PIPELINES = {
     "project": ["--loader", "tensor"],
-    "classic": ["--loader", "torchvision", "--reference-ops"],
+    "classic": ["--loader", "torchvision", "--backend", "none"],
 }
-
-
-def reference_ops(model):
-    """The model as the original project ran it: ``nn.Dropout``, ``nn.BatchNorm2d``, ``nn.MaxPool2d``,
-    contiguous weights.
-
-    Same parameters and state; only the zoo's CPU speed-ups are swapped back for the stock modules.
-    """
-    import torch
-    from torch import nn
-
-    from models.blocks import BatchNorm2d, Dropout, MaxPool2d
-
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, Dropout):
-                setattr(module, name, nn.Dropout(child.p))
-            elif isinstance(child, BatchNorm2d):
-                stock = nn.BatchNorm2d(child.num_features, child.eps, child.momentum).to(child.weight.device)
-                stock.load_state_dict(child.state_dict())
-                setattr(module, name, stock)
-            elif isinstance(child, MaxPool2d):
-                setattr(module, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
-                                                   ceil_mode=child.ceil_mode))
-    return model.to(memory_format=torch.contiguous_format)
 
 
 def _tree_memory_mb(root_pid: int) -> tuple[float, float]:

@@ -1,5 +1,5 @@
 /* 2x2 max-pooling with stride 2 over a channels-last activation (N, H, W, C in memory, H and W even),
- * forward with each window's winner, and backward. Built and loaded by models/native.py.
+ * forward with each window's winner, and backward. Built and loaded by acceleration/native.py.
  *
  * Why: PyTorch's channels-last max-pool costs about four passes over its input here; this is one pass
  * each way. Same results as torch.nn.functional.max_pool2d, whose rule, scanning a window in row-major

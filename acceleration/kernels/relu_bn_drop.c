@@ -1,5 +1,5 @@
 /* ReLU -> training-mode batch norm -> sparse dropout, forward and backward, over one channels-last
- * activation of M rows (pixels) by C channels, in float32. Built and loaded by models/native.py.
+ * activation of M rows (pixels) by C channels, in float32. Built and loaded by acceleration/native.py.
  *
  * Why: in the tiny nets these three element-wise steps cost as much as the convolutions. PyTorch runs
  * them as separate passes over memory (and, for C = 8 or 10, through layout copies, because its

@@ -1,0 +1,159 @@
+"""The C kernels as PyTorch operators (``torch.library.custom_op``), with autograd and fake kernels.
+
+Registered ops: ``mnist_zoo::relu_bn_drop`` (+ ``_backward``) and ``mnist_zoo::max_pool2x2``
+(+ ``_backward``). The dispatcher checks their schemas, the profiler shows their names, and
+``register_fake`` lets tracing tools (``torch.compile``, export) see output shapes without running C.
+Each op checks dtype, device and layout up front and raises ``ValueError`` on anything else. The ops
+are functional (autograd cannot be registered on an op that mutates its inputs): ``relu_bn_drop``
+returns the updated running statistics, and the caller copies them into the batch norm's buffers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from acceleration.native import library
+
+CL = torch.channels_last
+
+
+def _require(x: Tensor, what: str) -> None:
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous(memory_format=CL):
+        raise ValueError(f"{what} must be a 4-D channels-last float32 CPU tensor, got {x.dtype} {tuple(x.shape)}"
+                         f" on {x.device}")
+
+
+def _vectors(x: Tensor) -> int:
+    return library().call("rbd_vectors_per_tile", x.numel() // x.shape[1], x.shape[1])
+
+
+def tileable(x: Tensor) -> bool:
+    """Whether the ReLU/BN/dropout kernel can take this activation (whole tiles of lcm(C, 16) floats)."""
+    return library() is not None and x.dim() == 4 and x.shape[1] > 0 and _vectors(x) > 0
+
+
+def poolable(x: Tensor) -> bool:
+    """Whether the 2x2 max-pool kernel can take this input: even height and width, channels-last float32 CPU."""
+    return (library() is not None and x.dim() == 4 and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+            and x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous(memory_format=CL))
+
+
+# --------------------------------------------------------------------------- ReLU -> batch norm -> dropout
+
+
+@torch.library.custom_op("mnist_zoo::relu_bn_drop", mutates_args=(), device_types="cpu")
+def relu_bn_drop(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
+                 momentum: float, eps: float, scale: float,
+                 positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """dropout(batch_norm(relu(x))) with the dropped storage ``positions`` and scale ``scale`` = 1/(1-p).
+
+    Returns the output (channels-last), the batch mean and 1/std per channel, and the running mean and
+    variance after this batch (nn.BatchNorm2d's rule: unbiased variance, ``momentum``).
+    """
+    _require(x, "relu_bn_drop input")
+    if _vectors(x) == 0:
+        raise ValueError(f"relu_bn_drop: {tuple(x.shape)} cannot be walked in whole tiles")
+    out = torch.empty_like(x, memory_format=CL)
+    mean, invstd = x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+    w, b = weight.detach().contiguous(), bias.detach().contiguous()
+    new_mean, new_var = running_mean.clone(), running_var.clone()  # the kernel updates these in place
+    if library().call("rbd_forward", x, out, x.numel() // x.shape[1], x.shape[1], w, b, scale, eps, momentum,
+                      new_mean, new_var, mean, invstd, positions, positions.numel()):
+        raise RuntimeError(f"relu_bn_drop kernel failed on an input of shape {tuple(x.shape)} (out of memory)")
+    return out, mean, invstd, new_mean, new_var
+
+
+@relu_bn_drop.register_fake
+def _(x, weight, bias, running_mean, running_var, momentum, eps, scale, positions):  # noqa: ANN001, ANN202
+    c = x.shape[1]
+    return (torch.empty_like(x, memory_format=CL), x.new_empty(c), x.new_empty(c), torch.empty_like(running_mean),
+            torch.empty_like(running_var))
+
+
+@torch.library.custom_op("mnist_zoo::relu_bn_drop_backward", mutates_args=(), device_types="cpu")
+def relu_bn_drop_backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float, mean: Tensor, invstd: Tensor,
+                          positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``relu_bn_drop`` for its input (channels-last), batch-norm weight and bias."""
+    _require(x, "relu_bn_drop_backward input")
+    grad = grad.contiguous(memory_format=CL)
+    dx, dw, db = torch.empty_like(x, memory_format=CL), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+    if library().call("rbd_backward", grad, x, dx, x.numel() // x.shape[1], x.shape[1], weight.detach().contiguous(),
+                      scale, mean, invstd, positions, positions.numel(), dw, db):
+        raise RuntimeError(f"relu_bn_drop kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
+    return dx, dw, db
+
+
+@relu_bn_drop_backward.register_fake
+def _(grad, x, weight, scale, mean, invstd, positions):  # noqa: ANN001, ANN202
+    return torch.empty_like(x, memory_format=CL), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+
+
+def _relu_bn_drop_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weight, _, _, _, _, _, scale, positions = inputs
+    _, mean, invstd, new_mean, new_var = output
+    ctx.save_for_backward(x, weight, mean, invstd, positions)
+    ctx.mark_non_differentiable(mean, invstd, new_mean, new_var)
+    ctx.scale = scale
+
+
+def _relu_bn_drop_grad(ctx, grad, *_statistics_grads):  # noqa: ANN001, ANN202
+    x, weight, mean, invstd, positions = ctx.saved_tensors
+    dx, dw, db = relu_bn_drop_backward(grad, x, weight, ctx.scale, mean, invstd, positions)
+    return dx, dw, db, None, None, None, None, None, None
+
+
+relu_bn_drop.register_autograd(_relu_bn_drop_grad, setup_context=_relu_bn_drop_setup)
+
+
+# --------------------------------------------------------------------------- 2x2 max-pool
+
+
+@torch.library.custom_op("mnist_zoo::max_pool2x2", mutates_args=(), device_types="cpu")
+def max_pool2x2(x: Tensor) -> tuple[Tensor, Tensor]:
+    """2x2, stride-2 max-pool (PyTorch's rule: first max, NaN wins) and each output's winner (0-3, uint8)."""
+    if not poolable(x):
+        raise ValueError(f"max_pool2x2 input must be a 4-D channels-last float32 CPU tensor of even height and"
+                         f" width, got {x.dtype} {tuple(x.shape)} on {x.device}")
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=CL)
+    which = torch.empty((n, c, h // 2, w // 2), dtype=torch.uint8, memory_format=CL)
+    if library().call("mp_forward", x, out, which, n, h, w, c):
+        raise RuntimeError(f"max_pool2x2 kernel failed on an input of shape {tuple(x.shape)} (out of memory)")
+    return out, which
+
+
+@max_pool2x2.register_fake
+def _(x):  # noqa: ANN001, ANN202
+    n, c, h, w = x.shape
+    return (x.new_empty((n, c, h // 2, w // 2)).contiguous(memory_format=CL),
+            x.new_empty((n, c, h // 2, w // 2), dtype=torch.uint8).contiguous(memory_format=CL))
+
+
+@torch.library.custom_op("mnist_zoo::max_pool2x2_backward", mutates_args=(), device_types="cpu")
+def max_pool2x2_backward(grad: Tensor, which: Tensor) -> Tensor:
+    """The input's gradient (channels-last): each window's winner gets its output's gradient."""
+    n, c, ho, wo = grad.shape
+    grad = grad.contiguous(memory_format=CL)
+    dx = torch.empty((n, c, 2 * ho, 2 * wo), dtype=grad.dtype, memory_format=CL)
+    if library().call("mp_backward", grad, which, dx, n, 2 * ho, 2 * wo, c):
+        raise RuntimeError(f"max_pool2x2 kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
+    return dx
+
+
+@max_pool2x2_backward.register_fake
+def _(grad, which):  # noqa: ANN001, ANN202
+    n, c, ho, wo = grad.shape
+    return grad.new_empty((n, c, 2 * ho, 2 * wo)).contiguous(memory_format=CL)
+
+
+def _max_pool_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    ctx.save_for_backward(output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _max_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
+    (which,) = ctx.saved_tensors
+    return max_pool2x2_backward(grad, which)
+
+
+max_pool2x2.register_autograd(_max_pool_grad, setup_context=_max_pool_setup)
