@@ -1,7 +1,36 @@
-"""The one record a run is described by: every hyperparameter, where data and outputs live."""
+"""One place for a run's settings: the record (``RunConfig``) and how the model's recipe and the given
+settings resolve into it.
+
+Rule: a setting given explicitly wins; else the model's recipe; else, for rates, the chosen optimizer's
+usual ones (a recipe's Adam rates mean nothing to SGD). Each optimizer and scheduler declares what it
+reads (``optimizers.OPTIMIZERS``, ``lr_schedulers``): a setting given for neither is a ``ConfigError``
+naming both, and one left unread is recorded as None, so a record holds exactly what the run used.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import acceleration
+import lr_schedulers
+import model_strategy
+import optimizers
+
+MAX_EPOCHS = 1000
+MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds
+MAX_BATCH_SIZE = 60_000  # MNIST's training set
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; ``setting`` names it (the CLI words it as its flag)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.setting.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -10,9 +39,9 @@ class RunConfig:
     scheduler: str
     epochs: int
     optimizer: str
-    lr: float
-    max_lr: float
-    momentum: float
+    lr: float | None  # the constant or initial rate; None when the scheduler sets it (onecycle)
+    max_lr: float | None  # OneCycle's peak; None under other schedulers
+    momentum: float | None  # None for optimizers without momentum
     weight_decay: float
     batch_size: int
     label_smoothing: float
@@ -25,8 +54,101 @@ class RunConfig:
     out_dir: str | None
     patience: int | None = None
     verify: bool = True
-    cuda_graph: bool = True  # how a CUDA run executes its steps; the same computation either way
+    cuda_graph: bool | None = None  # CUDA runs only: replay each step from a CUDA graph
     backend: str = "auto"  # how the model runs fast (acceleration.BACKENDS); the same network either way
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings, plus the chosen scheduler's fixed constants."""
+        return {**asdict(self), "scheduler_constants": dict(lr_schedulers.get_scheduler(self.scheduler).constants)}
+
+
+# Settings a resumed run may change: where things are, and which device runs them.
+RESUMABLE_CHANGES = frozenset({"data_dir", "out_dir", "device", "cuda_graph", "backend"})
+SETTINGS = frozenset(f.name for f in fields(RunConfig))
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> str:
+    """``auto``: cuda, then mps, then cpu; a named device must be present."""
+    import torch
+
+    present = {"cpu": True, "cuda": torch.cuda.is_available(),
+               "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if present[d])
+    if name not in present:
+        raise ConfigError("device", f"unknown device {name!r}; valid: {', '.join(DEVICES)}")
+    if not present[name]:
+        raise ConfigError("device", f"{name} is not available on this machine")
+    return name
+
+
+def resolve(model: str, given: dict[str, Any], device: str = "cpu") -> RunConfig:
+    """The run of ``model`` with the ``given`` settings (None: not given) on the resolved ``device``."""
+    unknown = set(given) - SETTINGS
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unknown setting; valid: {', '.join(sorted(SETTINGS))}")
+    strategy = model_strategy.get_strategy(model)
+    recipe = strategy.recipe
+    values = {k: v for k, v in given.items() if v is not None}
+    optimizer = values.get("optimizer", recipe.optimizer)
+    scheduler = values.get("scheduler", recipe.scheduler)
+    try:
+        spec, schedule = optimizers.OPTIMIZERS[optimizer], lr_schedulers.get_scheduler(scheduler)
+    except KeyError:
+        raise ConfigError("optimizer", f"unknown optimizer {optimizer!r}; valid: {', '.join(optimizers.OPTIMIZERS)}")\
+            from None
+    except ValueError as exc:
+        raise ConfigError("scheduler", str(exc)) from None
+    rates = recipe if optimizer == recipe.optimizer else spec
+    unread = [(f"scheduler {scheduler}", "max_lr" if schedule.reads == "lr" else "lr")]
+    if "momentum" not in spec.reads:
+        unread.append((f"optimizer {optimizer}", "momentum"))
+    if not device.startswith("cuda"):
+        unread.append((f"device {device}", "cuda_graph"))
+    for reader, setting in unread:
+        if setting in values:
+            raise ConfigError(setting, f"the {reader} does not read it; leave it out or choose another")
+    settings = dict(
+        model=strategy.key, scheduler=scheduler, epochs=recipe.epochs, optimizer=optimizer,
+        lr=rates.lr, max_lr=rates.max_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+        batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, seed=1, device=device,
+        data_dir=".", loader="tensor", subset=None, val_split=0, out_dir=None, cuda_graph=True)
+    settings |= values
+    settings |= {"model": strategy.key, "device": device,
+                 "backend": acceleration.resolve(values.get("backend", "auto"), device)}
+    for _, setting in unread:
+        settings[setting] = None
+    cfg = RunConfig(**settings)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: RunConfig) -> None:
+    """Every check that needs no data."""
+    if not 1 <= cfg.epochs <= MAX_EPOCHS:
+        raise ConfigError("epochs", f"{cfg.epochs} is outside [1, {MAX_EPOCHS}]")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError("seed", f"{cfg.seed} is outside [0, {MAX_SEED}]")
+    if not 1 <= cfg.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError("batch_size", f"{cfg.batch_size} is outside [1, {MAX_BATCH_SIZE}]")
+    if cfg.patience is not None and cfg.val_split == 0:
+        raise ConfigError("patience", "needs --val-split N > 0 (it watches validation accuracy)")
+
+
+def check_sizes(cfg: RunConfig, num_train_images: int) -> None:
+    """The checks that need the training set's size."""
+    if cfg.subset is not None and cfg.subset > num_train_images:
+        raise ConfigError("subset", f"{cfg.subset} is more than the {num_train_images} training images")
+    available = cfg.subset or num_train_images
+    if cfg.val_split >= available:
+        raise ConfigError("val_split", f"holding out {cfg.val_split} of {available} images leaves none to train on")
+
+
+def resume_conflicts(saved: dict, cfg: RunConfig) -> list[str]:
+    """The settings (beyond ``RESUMABLE_CHANGES``) in which ``cfg`` differs from a checkpoint's record."""
+    wanted = asdict(cfg)
+    return sorted(k for k in wanted.keys() - RESUMABLE_CHANGES if saved.get(k) != wanted[k])
+

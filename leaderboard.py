@@ -112,3 +112,32 @@ def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
     seeds = max(len(e.seeds) for e in entries)
     atomic_write_bytes(png_path, plot(entries, f"MNIST zoo: final test accuracy over {seeds} seed(s)"))
     return [json_path, md_path, png_path]
+
+
+def train(keys: list[str], seeds: int, given: dict, device: str) -> list[Path]:
+    """Each model with ``seeds`` seeds from ``given["seed"]``; the first seed's run writes the usual
+    artifacts, every seed's metrics record is kept as ``outputs/<stem>_seed<N>_metrics.json``. The
+    leaderboard is rewritten after every model, so progress survives an interrupt."""
+    import tempfile
+
+    import config
+    import runs
+    from artifacts import atomic_save_json
+    from model_strategy import get_strategy
+
+    out_dir = given.get("out_dir")
+    first_seed = 1 if given.get("seed") is None else given["seed"]
+    entries, paths = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for key in keys:
+            records, files = [], []
+            for seed in range(first_seed, first_seed + seeds):
+                cfg = config.resolve(key, {**given, "seed": seed, "out_dir": out_dir if seed == first_seed else scratch},
+                                     device)
+                records.append(runs.train_and_save(cfg))
+                kept = ArtifactPaths(f"{get_strategy(key).stem}_seed{seed}", out_dir).metrics
+                atomic_save_json(kept, records[-1])
+                files.append(str(kept.relative_to(kept.parents[1])))
+            entries.append(entry_from_runs(key, records, files))
+            paths = write(entries, out_dir)
+    return paths

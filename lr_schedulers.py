@@ -6,7 +6,7 @@ loop never asks which scheduler it has (timm's ``step_update`` / ``step`` split)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
@@ -25,7 +25,7 @@ class ScheduleContext:
 
     epochs: int
     steps_per_epoch: int
-    max_lr: float
+    max_lr: float | None = None
 
     @property
     def total_steps(self) -> int:
@@ -57,18 +57,22 @@ class Schedule:
 
 @dataclass(frozen=True)
 class SchedulerStrategy:
+    """A torch scheduler's factory, its cadence, the run settings it reads and its fixed constants.
+
+    ``reads``: ``lr`` (the constant or initial rate) or ``max_lr`` (OneCycle's peak); a flag for the
+    other is refused by ``config.resolve``. ``constants`` go into every run's record.
+    """
+
     name: str
     description: str
     cadence: Cadence
-    factory: Callable[[Optimizer, ScheduleContext], Any]
+    reads: str
+    factory: Callable[[Optimizer, ScheduleContext, dict], Any]
+    constants: dict = field(default_factory=dict)
 
     def build(self, optimizer: Optimizer, context: ScheduleContext) -> Schedule:
-        return Schedule(self.factory(optimizer, context), self.cadence)
+        return Schedule(self.factory(optimizer, context, self.constants), self.cadence)
 
-
-# The original project's OneCycle: warm up for 30%, cosine down, start and end a 7.5th of the peak.
-ONECYCLE_PCT_START = 0.3
-ONECYCLE_DIV = 7.5
 
 _REGISTRY: dict[str, SchedulerStrategy] = {}
 
@@ -78,24 +82,30 @@ def register(strategy: SchedulerStrategy) -> SchedulerStrategy:
     return strategy
 
 
+# The original project's OneCycle: warm up for 30%, cosine down, start and end a 7.5th of the peak.
 register(SchedulerStrategy(
     "onecycle", "OneCycleLR up to --max_lr over 30% of the steps, cosine, div and final div 7.5",
-    Cadence.PER_BATCH,
-    lambda opt, ctx: lr_scheduler.OneCycleLR(
-        opt, max_lr=ctx.max_lr, total_steps=ctx.total_steps, pct_start=ONECYCLE_PCT_START,
-        anneal_strategy="cos", div_factor=ONECYCLE_DIV, final_div_factor=ONECYCLE_DIV, cycle_momentum=False)))
+    Cadence.PER_BATCH, "max_lr",
+    lambda opt, ctx, c: lr_scheduler.OneCycleLR(
+        opt, max_lr=ctx.max_lr, total_steps=ctx.total_steps, pct_start=c["pct_start"], anneal_strategy="cos",
+        div_factor=c["div_factor"], final_div_factor=c["final_div_factor"], cycle_momentum=False),
+    {"pct_start": 0.3, "div_factor": 7.5, "final_div_factor": 7.5, "anneal_strategy": "cos"}))
 register(SchedulerStrategy(
-    "step", "StepLR: --lr, divided by 10 every 6 epochs", Cadence.PER_EPOCH,
-    lambda opt, ctx: lr_scheduler.StepLR(opt, step_size=6, gamma=0.1)))
+    "step", "StepLR: --lr, divided by 10 every 6 epochs", Cadence.PER_EPOCH, "lr",
+    lambda opt, ctx, c: lr_scheduler.StepLR(opt, step_size=c["step_size"], gamma=c["gamma"]),
+    {"step_size": 6, "gamma": 0.1}))
 register(SchedulerStrategy(
     "plateau", "ReduceLROnPlateau: halve --lr after 3 epochs without a lower validation loss", Cadence.ON_METRIC,
-    lambda opt, ctx: lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)))
+    "lr", lambda opt, ctx, c: lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=c["factor"],
+                                                             patience=c["patience"]),
+    {"factor": 0.5, "patience": 3}))
 register(SchedulerStrategy(
-    "cosine", "cosine annealing from --lr to zero over the run", Cadence.PER_BATCH,
-    lambda opt, ctx: lr_scheduler.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=0.0)))
+    "cosine", "cosine annealing from --lr to zero over the run", Cadence.PER_BATCH, "lr",
+    lambda opt, ctx, c: lr_scheduler.CosineAnnealingLR(opt, T_max=ctx.total_steps, eta_min=c["eta_min"]),
+    {"eta_min": 0.0}))
 register(SchedulerStrategy(
-    "none", "constant --lr", Cadence.PER_EPOCH,
-    lambda opt, ctx: lr_scheduler.LambdaLR(opt, lambda _: 1.0)))
+    "none", "constant --lr", Cadence.PER_EPOCH, "lr",
+    lambda opt, ctx, c: lr_scheduler.LambdaLR(opt, lambda _: 1.0)))
 
 
 def available_schedulers() -> list[str]:

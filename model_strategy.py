@@ -70,6 +70,10 @@ class ModelStrategy:
     def num_params(self) -> int:
         return param_count(self.builder())
 
+    def title(self, model: nn.Module) -> str:
+        """The heading of this model's summary text."""
+        return f"{self.stem}: {self.description} ({param_count(model):,} params)"
+
 
 _REGISTRY: dict[str, ModelStrategy] = {}
 _ALIASES: dict[str, str] = {}
@@ -104,6 +108,25 @@ register(ModelStrategy("cnn-bn", "CNN", "3 padded conv blocks with BatchNorm (32
 def available_models() -> list[str]:
     """Canonical keys in display order."""
     return list(_REGISTRY)
+
+
+def table() -> str:
+    """Every model, one line each: key, aliases, parameters, description (``--list-models``)."""
+    rows = [("key", "aliases", "params", "description")]
+    for key, s in _REGISTRY.items():
+        rows.append((key, ",".join(s.aliases) or "-", f"{s.num_params():,}", s.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows)
+
+
+def keys(text: str) -> list[str]:
+    """``all``, one key or alias, or a comma list, as canonical keys (unknown ones raise ValueError)."""
+    if text.strip().lower() == "all":
+        return available_models()
+    found = [get_strategy(part).key for part in text.split(",") if part.strip()]
+    if not found:
+        raise ValueError(f"no model in {text!r}")
+    return list(dict.fromkeys(found))
 
 
 def get_strategy(key: str) -> ModelStrategy:

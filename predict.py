@@ -141,3 +141,23 @@ def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
 def submission_csv(predicted: Tensor) -> str:
     """Kaggle's submission format: ``ImageId,Label`` with 1-based ids."""
     return "ImageId,Label\n" + "".join(f"{i},{int(d)}\n" for i, d in enumerate(predicted.tolist(), start=1))
+
+
+def predict_saved(model_key: str, out_dir: str | None, device: str, images: list[str] | None,
+                  csv_file: str | None) -> None:
+    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained."""
+    from artifacts import ArtifactPaths, atomic_write_text
+    from model_strategy import get_strategy, load_trained
+
+    strategy = get_strategy(model_key)
+    model = load_trained(strategy.key, out_dir, device)
+    if images:
+        for p in predict_images(model, [Path(x) for x in images]):
+            print(f"{p.source}: {p.digit} ({100 * p.probability:.1f}%)")
+    if csv_file:
+        pixels, labels = read_kaggle_csv(Path(csv_file))
+        digits, _ = classify(model, pixels.float() / 255.0)
+        path = ArtifactPaths(strategy.stem, out_dir).submission
+        atomic_write_text(path, submission_csv(digits))
+        scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
+        print(f"wrote {path} ({len(digits)} rows){scored}")

@@ -1,21 +1,29 @@
 """One training loop and one evaluation loop, for every model, loader and scheduler.
 
-Kept in its own module because ``main.py`` (the CLI), the benchmarks and the tests all drive it.
-Per-batch numbers stay on the device during an epoch and are read back once at its end, so a GPU
-run has no host synchronisation per batch beyond the progress bar's occasional refresh.
+``train(cfg, callbacks)`` is the whole pipeline of one run in one screen: model (accelerated), data,
+optimizer, schedule, loop. It writes nothing; ``runs.RunWriter`` is the callback that saves. The CLI,
+the benchmarks and the tests all drive it. Per-batch numbers stay on the device during an epoch and are
+read back once at its end, so a GPU run has no host synchronisation per batch beyond the progress
+bar's occasional refresh.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+import acceleration
+import config
+import data_utils
+import lr_schedulers
+import model_strategy
+import optimizers
 from lr_schedulers import Schedule
 
 
@@ -42,39 +50,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimizer and the rates it is used with when neither the recipe nor a flag gives one."""
-
-    factory: Callable[..., torch.optim.Optimizer]
-    lr: float
-    max_lr: float
-    uses_momentum: bool
-    graph_safe: dict | None = None  # options under which its update can be recorded in a CUDA graph
-
-
-OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, uses_momentum=True, graph_safe={"fused": True}),
-    "adam": OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, uses_momentum=False,
-                          graph_safe={"capturable": True}),
-    "adamw": OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, uses_momentum=False,
-                           graph_safe={"capturable": True}),
-    "adagrad": OptimizerSpec(torch.optim.Adagrad, lr=1e-2, max_lr=5e-2, uses_momentum=False),
-}
-
-
-def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float,
-                    graph_safe: bool = False) -> torch.optim.Optimizer:
-    """The named optimizer; ``graph_safe`` asks for the variant a ``CudaGraphStep`` can record."""
-    spec = OPTIMIZERS[name]
-    extra = {"momentum": momentum} if spec.uses_momentum else {}
-    if graph_safe:
-        if spec.graph_safe is None:
-            raise ValueError(f"optimizer {name!r} cannot run inside a CUDA graph")
-        extra |= spec.graph_safe
-    return spec.factory(model.parameters(), lr=lr, weight_decay=weight_decay, **extra)
-
-
 @dataclass
 class EpochRecord:
     epoch: int
@@ -85,7 +60,7 @@ class EpochRecord:
     lr: float
     seconds: float
     images_per_sec: float
-    elapsed: float  # wall-clock seconds from the run's start (process start in main.py) to this epoch's end
+    elapsed: float  # wall-clock seconds from the run's start to this epoch's end
     started: float | None = None  # the same clock at this epoch's start (absent in records before 2026-11-23)
     val_loss: float | None = None
     val_acc: float | None = None
@@ -288,6 +263,10 @@ def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: 
         history.epochs.append(record)
         history.batch_train_loss += losses.tolist()
         history.batch_train_acc += (100.0 * hits / sizes).tolist()
+        val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
+        tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
+                   f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
+                   f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
         if on_epoch_end is not None:
             on_epoch_end(record, history)
         if stopper is not None and stopper.should_stop(history):
@@ -312,3 +291,71 @@ def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, sch
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["rng"])
     return History.from_dict(state["history"])
+
+
+# --------------------------------------------------------------------------- one run, from a config
+
+
+@dataclass
+class Run:
+    """Everything one training run is made of; ``history`` grows as it trains."""
+
+    cfg: config.RunConfig
+    strategy: model_strategy.ModelStrategy
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    pipeline: data_utils.DataPipeline
+    history: History
+    graphed: bool  # whether full batches replay a CUDA graph
+    started_at: float  # time.perf_counter() at the run's start: the clock of every epoch record
+
+    def checkpoint(self) -> dict:
+        return checkpoint_state(self.model, self.optimizer, self.schedule, self.history, asdict(self.cfg))
+
+
+class Callbacks(Protocol):
+    """What a run reports to (``runs.RunWriter``): its start, with everything built, and each epoch."""
+
+    def on_start(self, run: Run) -> None: ...
+
+    def on_epoch_end(self, run: Run, record: EpochRecord) -> None: ...
+
+
+def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | None = None) -> Run:
+    """Model, data, optimizer and schedule for ``cfg``; ``state`` (a checkpoint) continues a run."""
+    started_at = time.perf_counter() if started_at is None else started_at
+    keep_freed_memory()
+    config.check(cfg)
+    strategy = model_strategy.get_strategy(cfg.model)
+    torch.manual_seed(cfg.seed)
+    model, _ = acceleration.accelerate(strategy.get_model(cfg.device), cfg.backend)
+    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
+    config.check_sizes(cfg, len(splits["train"]))
+    pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
+                                         cfg.subset, cfg.val_split)
+    graphed = bool(cfg.cuda_graph) and optimizers.OPTIMIZERS[cfg.optimizer].graph_safe is not None
+    optimizer = optimizers.build_optimizer(cfg.optimizer, model, cfg.max_lr if cfg.lr is None else cfg.lr,
+                                           cfg.momentum, cfg.weight_decay, graphed)
+    schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
+        optimizer, lr_schedulers.ScheduleContext(cfg.epochs, len(pipeline.train), cfg.max_lr))
+    history = restore(state, model, optimizer, schedule) if state is not None else History()
+    return Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at)
+
+
+def train(cfg: config.RunConfig, callbacks: Callbacks | None = None, state: dict | None = None,
+          started_at: float | None = None) -> Run:
+    """Train one model as ``cfg`` says and return the run; saving is the callbacks' business.
+
+    ``started_at`` is the clock the epoch records count from (default: now); a benchmark passes its
+    process start. Raises ``DivergenceError``; Ctrl-C propagates after the last finished epoch's callback.
+    """
+    run = build(cfg, state, started_at)
+    if callbacks is not None:
+        callbacks.on_start(run)
+    step = (CudaGraphStep if run.graphed else TrainStep)(run.model, run.optimizer, cfg.label_smoothing)
+    fit(run.model, run.pipeline, run.optimizer, run.schedule, cfg.epochs, cfg.label_smoothing,
+        None if callbacks is None else (lambda record, _: callbacks.on_epoch_end(run, record)),
+        started_at=run.started_at, history=run.history,
+        stopper=EarlyStopping(cfg.patience) if cfg.patience else None, step=step)
+    return run

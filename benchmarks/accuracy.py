@@ -4,8 +4,8 @@
     python benchmarks/accuracy.py --models "" --leaderboard outputs/leaderboard.json   # project rows from main.py's leaderboard
 
 Every run is the README's main command (``main.py --model K --scheduler onecycle --epochs 15``,
-the model's recipe otherwise) with ``--seed S``; classic runs add the torchvision loader and the
-original ops. Each finished run is appended to ``benchmarks/results/accuracy.json`` at once (a rerun
+the model's recipe otherwise) with ``--seed S``; classic runs add the torchvision loader and
+``--backend none`` (the model as built). Each finished run is appended to ``benchmarks/results/accuracy.json`` at once (a rerun
 skips runs already recorded with the same settings), and the seed-1 project runs write their
 artifacts into the repository's folders: they are the committed models.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifacts import REPO_ROOT, atomic_save_json  # noqa: E402
-from benchmarks.common import PIPELINES, machine, run_training  # noqa: E402
+from benchmarks.common import PIPELINES, command_line, machine, run_training  # noqa: E402
 from data_utils import default_data_dir  # noqa: E402
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "accuracy.json"
@@ -120,17 +120,17 @@ def main() -> None:
         for pipeline, model, seed in plan:
             if any((r["pipeline"], r["model"], r["seed"], r["epochs"]) == (pipeline, model, seed, args.epochs) for r in runs):
                 continue
-            main_args = ["--model", model, "--scheduler", "onecycle", "--epochs", str(args.epochs),
-                         "--seed", str(seed), "--data-dir", args.data_dir, "--device", "cpu"]
+            settings = {"scheduler": "onecycle", "epochs": args.epochs, "seed": seed, "data_dir": args.data_dir}
             with tempfile.TemporaryDirectory() as tmp:
                 out = None if (pipeline, seed) == ("project", 1) else Path(tmp)
-                run = run_training(main_args, pipeline, out, Path(tmp) / "log.txt")
+                run = run_training(model, settings, pipeline, out, "cpu", Path(tmp) / "log.txt")
             epochs = run.metrics["history"]["epochs"]
             runs.append({"pipeline": pipeline, "model": model, "seed": seed, "epochs": args.epochs,
                          "final_test_acc": epochs[-1]["test_acc"], "test_acc_per_epoch": [e["test_acc"] for e in epochs],
                          "median_epoch_s": round(statistics.median(e["seconds"] for e in epochs), 2),
                          "wall_s": round(run.wall_seconds, 1), "machine": machine(),
-                         "command": "python main.py " + " ".join(main_args), "pipeline_flags": PIPELINES[pipeline]})
+                         "command": command_line(model, {**settings, **PIPELINES[pipeline]}),
+                         "pipeline_flags": PIPELINES[pipeline]})
             atomic_save_json(path, {"runs": runs, "summary": summarize(runs)})
             print(f"{pipeline} model {model} seed {seed}: final {epochs[-1]['test_acc']:.2f}%", flush=True)
     print(markdown(summarize(runs)))

@@ -38,14 +38,12 @@ def main() -> None:
     p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
     args = p.parse_args()
 
-    common = ["--model", args.model, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-              "--seed", str(args.seed), "--data-dir", args.data_dir, "--device", args.device]
-    if args.subset:
-        common += ["--subset", str(args.subset)]
+    settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "data_dir": args.data_dir,
+                "subset": args.subset}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.pipelines.split(","):
-            run = run_training(common, name, Path(tmp) / name, Path(tmp) / f"{name}.log")
+            run = run_training(args.model, settings, name, Path(tmp) / name, args.device, Path(tmp) / f"{name}.log")
             results[name] = {**epoch_summary(run.metrics), "wall_s": round(run.wall_seconds, 1),
                              "peak_rss_mb": round(run.peak_rss_mb), "peak_pss_mb": round(run.peak_pss_mb),
                              "epochs_s": [round(e["seconds"], 2) for e in run.metrics["history"]["epochs"]]}
@@ -54,7 +52,7 @@ def main() -> None:
 
     record = {"benchmark": "training", "device": args.device, "model": args.model, "epochs": args.epochs,
               "batch_size": args.batch_size,
-              "subset": args.subset, "seed": args.seed, "machine": machine(), "pipelines": results}
+              "subset": args.subset, "seed": args.seed, "machine": machine(args.device), "pipelines": results}
     if {"project", "classic"} <= results.keys():
         record["epoch_time_ratio_project_over_classic"] = round(
             results["project"]["median_epoch_s"] / results["classic"]["median_epoch_s"], 3)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,9 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 # project: the zoo's defaults. classic: torchvision Dataset + RandomRotation + DataLoader (2 workers)
 # and the model as built (stock layers, default memory layout, no acceleration) - the pipeline users come from.
 PIPELINES = {
-    "project": ["--loader", "tensor"],
-    "classic": ["--loader", "torchvision", "--backend", "none"],
+    "project": {"loader": "tensor"},
+    "classic": {"loader": "torchvision", "backend": "none"},
 }
+
+
+def command_line(model: str, settings: dict) -> str:
+    """The ``main.py`` command that runs ``model`` with ``settings``, for the records."""
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items() if v is not None)
+    return f"python main.py --model {model} {flags}"
 
 
 def _tree_memory_mb(root_pid: int) -> tuple[float, float]:
@@ -66,14 +71,13 @@ class ChildRun:
     peak_pss_mb: float
 
 
-def run_training(main_args: list[str], pipeline: str, out_dir: Path | None, log: Path | None = None) -> ChildRun:
-    """Run ``benchmarks/run_one.py`` (main.py plus the pipeline's flags) and sample its process tree's memory.
-
-    ``out_dir=None`` writes into the repository's own folders, like main.py without ``--out-dir``.
+def run_training(model: str, settings: dict, pipeline: str, out_dir: Path | None, device: str = "cpu",
+                 log: Path | None = None) -> ChildRun:
+    """Run ``benchmarks/run_one.py`` (one training with ``settings`` plus the pipeline's) and sample its
+    process tree's memory. ``out_dir=None`` writes into the repository's own folders, like main.py.
     """
-    cmd = [sys.executable, str(REPO / "benchmarks" / "run_one.py"), *main_args, *PIPELINES[pipeline]]
-    if out_dir is not None:
-        cmd += ["--out-dir", str(out_dir)]
+    settings = {**settings, **PIPELINES[pipeline], "out_dir": None if out_dir is None else str(out_dir)}
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run_one.py"), model, device, json.dumps(settings)]
     out_dir = REPO if out_dir is None else out_dir
     peak = [0.0, 0.0]
     start = time.perf_counter()
@@ -94,7 +98,6 @@ def run_training(main_args: list[str], pipeline: str, out_dir: Path | None, log:
     wall = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {code}" + (f"; see {log}" if log else ""))
-    model = main_args[main_args.index("--model") + 1]
     from model_strategy import get_strategy  # noqa: PLC0415 - the parent stays light until here
 
     metrics = json.loads((out_dir / "outputs" / f"{get_strategy(model).stem}_metrics.json").read_text())
@@ -119,17 +122,8 @@ def epoch_summary(metrics: dict, threshold: float = 99.4) -> dict:
     }
 
 
-def machine() -> dict:
-    import torch
+def machine(device: str = "cpu") -> dict:
+    """Where a benchmark ran: ``provenance.environment`` plus the date."""
+    from provenance import environment  # noqa: PLC0415 - the parent stays light until here
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    facts = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
-    if torch.cuda.is_available():
-        facts["gpu"] = torch.cuda.get_device_name(0)
-    return facts
+    return {**environment(device), "date": time.strftime("%Y-%m-%d")}

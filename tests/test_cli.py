@@ -135,7 +135,39 @@ def test_explicit_flags_override_the_recipe_and_optimizer_defaults_follow_the_op
                      "--batch-size", "64", "--max-lr", "0.05", "--label-smoothing", "0.1")
     config = metrics["config"]
     assert (config["optimizer"], config["batch_size"], config["max_lr"], config["label_smoothing"]) == ("sgd", 64, 0.05, 0.1)
-    assert config["lr"] == 0.1  # SGD's own default, since fc's recipe rates are for Adam
+    assert config["momentum"] == 0.9 and config["lr"] is None  # onecycle sets the rate itself: lr is not read
+    assert config["scheduler_constants"] == {"pct_start": 0.3, "div_factor": 7.5, "final_div_factor": 7.5,
+                                             "anneal_strategy": "cos"}
+    assert config["cuda_graph"] is None and config["backend"] in ("native", "torch")  # a CPU run
+    assert metrics["environment"]["backend"] == config["backend"] and "commit" in metrics["environment"]["git"]
+
+
+def test_rates_of_another_optimizer_follow_that_optimizer(synthetic_root, tmp_path):
+    metrics = _train(synthetic_root, tmp_path, "--model", "fc", "--epochs", "1", "--optimizer", "sgd",
+                     "--scheduler", "step")
+    assert metrics["config"]["lr"] == 0.1 and metrics["config"]["max_lr"] is None  # SGD's own rate, not Adam's
+
+
+@pytest.mark.parametrize("argv,flag,reader", [
+    (["--model", "3", "--lr", "0.1"], "--lr", "scheduler onecycle"),
+    (["--model", "3", "--scheduler", "step", "--max-lr", "0.5"], "--max-lr", "scheduler step"),
+    (["--model", "fc", "--momentum", "0.5"], "--momentum", "optimizer adam"),
+    (["--model", "3", "--device", "cpu", "--cuda-graph"], "--cuda-graph", "device cpu"),
+])
+def test_a_flag_the_chosen_strategies_do_not_read_is_refused_naming_both(tmp_path, capsys, argv, flag, reader):
+    with pytest.raises(SystemExit) as info:
+        main.main([*argv, "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"argument {flag}: the {reader} does not read it" in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["--evaluate", "--predict", "x.png"], ["--summary-only", "--evaluate"],
+                                  ["--list-models", "--predict-csv", "x.csv"], ["--evaluate", "--resume"]])
+def test_modes_are_mutually_exclusive(tmp_path, capsys, argv) -> None:
+    with pytest.raises(SystemExit) as info:
+        main.main([*argv, "--out-dir", str(tmp_path)])
+    assert info.value.code == 2 and "cannot be combined with" in capsys.readouterr().err
 
 
 def test_torchvision_loader_runs_the_same_loop(synthetic_root: Path, tmp_path: Path) -> None:
@@ -171,9 +203,11 @@ def test_summary_only_writes_the_summary_without_training(tmp_path: Path) -> Non
 
 
 def test_real_mnist_subset_run_end_to_end(mnist_root: Path, tmp_path: Path) -> None:
-    metrics = main.run(main.resolve_config(main.build_parser().parse_args(
-        ["--model", "3", "--epochs", "1", "--subset", "3000", "--data-dir", str(mnist_root),
-         "--out-dir", str(tmp_path), "--device", "cpu"]), model_strategy.get_strategy("3")))
+    import config
+    import runs
+
+    cfg = config.resolve("3", {"epochs": 1, "subset": 3000, "data_dir": str(mnist_root), "out_dir": str(tmp_path)})
+    metrics = runs.train_and_save(cfg)
     assert metrics["data"] == {"train_images": 3000, "val_images": 0, "test_images": 10_000}
     assert metrics["summary"]["final_test_acc"] > 20  # 24 steps of a whole OneCycle: well above chance, no more
     json.dumps(metrics)

@@ -106,15 +106,14 @@ def test_labelled_csv_reports_accuracy(trained_out, tmp_path, capsys) -> None:
 def test_unreadable_images_and_malformed_rows_each_get_a_message_and_exit_2(trained_out, tmp_path, capsys) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    with pytest.raises(SystemExit) as info:
-        main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict", str(broken), str(tmp_path / "missing.png")])
+    code = main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict", str(broken),
+                      str(tmp_path / "missing.png")])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and "broken.png: not a readable image" in err and "missing.png: no such file" in err
+    assert code == 2 and "broken.png: not a readable image" in err and "missing.png: no such file" in err
     csv_path = tmp_path / "bad.csv"
     header = ",".join(f"pixel{i}" for i in range(784))
     csv_path.write_text(header + "\n" + ",".join(["1"] * 783) + "\n" + ",".join(["300"] * 784) + "\n")
-    with pytest.raises(SystemExit) as info:
-        main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)])
+    code = main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and "bad.csv line 2" in err and "bad.csv line 3" in err
+    assert code == 2 and "bad.csv line 2" in err and "bad.csv line 3" in err
     assert not (trained_out / "outputs" / "mnist_model_fc_submission.csv").exists()

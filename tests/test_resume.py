@@ -84,9 +84,9 @@ def test_resume_with_other_flags_exits_2_naming_them(synthetic_root, tmp_path, m
     assert main.main(_flags(synthetic_root, tmp_path)) == 130
     monkeypatch.undo()
     with pytest.raises(SystemExit) as info:
-        main.main([*_flags(synthetic_root, tmp_path), "--resume", "--lr", "0.5"])
+        main.main([*_flags(synthetic_root, tmp_path), "--resume", "--weight-decay", "0.5"])
     assert info.value.code == 2
-    assert "--lr 0.1 (now 0.5)" in capsys.readouterr().err
+    assert "--weight-decay 0.0 (now 0.5)" in capsys.readouterr().err
 
 
 def test_sigterm_during_training_keeps_a_loadable_checkpoint_and_exits_130(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import data_utils
 import lr_schedulers
+import optimizers
 import training
 from model_strategy import get_strategy
 
@@ -30,7 +31,7 @@ def _batches(device: str, sizes=(32, 32, 32, 8)) -> list[tuple[torch.Tensor, tor
 
 
 def _sgd(model: torch.nn.Module, graph_safe: bool = False) -> torch.optim.Optimizer:
-    return training.build_optimizer("sgd", model, lr=0.05, momentum=0.9, weight_decay=0.0, graph_safe=graph_safe)
+    return optimizers.build_optimizer("sgd", model, lr=0.05, momentum=0.9, weight_decay=0.0, graph_safe=graph_safe)
 
 
 def test_eager_step_returns_values_the_next_step_leaves_alone():
@@ -90,7 +91,7 @@ def test_cuda_graph_step_trains_like_the_eager_step(exact_cudnn):
 @cuda
 def test_adam_steps_can_be_recorded_too(exact_cudnn):
     model = _model("cuda", dropout=0.0)
-    optimizer = training.build_optimizer("adam", model, 1e-3, 0.0, 0.0, graph_safe=True)
+    optimizer = optimizers.build_optimizer("adam", model, 1e-3, 0.0, 0.0, graph_safe=True)
     step = training.CudaGraphStep(model, optimizer, 0.0, warmup=1)
     losses = [float(step(*batch)[0]) for batch in _batches("cuda", sizes=(64,)) * 20]  # learn one batch by heart
     assert step.graph is not None and losses[-1] < losses[0]
