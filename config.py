@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import torch
+
 import acceleration
 import lr_schedulers
 import model_strategy
@@ -72,8 +74,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def resolve_device(name: str) -> str:
     """``auto``: cuda, then mps, then cpu; a named device must be present."""
-    import torch
-
     present = {"cpu": True, "cuda": torch.cuda.is_available(),
                "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
     if name == "auto":

@@ -26,9 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+from torchvision.datasets import MNIST
 
 from artifacts import atomic_write_bytes
 
@@ -129,12 +133,13 @@ def idx_bytes(tensor: Tensor) -> bytes:
 # --------------------------------------------------------------------------- verification
 
 
-def check_md5(path: Path, data: bytes) -> None:
-    expected = MNIST_MD5[_base(path)]
+def check_md5(path: Path | str, data: bytes,
+              advice: str = "the file is corrupt or not MNIST - delete it to fetch it again") -> None:
+    """Raise ``MNISTDataError`` naming ``path`` unless ``data`` has MNIST's MD5 for that file name."""
+    expected = MNIST_MD5[_base(Path(path))]
     digest = hashlib.md5(data).hexdigest()
     if digest != expected:
-        raise MNISTDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {expected});"
-                             " the file is corrupt or not MNIST - delete it to fetch it again")
+        raise MNISTDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {expected}); {advice}")
 
 
 def _marker_is_fresh(raw: Path, paths: list[Path]) -> bool:
@@ -174,17 +179,13 @@ def _status(message: str) -> None:
 def _install_verified(raw: Path, files: dict[str, bytes]) -> None:
     """Check every file's MD5 in memory, then write each atomically: nothing half-made is trusted."""
     for name, data in files.items():
-        digest = hashlib.md5(data).hexdigest()
-        if digest != MNIST_MD5[name]:
-            raise MNISTDataError(f"{name}: fetched file has MD5 {digest}, expected {MNIST_MD5[name]}")
+        check_md5(name, data, advice="the fetched file is not MNIST")
     for name, data in files.items():
         atomic_write_bytes(raw / name, data)
 
 
 def _from_torchvision(raw: Path) -> None:
     """torchvision's own mirrors, downloaded into a temporary folder and installed only if verified."""
-    from torchvision.datasets import MNIST
-
     _status(f"MNIST: downloading with torchvision into {raw} ...")
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -199,8 +200,6 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: any other global is refused, so no code runs."""
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
-        import numpy as np
-
         core = getattr(np, "_core", None) or np.core
         allowed = {
             ("numpy.core.multiarray", "_reconstruct"): core.multiarray._reconstruct,
@@ -215,8 +214,6 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
 def mnist_from_pickle(data: bytes) -> dict[str, bytes]:
     """The four IDX files from the classic ``mnist.pkl.gz`` content (float32 pixels = byte / 256)."""
-    import numpy as np
-
     try:
         splits = NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
@@ -337,9 +334,29 @@ def split_indices(n: int, subset: int | None, val_split: int, seed: int) -> tupl
 # --------------------------------------------------------------------------- tensor pipeline
 
 
-def normalize(images_u8: Tensor) -> Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in the model's normalized range."""
-    return (images_u8.unsqueeze(1).float() / 255.0 - MEAN) / STD
+def normalize(images: Tensor, inplace: bool = False) -> Tensor:
+    """Images -> float (N, 1, H, W) in the models' input range: the one normalisation of the zoo.
+
+    uint8 input is read as 0-255, float input as 0-1; (N, H, W) gains its channel axis. ``inplace``
+    reuses a float batch's memory (the training batches, made fresh for this).
+    """
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255.0)
+    elif not inplace:
+        images = images.to(torch.float32, copy=True)
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images.sub_(MEAN).div_(STD)
+
+
+def denormalize(images: Tensor) -> Tensor:
+    """The inverse of ``normalize``: back to 0-1 (for figures)."""
+    return images * STD + MEAN
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of one epoch's shuffle and augmentation: a function of (seed, epoch) only."""
+    return seed * 1_000_003 + epoch
 
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:
@@ -383,7 +400,7 @@ class TensorTrainBatches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """Batches of one epoch; the permutation and angles depend only on (seed, epoch)."""
-        gen = self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+        gen = self.generator.manual_seed(epoch_seed(self.seed, epoch))
         images, labels = self.data.images, self.data.labels
         order = torch.randperm(len(labels), generator=gen, device=images.device)
         if self.whole_epoch:
@@ -397,7 +414,7 @@ class TensorTrainBatches:
         batch = images[index].unsqueeze(1).float().div_(255.0)
         if self.augment:
             batch = rotate(batch, random_angles(len(index), gen, images.device))
-        return batch.sub_(MEAN).div_(STD)
+        return normalize(batch, inplace=True)
 
 
 class TensorEvalBatches:
@@ -417,10 +434,8 @@ class TensorEvalBatches:
 # --------------------------------------------------------------------------- classic pipeline
 
 
-def _classic_dataset(data: MNISTTensors, train: bool, augment: bool):
+def _classic_dataset(data: MNISTTensors, train: bool, augment: bool) -> datasets.MNIST:
     """``torchvision.datasets.MNIST`` over already-verified tensors, with the classic transforms."""
-    from torchvision import datasets, transforms
-
     class VerifiedMNIST(datasets.MNIST):
         # torchvision reads only plain files from a writable folder; ours may be gzipped and read-only,
         # so the tensors come from ``load_mnist`` and everything else is torchvision's own code.
@@ -440,8 +455,6 @@ class ClassicTrainBatches:
 
     def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: bool = True,
                  workers: int = 2, device: torch.device | str = "cpu") -> None:
-        from torch.utils.data import DataLoader
-
         self.seed, self.device = seed, torch.device(device)
         self.generator = torch.Generator()
         self.loader = DataLoader(_classic_dataset(data.to("cpu"), True, augment), batch_size=batch_size,
@@ -452,7 +465,7 @@ class ClassicTrainBatches:
         return len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
         for images, labels in self.loader:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
@@ -460,8 +473,6 @@ class ClassicTrainBatches:
 class ClassicEvalBatches:
     def __init__(self, data: MNISTTensors, batch_size: int = EVAL_BATCH_SIZE,
                  device: torch.device | str = "cpu") -> None:
-        from torch.utils.data import DataLoader
-
         self.device = torch.device(device)
         self.loader = DataLoader(_classic_dataset(data.to("cpu"), False, False), batch_size=batch_size)
 

@@ -5,6 +5,7 @@ Pure functions over predictions; ``training.evaluate`` is the only loop that pro
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +64,8 @@ class Mistake:
     confidence: float
 
 
-def evaluate_model(model: nn.Module, batches, worst: int = 25) -> tuple[Evaluation, list[Mistake]]:
+def evaluate_model(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+                   worst: int = 25) -> tuple[Evaluation, list[Mistake]]:
     """Scores over every batch, and the ``worst`` most confident mistakes."""
     collected: list[tuple[Tensor, Tensor, Tensor]] = []
     loss, accuracy = training.evaluate(model, batches, collect=collected)

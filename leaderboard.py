@@ -9,10 +9,25 @@ from __future__ import annotations
 import io
 import json
 import statistics
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text
+import matplotlib
+
+matplotlib.use("Agg")  # no display here or on servers
+import matplotlib.pyplot as plt  # noqa: E402
+
+import config  # noqa: E402
+import runs  # noqa: E402
+from artifacts import (  # noqa: E402
+    ArtifactPaths,
+    atomic_save_json,  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_text,
+)
+from model_strategy import get_strategy  # noqa: E402
+from tables import markdown_table, mean_std  # noqa: E402
 
 
 @dataclass
@@ -28,11 +43,11 @@ class Entry:
 
     @property
     def mean(self) -> float:
-        return statistics.mean(self.final_test_acc)
+        return mean_std(self.final_test_acc)[0]
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.final_test_acc) if len(self.final_test_acc) > 1 else 0.0
+        return mean_std(self.final_test_acc)[1] or 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": round(self.mean, 4), "std": round(self.std, 4), "min": min(self.final_test_acc)}
@@ -66,22 +81,15 @@ def merge(old: list[Entry], new: list[Entry]) -> list[Entry]:
 
 
 def markdown(entries: list[Entry]) -> str:
-    lines = ["Final-epoch test accuracy, mean ± std over seeds (never a best epoch).", "",
-             "| model | parameters | epochs | final test acc (mean ± std) | min | seeds | s/epoch |",
-             "|---|---:|---:|---:|---:|---|---:|"]
-    for e in sorted(entries, key=lambda e: -e.mean):
-        lines.append(f"| {e.key} | {e.params:,} | {e.epochs} | {e.mean:.2f}% ± {e.std:.2f} | {min(e.final_test_acc):.2f}% |"
-                     f" {','.join(map(str, e.seeds))} | {e.seconds_per_epoch:.1f} |")
-    return "\n".join(lines) + "\n"
+    rows = [(e.key, f"{e.params:,}", e.epochs, f"{e.mean:.2f}% ± {e.std:.2f}", f"{min(e.final_test_acc):.2f}%",
+             ",".join(map(str, e.seeds)), f"{e.seconds_per_epoch:.1f}") for e in sorted(entries, key=lambda e: -e.mean)]
+    table = markdown_table(["model", "parameters", "epochs", "final test acc (mean ± std)", "min", "seeds", "s/epoch"],
+                           "lrrrrlr", rows)
+    return "Final-epoch test accuracy, mean ± std over seeds (never a best epoch).\n\n" + table + "\n"
 
 
 def plot(entries: list[Entry], title: str) -> bytes:
     """Accuracy against parameter count (log scale), one point per model with its seed spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 5))
     for e in entries:
         ax.errorbar(e.params, e.mean, yerr=e.std, fmt="o", capsize=4)
@@ -118,13 +126,6 @@ def train(keys: list[str], seeds: int, given: dict, device: str) -> list[Path]:
     """Each model with ``seeds`` seeds from ``given["seed"]``; the first seed's run writes the usual
     artifacts, every seed's metrics record is kept as ``outputs/<stem>_seed<N>_metrics.json``. The
     leaderboard is rewritten after every model, so progress survives an interrupt."""
-    import tempfile
-
-    import config
-    import runs
-    from artifacts import atomic_save_json
-    from model_strategy import get_strategy
-
     out_dir = given.get("out_dir")
     first_seed = 1 if given.get("seed") is None else given["seed"]
     entries, paths = [], []

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from artifacts import ArtifactPaths
 from models import cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
 
 
@@ -180,8 +181,6 @@ def load_weights(model: nn.Module, path: Path | str, key: str) -> nn.Module:
 def load_trained(key: str, out_dir: Path | str | None = None,
                  device: torch.device | str = "cpu") -> nn.Module:
     """The trained model saved under ``out_dir`` (default: the repository's), in eval mode, ready to predict."""
-    from artifacts import ArtifactPaths
-
     strategy = get_strategy(key)
     model = strategy.get_model(device)
     load_weights(model, ArtifactPaths(strategy.stem, out_dir).params, strategy.key)

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from data_utils import MEAN, STD
+from artifacts import ArtifactPaths, atomic_write_text
+from data_utils import normalize
+from model_strategy import get_strategy, load_trained
+from training import inference
 
 INK_THRESHOLD = 0.2  # of full brightness, after inversion: what counts as part of the digit
 BOX = 20
@@ -58,8 +62,6 @@ def mnistify(gray: Tensor) -> Tensor:
 
 def load_image(path: Path) -> Tensor:
     """An image file as a (28, 28) MNIST-style digit; raises ValueError naming what is wrong."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         raise ValueError("no such file")
     try:
@@ -109,19 +111,12 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None]:
     return pixels, (torch.tensor(labels) if labels else None)
 
 
-@torch.no_grad()
 def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
-    model.eval()
     device = next(model.parameters()).device
-    digits_out, probs_out = [], []
-    for chunk in digits.split(batch_size):
-        x = ((chunk.unsqueeze(1).float() - MEAN) / STD).to(device)
-        probs = model(x).softmax(1)
-        p, d = probs.max(1)
-        digits_out.append(d.cpu())
-        probs_out.append(p.cpu())
-    return torch.cat(digits_out), torch.cat(probs_out)
+    batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
+    results = [logits.softmax(1).max(1) for _, logits, _ in inference(model, batches)]
+    return torch.cat([d.cpu() for _, d in results]), torch.cat([p.cpu() for p, _ in results])
 
 
 def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
@@ -146,9 +141,6 @@ def submission_csv(predicted: Tensor) -> str:
 def predict_saved(model_key: str, out_dir: str | None, device: str, images: list[str] | None,
                   csv_file: str | None) -> None:
     """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained."""
-    from artifacts import ArtifactPaths, atomic_write_text
-    from model_strategy import get_strategy, load_trained
-
     strategy = get_strategy(model_key)
     model = load_trained(strategy.key, out_dir, device)
     if images:

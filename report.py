@@ -4,7 +4,7 @@
     python report.py --readme   # rewrite them between their markers in README.md
 
 results:  outputs/*_metrics.json                      (the committed models)
-speed:    benchmarks/results/training_speed.json      (benchmarks/bench_training.py --json-out ...)
+speed:    benchmarks/results/training_speed.json      (python -m benchmarks.bench_training --json-out ...)
 speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cuda, on a GPU machine)
 leaderboard: outputs/leaderboard.md                  (main.py --model 1,2,3 --seeds 3)
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import model_strategy
 from artifacts import REPO_ROOT, ArtifactPaths, atomic_write_text
+from benchmarks.accuracy import markdown, summarize
+from tables import markdown_table
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
 def results_table(root: Path = REPO_ROOT) -> str:
-    rows = ["| model | params | epochs | scheduler | seed | final test acc | best test acc (selected on test) | mean s/epoch | device | torch |",
-            "|---|---:|---:|---|---:|---:|---:|---:|---|---|"]
+    rows = []
     for key in model_strategy.available_models():
         path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
         if not path.is_file():
@@ -32,10 +33,11 @@ def results_table(root: Path = REPO_ROOT) -> str:
         m = json.loads(path.read_text())
         c, s, epochs = m["config"], m["summary"], m["history"]["epochs"]
         best = s["best_test_acc_selected_on_test"]
-        rows.append(f"| {key} | {s['params']:,} | {len(epochs)} | {c['scheduler']} | {c['seed']} |"
-                    f" **{s['final_test_acc']:.2f}%** | {best['acc']:.2f}% (epoch {best['epoch']}) |"
-                    f" {s['train_seconds'] / len(epochs):.1f} | {c['device']} | {m['environment']['torch']} |")
-    return "\n".join(rows)
+        rows.append((key, f"{s['params']:,}", len(epochs), c["scheduler"], c["seed"], f"**{s['final_test_acc']:.2f}%**",
+                     f"{best['acc']:.2f}% (epoch {best['epoch']})", f"{s['train_seconds'] / len(epochs):.1f}",
+                     c["device"], m["environment"]["torch"]))
+    return markdown_table(["model", "params", "epochs", "scheduler", "seed", "final test acc",
+                           "best test acc (selected on test)", "mean s/epoch", "device", "torch"], "lrrlrrrrll", rows)
 
 
 def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
@@ -43,21 +45,24 @@ def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
         return "_not measured yet: run the benchmark command above_"
     r = json.loads(path.read_text())
     m = r["machine"]
-    where = f"{m['gpu']} (CUDA), host {m['cpu']}, {m['cores']} cores" if r.get("device") == "cuda" and "gpu" in m \
-        else f"{m['cpu']}, {m['cores']} cores"
+    cpu, cores = m.get("cpu", m.get("device_name")), m.get("cores", m.get("cpu_count"))  # records before/after provenance.py
+    if r.get("device") == "cuda":
+        where = f"{m.get('gpu', m.get('device_name'))} (CUDA), host {m.get('cpu', 'CPU')}, {cores} cores"
+    else:
+        where = f"{cpu}, {cores} cores"
     lines = [f"Model {r['model']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, one run of each"
              f" pipeline; {where}, torch {m['torch']}, Python {m['python']}, {m['date']}.", "",
-             "| pipeline | median epoch (s) | images/s | all epochs, first start to last end (s) | process start to"
-             " last epoch end (s) | s from process start to first epoch ≥ 99.4% | final test acc |"
-             " peak RSS, all processes (MB) | peak PSS (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ]
+    cells = []
     for name, p in r["pipelines"].items():
         reach = "not reached" if p["time_to_99.4_s"] is None else f"{p['time_to_99.4_s']:.1f} (epoch {p['epoch_reaching_99.4']})"
         span = "-" if p.get("epochs_wall_s") is None else f"{p['epochs_wall_s']:.1f}"
         last = "-" if p.get("to_last_epoch_s") is None else f"{p['to_last_epoch_s']:.1f}"
-        lines.append(f"| {name} | {p['median_epoch_s']:.2f} | {p['images_per_s']:,.0f} | {span} |"
-                     f" {last} | {reach} |"
-                     f" {p['final_test_acc']:.2f}% | {p['peak_rss_mb']:,} | {p['peak_pss_mb']:,} |")
+        cells.append((name, f"{p['median_epoch_s']:.2f}", f"{p['images_per_s']:,.0f}", span, last, reach,
+                      f"{p['final_test_acc']:.2f}%", f"{p['peak_rss_mb']:,}", f"{p['peak_pss_mb']:,}"))
+    lines.append(markdown_table(["pipeline", "median epoch (s)", "images/s", "all epochs, first start to last end (s)",
+                                 "process start to last epoch end (s)", "s from process start to first epoch ≥ 99.4%",
+                                 "final test acc", "peak RSS, all processes (MB)", "peak PSS (MB)"], "lrrrrrrrr", cells))
     if "epoch_time_ratio_project_over_classic" in r:
         lines += ["", f"Epoch time, project / classic: **{r['epoch_time_ratio_project_over_classic']:.3f}**"
                       f" ({r['speedup']:.2f}× faster)."]
@@ -67,8 +72,6 @@ def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
 def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     if not path.is_file():
         return "_not measured yet: run the accuracy command above_"
-    from benchmarks.accuracy import markdown, summarize
-
     runs = json.loads(path.read_text())["runs"]
     return markdown(summarize(runs))
 

@@ -8,10 +8,12 @@ bar's occasional refresh.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +37,6 @@ def keep_freed_memory() -> bool:
     ~20% of a V3 step on the CPU. Raising the mmap and trim thresholds removes that. Linux with
     glibc only; elsewhere nothing changes. Returns whether the setting took.
     """
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
@@ -107,16 +106,22 @@ class DivergenceError(RuntimeError):
 
 
 @torch.no_grad()
+def inference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]
+              ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """The one inference loop: eval mode, no gradients; (images, logits, labels) per batch."""
+    model.eval()
+    for images, labels in batches:
+        yield images, model(images), labels
+
+
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
              collect: list[tuple[Tensor, Tensor, Tensor]] | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients.
 
     ``collect``, when given, receives each batch's (images, logits, labels) for deeper analysis.
     """
-    model.eval()
     loss_sum = correct = count = None
-    for images, labels in batches:
-        logits = model(images)
+    for images, logits, labels in inference(model, batches):
         if collect is not None:
             collect.append((images, logits, labels))
         loss = F.cross_entropy(logits, labels, reduction="sum")
@@ -140,6 +145,10 @@ class TrainStep:
 
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
+        return self.update(images, labels)
+
+    def update(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Forward, loss, backward, optimizer step: the body every step runs (or records)."""
         logits = self.model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         loss.backward()
@@ -195,11 +204,7 @@ class CudaGraphStep(TrainStep):
         self.optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            logits = self.model(self.images)
-            loss = F.cross_entropy(logits, self.labels, label_smoothing=self.label_smoothing)
-            loss.backward()
-            self.optimizer.step()
-        self.loss, self.logits = loss.detach(), logits.detach()
+            self.loss, self.logits = self.update(self.images, self.labels)
 
 
 def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], num_batches: int,
@@ -227,7 +232,7 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
     return torch.stack(losses).float(), torch.stack(hits), torch.tensor(sizes)
 
 
-def fit(model: nn.Module, pipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
+def fit(model: nn.Module, pipeline: data_utils.DataPipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
         label_smoothing: float = 0.0,
         on_epoch_end: Callable[[EpochRecord, History], None] | None = None,
         started_at: float | None = None, history: History | None = None,

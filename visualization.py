@@ -5,27 +5,30 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
 
 import matplotlib
 import matplotlib.colors
+import matplotlib.figure
 
 matplotlib.use("Agg")  # no display here or on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torchsummary import summary  # noqa: E402
 
 from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
+from data_utils import denormalize  # noqa: E402
+from model_strategy import identify_state_dict, load_weights  # noqa: E402
 
 INPUT_SIZE = (1, 28, 28)
 
 
 def summary_text(model: nn.Module) -> str:
     """torchsummary's table for a (1, 28, 28) input on the CPU, as text."""
-    from torchsummary import summary
-
     model = model.to("cpu")
     was_training = model.training
     model.eval()
@@ -38,8 +41,6 @@ def summary_text(model: nn.Module) -> str:
 
 def save_summary(model: nn.Module, path: Path, title: str) -> Path:
     """Write the summary of a (CPU) copy of ``model`` with a title line; returns the path."""
-    import copy
-
     atomic_write_text(path, f"{title}\n\n{summary_text(copy.deepcopy(model))}")
     return path
 
@@ -71,7 +72,7 @@ def save_training_plot(history: dict, path: Path, title: str) -> Path:
     return _save_figure(fig, path)
 
 
-def _save_figure(fig, path: Path) -> Path:
+def _save_figure(fig: matplotlib.figure.Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -99,14 +100,12 @@ def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> P
 
 def save_mistakes_plot(mistakes: list, path: Path, title: str) -> Path:
     """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence."""
-    from data_utils import MEAN, STD
-
     fig, axes = plt.subplots(5, 5, figsize=(9, 10))
     for ax, mistake in zip(axes.flat, mistakes + [None] * (25 - len(mistakes))):
         ax.axis("off")
         if mistake is None:
             continue
-        ax.imshow((mistake.image[0] * STD + MEAN).clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(denormalize(mistake.image[0]).clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"true {mistake.true}, said {mistake.predicted}\n{100 * mistake.confidence:.1f}%", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
@@ -144,8 +143,6 @@ def _key_of(stem: str) -> str:
 
 def load_model_params(model: nn.Module, stem: str, out_dir: Path | str | None = None) -> nn.Module:
     """Load ``outputs/<stem>_params.pth`` into ``model``; a file for another model raises an error naming both."""
-    from model_strategy import identify_state_dict, load_weights
-
     expected = identify_state_dict(model.state_dict()) or _key_of(stem)
     return load_weights(model, ArtifactPaths(stem, out_dir).params, expected)
 

@@ -96,7 +96,7 @@ def _relu_bn_drop_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.scale = scale
 
 
-def _relu_bn_drop_grad(ctx, grad, *_statistics_grads):  # noqa: ANN001, ANN202
+def _relu_bn_drop_grad(ctx, grad, *_statistics_grads):  # noqa: ANN001, ANN002, ANN202
     x, weight, mean, invstd, positions = ctx.saved_tensors
     dx, dw, db = relu_bn_drop_backward(grad, x, weight, ctx.scale, mean, invstd, positions)
     return dx, dw, db, None, None, None, None, None, None

@@ -1,7 +1,7 @@
 """Final-epoch accuracy over several seeds, for the project's and the classic pipeline.
 
-    python benchmarks/accuracy.py --models 1,2,3 --seeds 1,2,3 --classic-models 3 --epochs 15
-    python benchmarks/accuracy.py --models "" --leaderboard outputs/leaderboard.json   # project rows from main.py's leaderboard
+    python -m benchmarks.accuracy --models 1,2,3 --seeds 1,2,3 --classic-models 3 --epochs 15
+    python -m benchmarks.accuracy --models "" --leaderboard outputs/leaderboard.json   # project rows from main.py's leaderboard
 
 Every run is the README's main command (``main.py --model K --scheduler onecycle --epochs 15``,
 the model's recipe otherwise) with ``--seed S``; classic runs add the torchvision loader and
@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from artifacts import REPO_ROOT, atomic_save_json  # noqa: E402
-from benchmarks.common import PIPELINES, command_line, machine, run_training  # noqa: E402
-from data_utils import default_data_dir  # noqa: E402
+from artifacts import REPO_ROOT, atomic_save_json
+from benchmarks.common import PIPELINES, command_line, machine, run_training
+from data_utils import default_data_dir
+from tables import markdown_table, mean_std
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "accuracy.json"
 TARGETS = {"3": 99.50, "1": 99.40, "2": 99.40}  # issue 6: mean over seeds, final epoch
@@ -61,16 +59,16 @@ def summarize(runs: list[dict]) -> list[dict]:
     for (pipeline, model, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         rs = sorted(rs, key=lambda r: r["seed"])
         accs = [r["final_test_acc"] for r in rs]
+        mean, std = mean_std(accs)
         rows.append({"pipeline": pipeline, "model": model, "epochs": epochs, "seeds": [r["seed"] for r in rs],
-                     "final_test_acc": accs, "mean": round(statistics.mean(accs), 3),
-                     "std": round(statistics.stdev(accs), 3) if len(accs) > 1 else None, "min": min(accs),
+                     "final_test_acc": accs, "mean": round(mean, 3),
+                     "std": None if std is None else round(std, 3), "min": min(accs),
                      "target_mean": TARGETS.get(model), "floor": FLOOR})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | pipeline | epochs | seeds | final test acc per seed | mean ± std | min | target (mean / every run) |",
-             "|---|---|---:|---|---|---:|---:|---|"]
+    cells = []
     for r in rows:
         std = f" ± {r['std']:.2f}" if r["std"] is not None else ""
         met = ""
@@ -79,8 +77,10 @@ def markdown(rows: list[dict]) -> str:
             verdict = f"pending, {len(r['seeds'])} of {SEEDS_FOR_TARGET} seeds" if len(r["seeds"]) < SEEDS_FOR_TARGET \
                 else ("met" if ok else "NOT met")
             met = f"{r['target_mean']:.2f} / {r['floor']:.2f}: {verdict}"
-        lines.append(f"| {r['model']} | {r['pipeline']} | {r['epochs']} | {','.join(map(str, r['seeds']))} |"
-                     f" {', '.join(f'{a:.2f}' for a in r['final_test_acc'])} | {r['mean']:.2f}{std} | {r['min']:.2f} | {met} |")
+        cells.append((r["model"], r["pipeline"], r["epochs"], ",".join(map(str, r["seeds"])),
+                      ", ".join(f"{a:.2f}" for a in r["final_test_acc"]), f"{r['mean']:.2f}{std}", f"{r['min']:.2f}", met))
+    lines = [markdown_table(["model", "pipeline", "epochs", "seeds", "final test acc per seed", "mean ± std", "min",
+                             "target (mean / every run)"], "llrllrrl", cells)]
     by_key = {(r["pipeline"], r["model"], r["epochs"]): r for r in rows}
     for (pipeline, model, epochs), classic in by_key.items():
         project = by_key.get(("project", model, epochs))

@@ -1,8 +1,8 @@
 """Training speed, side by side: the project's pipeline against the classic torchvision one.
 
-    python benchmarks/bench_training.py --epochs 15            # the README's figures (about 17 min on 2 cores)
-    python benchmarks/bench_training.py --epochs 2 --subset 6000   # a one-minute check
-    python benchmarks/bench_training.py --device cuda --pipelines project   # the GPU run
+    python -m benchmarks.bench_training --epochs 15            # the README's figures (about 17 min on 2 cores)
+    python -m benchmarks.bench_training --epochs 2 --subset 6000   # a one-minute check
+    python -m benchmarks.bench_training --device cuda --pipelines project   # the GPU run
 
 Both pipelines train the same model with the same seed, batch size, augmentation (uniform +-7 deg
 rotation, nearest, black fill), optimizer and schedule, each in its own process, one after the
@@ -18,11 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import PIPELINES, epoch_summary, machine, run_training  # noqa: E402
-from artifacts import atomic_save_json  # noqa: E402
-from data_utils import default_data_dir  # noqa: E402
+from artifacts import atomic_save_json
+from benchmarks.common import PIPELINES, epoch_summary, machine, run_training
+from data_utils import default_data_dir
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""One training run for the benchmarks, in its own process: ``run_one.py MODEL DEVICE '{"setting": value}'``.
+"""One training run for the benchmarks, in its own process: ``python -m benchmarks.run_one MODEL DEVICE SETTINGS_JSON``.
 
 The epoch records count from this process's start (imports included), so "time to 99.4%" is what a
 user waits for. The classic pipeline is ``{"loader": "torchvision", "backend": "none"}``.
@@ -11,9 +11,6 @@ PROCESS_START = time.perf_counter()
 
 import json  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import config  # noqa: E402
 import runs  # noqa: E402

@@ -1,18 +1,16 @@
-"""Shared fixtures: the repository on sys.path, synthetic IDX data, and the real MNIST when configured."""
+"""Shared fixtures: synthetic IDX data, and the real MNIST when configured (pyproject puts the repository on the path)."""
 from __future__ import annotations
 
 import gzip
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data_utils import MNIST_MD5, idx_bytes
 
-from data_utils import MNIST_MD5, idx_bytes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_idx_set(root: Path, n_train: int = 256, n_test: int = 64, gz: bool = False, seed: int = 0) -> Path:

@@ -11,7 +11,7 @@ from artifacts import REPO_ROOT
 
 def test_bench_training_runs_both_pipelines_and_prints_every_figure(mnist_root, tmp_path):
     out = tmp_path / "speed.json"
-    done = subprocess.run([sys.executable, "benchmarks/bench_training.py", "--epochs", "1", "--subset", "512",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_training", "--epochs", "1", "--subset", "512",
                            "--data-dir", str(mnist_root), "--json-out", str(out)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -33,3 +33,12 @@ def test_readme_tables_are_the_ones_report_generates_from_the_committed_files():
         block = re.search(rf"<!-- {re.escape(name)}:start -->\n(.*?)\n<!-- {re.escape(name)}:end -->", readme, re.S)
         assert block is not None, name
         assert block.group(1) == make(), f"README's {name} table is stale: run python report.py --readme"
+
+
+def test_the_tree_passes_ruff_with_the_pyproject_configuration():
+    import pytest
+
+    pytest.importorskip("ruff", reason="ruff is in requirements.txt; the CI venv has it")
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]

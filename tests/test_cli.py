@@ -115,9 +115,9 @@ def test_truncated_or_missing_weights_are_named(tmp_path: Path, trained) -> None
 def test_same_seed_repeats_a_cpu_run_exactly(trained, tmp_path: Path) -> None:
     base, first = trained
     again = _train(base / "data", tmp_path, "--model", "3", "--epochs", "2", "--subset", "256", "--batch-size", "32")
-    strip = [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec", "elapsed", "started")} for e in first["history"]["epochs"]]
-    assert strip == [{k: v for k, v in e.items() if k not in ("seconds", "images_per_sec", "elapsed", "started")}
-                     for e in again["history"]["epochs"]]
+    timings = ("seconds", "images_per_sec", "elapsed", "started")
+    strip = [{k: v for k, v in e.items() if k not in timings} for e in first["history"]["epochs"]]
+    assert strip == [{k: v for k, v in e.items() if k not in timings} for e in again["history"]["epochs"]]
     assert first["history"]["batch_train_loss"] == again["history"]["batch_train_loss"]
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import model_strategy
 from artifacts import REPO_ROOT
-from torch import nn
 
 # The published counts: this table is the contract, not numbers read back from the code.
 EXPECTED_PARAMS = {

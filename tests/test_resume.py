@@ -131,20 +131,38 @@ def _load_every_artifact(root: Path) -> int:
     return count
 
 
+def _epochs_recorded(out: Path) -> int:
+    import json
+
+    try:
+        return len(json.loads((out / "outputs" / "mnist_model_1_metrics.json").read_text())["history"]["epochs"])
+    except (OSError, ValueError):
+        return 0
+
+
 def test_kill_9_at_several_moments_leaves_no_corrupt_artifact(tmp_path: Path) -> None:
-    """SIGKILL during start-up, training, checkpointing and the final writes; every file left must load."""
+    """SIGKILL during start-up, after the first checkpoint, mid-training and during the final writes (each
+    moment observed on disk, not guessed with a sleep); every file left must load."""
     data = write_idx_set(tmp_path / "data", n_train=600, n_test=100)
-    out = tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "main.py"), "--data-dir", str(data), "--out-dir", str(out),
-           "--model", "1", "--epochs", "3", "--batch-size", "32", "--no-verify", "--device", "cpu"]
-    for delay in (1.0, 2.5, 3.5, 4.5, 6.0):
+    moments = {
+        "start-up": lambda out: True,
+        "first checkpoint": lambda out: (out / "outputs" / "mnist_model_1_checkpoint.pt").exists(),
+        "second epoch recorded": lambda out: _epochs_recorded(out) >= 2,
+        "final writes": lambda out: (out / "outputs" / "mnist_model_1_params.pth").exists(),
+    }
+    for name, reached in moments.items():
+        out = tmp_path / name.replace(" ", "_")
+        cmd = [sys.executable, str(ROOT / "main.py"), "--data-dir", str(data), "--out-dir", str(out),
+               "--model", "1", "--epochs", "3", "--batch-size", "32", "--no-verify", "--device", "cpu"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.time() + 120
+        while not reached(out) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
         proc.kill()
         proc.wait(timeout=60)
         if out.exists():
             _load_every_artifact(out)
-    # the same out-dir then trains to the end, and everything in it loads
+    # the last out-dir then trains to the end, and everything in it loads
     assert subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300).returncode == 0
     assert _load_every_artifact(out) == 8
 

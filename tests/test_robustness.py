@@ -46,9 +46,11 @@ def test_idx_parser_on_a_flipped_header_byte_loads_or_raises_the_named_error(cas
     value = data.draw(st.integers(min_value=0, max_value=255))
     mutated = blob[:position] + bytes([value]) + blob[position + 1:]
     try:
-        parse_idx(mutated, "flip.idx", ndim)
+        parsed = parse_idx(mutated, "flip.idx", ndim)
     except MNISTDataError as exc:
         assert "flip.idx" in str(exc)
+    else:  # a header that still parses must describe exactly the bytes that follow it
+        assert parsed.dim() == ndim and parsed.numel() == len(mutated) - (4 + 4 * ndim)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
