@@ -8,6 +8,7 @@ naming both, and one left unread is recorded as None, so a record holds exactly 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -17,6 +18,7 @@ import acceleration
 import lr_schedulers
 import model_strategy
 import optimizers
+from artifacts import ArtifactPaths
 
 MAX_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds
@@ -136,6 +138,16 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("batch_size", f"{cfg.batch_size} is outside [1, {MAX_BATCH_SIZE}]")
     if cfg.patience is not None and cfg.val_split == 0:
         raise ConfigError("patience", "needs --val-split N > 0 (it watches validation accuracy)")
+
+
+def check_out_dir(out_dir: str | None) -> None:
+    """The root the run writes under must be (or can become) a writable directory."""
+    base = ArtifactPaths("x", out_dir).base
+    probe = base
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK) or (probe.exists() and not probe.is_dir()):
+        raise ConfigError("out_dir", f"{base} is not a writable directory")
 
 
 def check_sizes(cfg: RunConfig, num_train_images: int) -> None:

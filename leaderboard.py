@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display here or on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+import anatomy  # noqa: E402
 import config  # noqa: E402
 import runs  # noqa: E402
 from artifacts import (  # noqa: E402
@@ -88,17 +89,33 @@ def markdown(entries: list[Entry]) -> str:
     return "Final-epoch test accuracy, mean ± std over seeds (never a best epoch).\n\n" + table + "\n"
 
 
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: none has a cost as low or lower and a higher accuracy."""
+    return [i for i, (cost, acc) in enumerate(points)
+            if not any(c <= cost and a > acc or c < cost and a >= acc for c, a in points)]
+
+
 def plot(entries: list[Entry], title: str) -> bytes:
-    """Accuracy against parameter count (log scale), one point per model with its seed spread."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for e in entries:
-        ax.errorbar(e.params, e.mean, yerr=e.std, fmt="o", capsize=4)
-        ax.annotate(e.key, (e.params, e.mean), textcoords="offset points", xytext=(6, 4))
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
+    """Final accuracy (mean ± std over seeds) against parameters and against MACs per image, both on log
+    scales, the Pareto frontier of each drawn and every point labelled: the picture to choose a model by."""
+    costs = {e.key: anatomy.analyse(get_strategy(e.key).builder()) for e in entries}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    for ax, (label, cost) in zip(axes, [("parameters", lambda e: costs[e.key].params),
+                                        ("multiply-accumulates per image", lambda e: costs[e.key].macs)]):
+        points = [(cost(e), e.mean) for e in entries]
+        front = sorted(pareto(points), key=lambda i: points[i][0])
+        for i, e in enumerate(entries):
+            ax.errorbar(points[i][0], e.mean, yerr=e.std, fmt="o", capsize=4,
+                        color="tab:red" if i in front else "tab:gray")
+            ax.annotate(e.key, points[i], textcoords="offset points", xytext=(6, 4))
+        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="tab:red",
+                alpha=0.6, label="Pareto frontier: nothing cheaper is as accurate")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("final-epoch test accuracy (%), mean ± std over seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

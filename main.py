@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ import training
 import visualization
 from artifacts import ArtifactPaths
 
-# Flags that pick a mode other than training one model; at most one per command.
-MODE_FLAGS = {"list_models": "--list-models", "summary_only": "--summary-only", "evaluate": "--evaluate",
-              "predict": "--predict", "predict_csv": "--predict-csv"}
+# Flags that pick a mode other than training one model (flag -> mode); at most one per command.
+MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
+              "--predict-csv": "predict"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -104,55 +103,44 @@ class Command:
     mode: str
     args: argparse.Namespace
     keys: list[str]
+    given: dict  # the settings given on the command line (None: not given)
     cfgs: list[config.RunConfig]  # one per model (first seed); empty for modes that need none
 
 
 def parse(argv: list[str]) -> Command:
     """argv -> a mode and resolved configs; every check that needs no data (``config.ConfigError``)."""
     args = build_parser().parse_args(argv)
-    modes = [flag for name, flag in MODE_FLAGS.items() if getattr(args, name)]
-    if len(modes) > 1 and set(modes) != {"--predict", "--predict-csv"}:
-        raise config.ConfigError(modes[1].lstrip("-"), f"cannot be combined with {modes[0]}")
+    modes = [flag for flag in MODE_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"))]
+    chosen = modes + (["--resume"] if args.resume else [])  # --resume belongs to training one model
+    if len({MODE_FLAGS.get(m, m) for m in chosen}) > 1:
+        raise config.ConfigError(chosen[-1].lstrip("-"), f"cannot be combined with {chosen[0]}")
     try:
         keys = model_strategy.keys(args.model)
     except ValueError as exc:
         raise config.ConfigError("model", str(exc)) from None
-    mode = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
-            "--predict-csv": "predict"}.get(modes[0], "") if modes else "train"
+    mode = MODE_FLAGS[modes[0]] if modes else "train"
     if len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:
             raise config.ConfigError("model", "a model list or --seeds trains a leaderboard; --summary-only,"
                                      " --evaluate, --predict and --resume take one model")
         mode = "leaderboard"
-    elif args.resume and mode != "train":
-        raise config.ConfigError("resume", f"cannot be combined with {modes[0]}")
-    if mode in ("list", "summary"):
-        return Command(mode, args, keys, [])
-    device = config.resolve_device(args.device)
     given = {k: v for k, v in vars(args).items() if k in config.SETTINGS and k not in ("model", "device")}
-    return Command(mode, args, keys, [config.resolve(key, given, device) for key in keys])
-
-
-def check_writable(out_dir: str | None) -> None:
-    base = ArtifactPaths("x", out_dir).base
-    probe = base
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK) or (probe.exists() and not probe.is_dir()):
-        raise config.ConfigError("out_dir", f"{base} is not a writable directory")
+    if mode != "list":
+        config.check_out_dir(args.out_dir)
+    if mode in ("list", "summary"):
+        return Command(mode, args, keys, given, [])
+    device = config.resolve_device(args.device)
+    return Command(mode, args, keys, given, [config.resolve(key, given, device) for key in keys])
 
 
 def summary(cmd: Command) -> None:
     strategy = model_strategy.get_strategy(cmd.keys[0])
     path = ArtifactPaths(strategy.stem, cmd.args.out_dir).summary
-    check_writable(cmd.args.out_dir)
     model = strategy.get_model("cpu")
     print(f"wrote {visualization.save_summary(model, path, strategy.title(model))}")
 
 
 def train(cmd: Command) -> None:
-    check_writable(cmd.cfgs[0].out_dir)
-    signal.signal(signal.SIGTERM, _terminate)
     record = runs.train_and_save(cmd.cfgs[0], resume=cmd.args.resume)
     paths = ArtifactPaths(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.cfgs[0].out_dir)
     print(f"final test accuracy {record['summary']['final_test_acc']:.2f}% after {record['summary']['epochs_run']}"
@@ -160,16 +148,8 @@ def train(cmd: Command) -> None:
           f" under {paths.base}")
 
 
-def evaluate(cmd: Command) -> None:
-    check_writable(cmd.cfgs[0].out_dir)
-    runs.evaluate_saved(cmd.cfgs[0])
-
-
 def run_leaderboard(cmd: Command) -> None:
-    check_writable(cmd.args.out_dir)
-    signal.signal(signal.SIGTERM, _terminate)
-    given = {k: v for k, v in vars(cmd.args).items() if k in config.SETTINGS and k not in ("model", "device")}
-    paths = leaderboard.train(cmd.keys, cmd.args.seeds, given, cmd.cfgs[0].device)
+    paths = leaderboard.train(cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device)
     print(f"wrote {', '.join(map(str, paths))}")
 
 
@@ -178,7 +158,7 @@ MODES = {
     "summary": summary,
     "train": train,
     "leaderboard": run_leaderboard,
-    "evaluate": evaluate,
+    "evaluate": lambda cmd: runs.evaluate_saved(cmd.cfgs[0]),
     "predict": lambda cmd: predict.predict_saved(cmd.keys[0], cmd.cfgs[0].out_dir, cmd.cfgs[0].device,
                                                  cmd.args.predict, cmd.args.predict_csv),
 }
@@ -192,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; every error becomes one line and an exit code (2 input, 3 divergence, 130 interrupt)."""
     argv = sys.argv[1:] if argv is None else argv
     prog, cmd = "main.py", None
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cmd = parse(argv)
         MODES[cmd.mode](cmd)

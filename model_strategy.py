@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+import anatomy
 from artifacts import ArtifactPaths
 from models import cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
 
@@ -89,7 +90,7 @@ def register(strategy: ModelStrategy) -> ModelStrategy:
     return strategy
 
 
-register(ModelStrategy("1", "tiny CNN", "V1: 7 conv layers, 1x1-conv head after global average pooling",
+register(ModelStrategy("1", "tiny CNN", "V1: six 3x3 conv layers, a 1x1 transition, 1x1-conv head after global average pooling",
                        model_v1.Net, aliases=("v1",)))
 register(ModelStrategy("2", "tiny CNN", "V2: V1's body with a Linear(10, 10) head",
                        model_v2.Net, aliases=("v2",)))
@@ -112,12 +113,15 @@ def available_models() -> list[str]:
 
 
 def table() -> str:
-    """Every model, one line each: key, aliases, parameters, description (``--list-models``)."""
-    rows = [("key", "aliases", "params", "description")]
+    """Every model, one line each: key, aliases, parameters, MACs, weight size, description (``--list-models``)."""
+    rows = [("key", "aliases", "params", "MACs/image", "weights KB", "description")]
     for key, s in _REGISTRY.items():
-        rows.append((key, ",".join(s.aliases) or "-", f"{s.num_params():,}", s.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows)
+        a = anatomy.analyse(s.builder())
+        rows.append((key, ",".join(s.aliases) or "-", f"{a.params:,}", f"{a.macs:,}", f"{a.weights_kb:,.1f}",
+                     s.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join([f"{r[0]:<{widths[0]}}", f"{r[1]:<{widths[1]}}",
+                                *(f"{r[i]:>{widths[i]}}" for i in (2, 3, 4)), r[5]]) for r in rows)
 
 
 def keys(text: str) -> list[str]:

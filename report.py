@@ -3,6 +3,7 @@
     python report.py            # print the tables
     python report.py --readme   # rewrite them between their markers in README.md
 
+models:   the registry's modules (anatomy.py)
 results:  outputs/*_metrics.json                      (the committed models)
 speed:    benchmarks/results/training_speed.json      (python -m benchmarks.bench_training --json-out ...)
 speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cuda, on a GPU machine)
@@ -16,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+import anatomy
 import model_strategy
 from artifacts import REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
@@ -80,7 +82,20 @@ def leaderboard_table(path: Path = REPO_ROOT / "outputs" / "leaderboard.md") -> 
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
 
 
-TABLES = {"results": results_table, "leaderboard": leaderboard_table, "speed": speed_table,
+def models_table() -> str:
+    """Figures of merit of every registered model, computed from its modules (``anatomy.py``)."""
+    rows = []
+    for key in model_strategy.available_models():
+        strategy = model_strategy.get_strategy(key)
+        a = anatomy.analyse(strategy.builder())
+        spatial = [layer for layer in a.layers if layer.kind == "Conv2d" and layer.output[1:] != (1, 1)]
+        rf = f"{spatial[-1].receptive_field}×{spatial[-1].receptive_field}" if spatial else "-"
+        rows.append((f"`{key}`", strategy.family, f"{a.params:,}", f"{a.macs:,}", f"{a.weights_kb:,.1f}", rf))
+    return markdown_table(["model", "family", "parameters", "MACs per image (forward)", "weights (KB)",
+                           "receptive field of the last spatial conv"], "llrrrr", rows)
+
+
+TABLES = {"models": models_table, "results": results_table, "leaderboard": leaderboard_table, "speed": speed_table,
           "speed-gpu": lambda: speed_table(RESULTS_DIR / "training_speed_gpu.json"), "accuracy": accuracy_table}
 
 

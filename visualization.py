@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torchsummary import summary  # noqa: E402
 
+from anatomy import analyse  # noqa: E402
 from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_utils import denormalize  # noqa: E402
 from model_strategy import identify_state_dict, load_weights  # noqa: E402
@@ -41,7 +42,11 @@ def summary_text(model: nn.Module) -> str:
 
 def save_summary(model: nn.Module, path: Path, title: str) -> Path:
     """Write the summary of a (CPU) copy of ``model`` with a title line; returns the path."""
-    atomic_write_text(path, f"{title}\n\n{summary_text(copy.deepcopy(model))}")
+    plain = copy.deepcopy(model)
+    a = analyse(plain)
+    merit = (f"Multiply-accumulates per image (forward): {a.macs:,}; weights: {a.weights_kb:,.1f} KB\n\n"
+             f"Output size and receptive field of every layer:\n{a.table()}\n")
+    atomic_write_text(path, f"{title}\n\n{summary_text(plain)}\n{merit}")
     return path
 
 

@@ -96,3 +96,9 @@ def test_a_leaderboard_trained_model_by_model_keeps_the_earlier_rows(synthetic_r
     for name, seed, acc in zip(entries["fc"]["metrics_files"], [7, 8], entries["fc"]["final_test_acc"]):
         record = json.loads((tmp_path / name).read_text())
         assert record["config"]["seed"] == seed and record["summary"]["final_test_acc"] == acc
+
+
+def test_the_pareto_frontier_keeps_exactly_the_points_nothing_cheaper_beats() -> None:
+    # (cost, accuracy): b is beaten by a (cheaper and better); d ties c's accuracy at a higher cost
+    points = [(1, 99.0), (2, 98.0), (3, 99.5), (4, 99.5), (10, 99.6)]
+    assert leaderboard.pareto(points) == [0, 2, 4]
