@@ -7,7 +7,7 @@ models:   the registry's modules (anatomy.py)
 results:  outputs/*_metrics.json                      (the committed models)
 speed:    benchmarks/results/training_speed.json      (python -m benchmarks.bench_training --json-out ...)
 speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cuda, on a GPU machine)
-leaderboard: outputs/leaderboard.md                  (main.py --model 1,2,3 --seeds 3)
+leaderboard: outputs/leaderboard.md                  (main.py --model ... --seeds 3)
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 """
 from __future__ import annotations
