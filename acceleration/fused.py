@@ -116,8 +116,7 @@ class FusedConvBlock(nn.Sequential):
             return drop(bn(relu(y)))
         bn.num_batches_tracked.add_(1)  # as nn.BatchNorm2d counts; momentum None is its cumulative average
         momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        if self.native and y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last) \
-                and ops.tileable(y):
+        if self.native and ops.tileable(y):
             positions = drop_positions(y.numel(), drop.p)
             out, _, _, new_mean, new_var = ops.relu_bn_drop(y, bn.weight, bn.bias, bn.running_mean, bn.running_var,
                                                             momentum, bn.eps, 1.0 / (1.0 - drop.p), positions)

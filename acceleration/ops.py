@@ -17,8 +17,13 @@ from acceleration.native import library
 CL = torch.channels_last
 
 
+def _readable(x: Tensor) -> bool:
+    """What every kernel reads: a 4-D channels-last float32 tensor on the CPU."""
+    return x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=CL)
+
+
 def _require(x: Tensor, what: str) -> None:
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous(memory_format=CL):
+    if not _readable(x):
         raise ValueError(f"{what} must be a 4-D channels-last float32 CPU tensor, got {x.dtype} {tuple(x.shape)}"
                          f" on {x.device}")
 
@@ -28,14 +33,13 @@ def _vectors(x: Tensor) -> int:
 
 
 def tileable(x: Tensor) -> bool:
-    """Whether the ReLU/BN/dropout kernel can take this activation (whole tiles of lcm(C, 16) floats)."""
-    return library() is not None and x.dim() == 4 and x.shape[1] > 0 and _vectors(x) > 0
+    """Whether the ReLU/BN/dropout kernel can take this activation: readable, in whole tiles of lcm(C, 16) floats."""
+    return library() is not None and _readable(x) and x.shape[1] > 0 and _vectors(x) > 0
 
 
 def poolable(x: Tensor) -> bool:
     """Whether the 2x2 max-pool kernel can take this input: even height and width, channels-last float32 CPU."""
-    return (library() is not None and x.dim() == 4 and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
-            and x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous(memory_format=CL))
+    return library() is not None and _readable(x) and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
 
 
 # --------------------------------------------------------------------------- ReLU -> batch norm -> dropout
