@@ -1,11 +1,13 @@
 """Where each run's files live, and how they are written: atomically, so none is ever half-written.
 
-Layout under a root (``--out-dir``, default this repository): ``outputs/<stem>_params.pth``,
-``outputs/<stem>_metrics.json``, ``outputs/<stem>_checkpoint.pt`` (after every epoch),
-``summaries/<stem>_summary.txt``, ``plots/<stem>.png``.
+Layout under a root: ``outputs/<stem>_params.pth``, ``outputs/<stem>_metrics.json``,
+``outputs/<stem>_checkpoint.pt`` (after every epoch), ``summaries/<stem>_summary.txt``, ``plots/<stem>.png``.
+Two roots matter: the repository itself holds the committed reference models (``REFERENCE_ROOT``);
+a user's runs go to ``runs/`` in it (``RUNS_ROOT``, the default), so training never replaces them.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,6 +19,9 @@ from typing import Any
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent
+REFERENCE_ROOT = REPO_ROOT  # the committed, reproducible reference models and their files
+RUNS_ROOT = REPO_ROOT / "runs"  # where runs write unless told otherwise (ignored by git)
+FOLDERS = ("outputs", "plots", "summaries")
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,18 @@ class ArtifactPaths:
 
     @property
     def base(self) -> Path:
-        return Path(self.root) if self.root is not None else REPO_ROOT
+        return Path(self.root) if self.root is not None else RUNS_ROOT
+
+    @property
+    def folders(self) -> list[Path]:
+        return [self.base / name for name in FOLDERS]
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of this stem that a run or an evaluation may write."""
+        names = ("params", "best_params", "metrics", "checkpoint", "submission", "summary", "plot", "confusion_plot",
+                 "mistakes_plot", "filters_plot")
+        return [getattr(self, name) for name in names]
 
     @property
     def params(self) -> Path:
@@ -69,31 +85,125 @@ class ArtifactPaths:
         return self.base / "plots" / f"{self.stem}_filters.png"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: readers see all or nothing."""
-    path = Path(path)
+def trained_root(stem: str, out_dir: Path | str | None) -> Path:
+    """Where to read a trained model from: ``out_dir`` when given; else the user's own run in ``runs/``
+    when there is one, else the committed reference."""
+    if out_dir is not None:
+        return Path(out_dir)
+    return RUNS_ROOT if ArtifactPaths(stem).params.exists() else REFERENCE_ROOT
+
+
+class WriteError(Exception):
+    """A file could not be written; ``path`` names it and ``reason`` says why (the OS's words)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _mode_for(path: Path) -> int:
+    """The mode an ordinary ``open(path, "w")`` would leave: the old file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """``data`` in a synced temporary file beside ``path``, with the mode ``path`` will have; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), _mode_for(path))
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files as one step: all are staged beside their targets first, then renamed.
+
+    A failure while staging (disk full, read-only folder, a directory in the way) removes every
+    temporary file and leaves all targets as they were; it raises ``WriteError`` naming the file.
+    """
+    staged: dict[Path, str] = {}
+    current = None
+    try:
+        for current, data in files.items():
+            current = Path(current)
+            if current.is_dir():
+                raise IsADirectoryError(21, "a directory is in the way", str(current))
+            staged[current] = _stage(current, data)
+        for current, tmp in list(staged.items()):
+            os.replace(tmp, current)
+            del staged[current]
+    except OSError as exc:
+        raise WriteError(current, _reason(exc)) from None
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename: readers see all or nothing."""
+    atomic_write_many({Path(path): data})
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+
 def atomic_save_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, torch_bytes(obj))
+
+
+def probe_writable(folders: list[Path], files: list[Path] = ()) -> None:
+    """Create each folder and write, sync and remove a small file in it; no ``files`` may be a directory.
+    Folders the probe had to create are removed again, so a refused run leaves no trace.
+
+    ``os.access`` is not enough: it says yes to root on a read-only file system or a full disk.
+    Raises ``WriteError`` naming the first folder or file that fails.
+    """
+    created: list[Path] = []
+    try:
+        for folder in folders:
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                created += reversed(missing)
+                Path(_stage(folder / ".write-probe", b"probe")).unlink()
+            except OSError as exc:
+                created += [p for p in reversed(missing) if p.is_dir()]
+                raise WriteError(folder, _reason(exc)) from None
+        for path in files:
+            if path.is_dir():
+                raise WriteError(path, "a directory is in the way of this file")
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()

@@ -8,7 +8,6 @@ naming both, and one left unread is recorded as None, so a record holds exactly 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -18,11 +17,13 @@ import acceleration
 import lr_schedulers
 import model_strategy
 import optimizers
-from artifacts import ArtifactPaths
+from artifacts import ArtifactPaths, WriteError, probe_writable
 
 MAX_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds
 MAX_BATCH_SIZE = 60_000  # MNIST's training set
+MAX_IMAGES = 60_000  # --subset, --val-split: at most MNIST's training set
+MAX_SEEDS = 100  # --seeds: models trained per key in one leaderboard run
 
 
 class ConfigError(ValueError):
@@ -140,14 +141,14 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("patience", "needs --val-split N > 0 (it watches validation accuracy)")
 
 
-def check_out_dir(out_dir: str | None) -> None:
-    """The root the run writes under must be (or can become) a writable directory."""
-    base = ArtifactPaths("x", out_dir).base
-    probe = base
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK) or (probe.exists() and not probe.is_dir()):
-        raise ConfigError("out_dir", f"{base} is not a writable directory")
+def probe_out_dir(out_dir: str | None, stems: list[str]) -> None:
+    """Before any work: the folders under ``out_dir`` are created and written to for real, and no file of
+    ``stems`` has a directory in its way; a failure is a ``ConfigError`` of ``--out-dir`` naming the path."""
+    paths = [ArtifactPaths(stem, out_dir) for stem in stems]
+    try:
+        probe_writable(paths[0].folders, [f for p in paths for f in p.files])
+    except WriteError as exc:
+        raise ConfigError("out_dir", str(exc)) from None
 
 
 def check_sizes(cfg: RunConfig, num_train_images: int) -> None:

@@ -64,8 +64,9 @@ class MNISTDataError(Exception):
 
 
 def default_data_dir() -> Path:
-    """``$MNIST_DATA_DIR`` when set, else ``./data`` (torchvision's layout below it)."""
-    return Path(os.environ.get("MNIST_DATA_DIR") or "data")
+    """``$MNIST_DATA_DIR`` when set, else ``data/`` in the repository (torchvision's layout below it): like the
+    outputs, found from wherever the command runs."""
+    return Path(os.environ.get("MNIST_DATA_DIR") or Path(__file__).resolve().parent / "data")
 
 
 def raw_dir(root: Path | str) -> Path:
@@ -275,6 +276,7 @@ def ensure_mnist(root: Path | str) -> Path:
             return raw
         except (MNISTDataError, OSError, subprocess.SubprocessError) as exc:
             failures.append(f"  - {source}: {exc}")
+            _status(f"MNIST: {source} failed: {exc}")
     raise MNISTDataError(
         f"MNIST is not in {raw} and could not be fetched:\n" + "\n".join(failures)
         + f"\nPut the four files ({', '.join(MNIST_MD5)}, plain or .gz) in {raw} by hand,"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import anatomy
-from artifacts import ArtifactPaths
+from artifacts import REFERENCE_ROOT, ArtifactPaths
 from models import cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
 
 
@@ -156,35 +156,59 @@ def identify_state_dict(state: dict) -> str | None:
     return None
 
 
-def load_weights(model: nn.Module, path: Path | str, key: str) -> nn.Module:
-    """Load a ``state_dict`` saved for model ``key`` into ``model``, refusing anything else.
-
-    Only tensors are unpickled (``weights_only=True``). A file for another model raises an error
-    naming both models.
-    """
+def read_state_dict(path: Path | str, key: str) -> dict:
+    """The tensors of a weights file meant for model ``key``; anything unreadable raises
+    ``IncompatibleWeightsError`` naming the file and the fault (only tensors are unpickled)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise IncompatibleWeightsError(f"{path}: is a directory, not a weights file for model {key}")
+    if not path.exists():
         raise IncompatibleWeightsError(f"{path}: no saved weights for model {key}"
                                        f" (train it first: python main.py --model {key})")
+    if not path.is_file():  # a FIFO or a device would block or stream forever
+        raise IncompatibleWeightsError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise IncompatibleWeightsError(f"{path}: empty file (0 bytes), not model {key}'s weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise IncompatibleWeightsError(f"{path}: cannot be read ({exc.strerror})") from None
     except Exception as exc:  # truncated zip, foreign pickle, refused global: all unreadable to us
         raise IncompatibleWeightsError(f"{path}: not a readable weights file for model {key}"
-                                       f" ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+                                       f" ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IncompatibleWeightsError(f"{path}: not a state_dict (expected model {key}'s parameters)")
+    return state
+
+
+def check_state_dict(state: dict, model: nn.Module, path: Path | str, key: str) -> None:
+    """Refuse a state_dict that would not load into ``model`` exactly: other names or shapes (naming the
+    model it is for, when known), other kinds of numbers, or weights that are not finite."""
     expected = model.state_dict()
     if state.keys() != expected.keys() or any(state[k].shape != expected[k].shape for k in expected):
         other = identify_state_dict(state)
         owner = f"model {other}" if other else "an unknown model"
         raise IncompatibleWeightsError(f"{path}: holds weights for {owner}, not for model {key}")
+    for name, want in expected.items():
+        got = state[name]
+        if got.dtype.is_floating_point != want.dtype.is_floating_point or got.is_complex():
+            raise IncompatibleWeightsError(f"{path}: {name} holds {got.dtype} numbers, model {key} needs {want.dtype}")
+        if got.dtype.is_floating_point and not bool(torch.isfinite(got).all()):
+            raise IncompatibleWeightsError(f"{path}: {name} holds NaN or infinite values")
+
+
+def load_weights(model: nn.Module, path: Path | str, key: str) -> nn.Module:
+    """Load a ``state_dict`` saved for model ``key`` into ``model``, refusing anything else with an
+    ``IncompatibleWeightsError`` that names the file (and, for another model's file, both models)."""
+    state = read_state_dict(path, key)
+    check_state_dict(state, model, path, key)
     model.load_state_dict(state)
     return model
 
 
-def load_trained(key: str, out_dir: Path | str | None = None,
+def load_trained(key: str, out_dir: Path | str | None = REFERENCE_ROOT,
                  device: torch.device | str = "cpu") -> nn.Module:
-    """The trained model saved under ``out_dir`` (default: the repository's), in eval mode, ready to predict."""
+    """The trained model saved under ``out_dir`` (default: the committed reference), in eval mode."""
     strategy = get_strategy(key)
     model = strategy.get_model(device)
     load_weights(model, ArtifactPaths(strategy.stem, out_dir).params, strategy.key)

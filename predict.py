@@ -1,12 +1,16 @@
-"""Predictions on new digits: image files of any size and polarity, and Kaggle's digit-recognizer CSV.
+"""Predictions on new digits: image files as people make them, and Kaggle's digit-recognizer CSV.
 
-Images are made to look like MNIST's own: grey levels, light digit on black (inverted when the
-background is light), the digit's bounding box scaled to fit 20x20 pixels, then placed in a 28x28
-field so that its centre of mass sits at the centre (LeCun et al.'s recipe for MNIST).
+A photo or scan is made to look like an MNIST digit (LeCun et al.'s recipe): transparency flattened,
+light ink on black (inverted when the paper is light), the paper's uneven level (grey paper, shadows)
+estimated and removed, sensor and JPEG noise thresholded away, the digit found wherever it is on the
+page, its bounding box scaled to fit 20x20 pixels, then placed in a 28x28 field so that its centre of
+mass sits at the centre. Each bad input is reported on its own; the others are still predicted.
 """
 from __future__ import annotations
 
 import csv
+import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,18 +19,21 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from artifacts import ArtifactPaths, atomic_write_text
+import config
+from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text, trained_root
 from data_utils import normalize
-from model_strategy import get_strategy, load_trained
+from model_strategy import get_strategy, load_trained, load_weights
 from training import inference
 
-INK_THRESHOLD = 0.2  # of full brightness, after inversion: what counts as part of the digit
 BOX = 20
 SIZE = 28
+NOISE_SIGMAS = 4.0  # ink must stand this many noise deviations above the paper
+MIN_CONTRAST = 0.08  # ... and this far (of full scale): flat paper with no digit stays blank
+WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
 
 
 class PredictionInputError(Exception):
-    """One or more inputs could not be read; the message has one line per bad input."""
+    """Inputs could not be read; the message has one line per bad input."""
 
 
 @dataclass
@@ -36,20 +43,61 @@ class Prediction:
     probability: float
 
 
+def _filter(x: Tensor, size: int, largest: bool) -> Tensor:
+    """Grey-level dilation (``largest``) or erosion of a (H, W) image with a square of odd ``size``."""
+    sign = 1.0 if largest else -1.0
+    return sign * F.max_pool2d(sign * x[None, None], size, stride=1, padding=size // 2)[0, 0]
+
+
+def paper_level(ink: Tensor) -> Tensor:
+    """The background under light-on-dark ``ink``: a grey opening wider than any stroke, computed at low
+    resolution (the paper's level varies slowly), smoothed and brought back to full size."""
+    h, w = ink.shape
+    factor = max(1, min(h, w) // WORK_SIDE)
+    small = F.avg_pool2d(ink[None, None], factor, ceil_mode=True)[0, 0] if factor > 1 else ink
+    size = max(5, min(small.shape) // 3) | 1
+    opened = _filter(_filter(small, size, largest=False), size, largest=True)
+    smooth = F.avg_pool2d(opened[None, None], 3, stride=1, padding=1, count_include_pad=False)
+    return F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+
+
+def clean(gray: Tensor) -> Tensor:
+    """A (H, W) photo in [0, 1], any polarity, as light ink on exact black: paper and noise removed.
+
+    Dark ink on light paper is divided by the paper's level (light falls on ink and paper alike, so a
+    shadow scales both); light ink on a dark ground has the ground's level subtracted.
+    """
+    smooth = F.avg_pool2d(gray[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    paper, darkest, lightest = float(gray.median()), float(smooth.min()), float(smooth.max())
+    if paper - darkest > lightest - paper:  # most of a page is paper: the median is paper
+        ink = (1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)).clamp(min=0)
+    else:
+        ink = (gray - paper_level(gray)).clamp(min=0)
+    centre = ink.median()
+    sigma = 1.4826 * float((ink - centre).abs().median())  # robust noise level of the paper
+    peak = float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1)[0, 0].max())  # a stroke, not a speck
+    threshold = float(centre) + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
+    if peak <= threshold:
+        return torch.zeros_like(ink)
+    ink = torch.where(ink > threshold, ink, torch.zeros_like(ink))
+    support = F.avg_pool2d((ink > 0).float()[None, None], 3, stride=1, padding=1)[0, 0]
+    ink = torch.where(support >= 3 / 9, ink, torch.zeros_like(ink))  # isolated specks are noise
+    strokes = ink[ink > 0]
+    full = float(strokes.quantile(0.75)) if strokes.numel() else 1.0  # a stroke's core is full ink, as in MNIST
+    return (ink / full).clamp(0, 1)
+
+
 def mnistify(gray: Tensor) -> Tensor:
     """A (H, W) float image in [0, 1], any polarity, to a (28, 28) MNIST-style digit in [0, 1]."""
-    border = torch.cat([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if border.mean() > 0.5:  # dark ink on light paper: MNIST is light ink on black
-        gray = 1.0 - gray
-    ink = gray > INK_THRESHOLD
-    if not ink.any():
+    ink = clean(gray)
+    if not (ink > 0).any():
         raise ValueError("no digit found (the image is blank)")
-    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
-    crop = gray[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
+    crop = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
     scale = BOX / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     digit = F.interpolate(crop[None, None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-    digit = digit.clamp(0, 1)
+    digit = (digit / digit.max()).clamp(0, 1)  # a thin pen, scaled down, still reaches full ink
     total = digit.sum()
     cy = float((digit.sum(1) * torch.arange(h)).sum() / total)
     cx = float((digit.sum(0) * torch.arange(w)).sum() / total)
@@ -60,22 +108,46 @@ def mnistify(gray: Tensor) -> Tensor:
     return canvas
 
 
+def flatten_alpha(image: Image.Image) -> Tensor:
+    """Grey levels in [0, 1]; transparent parts become paper that contrasts with the opaque ink."""
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return _pixels(image.convert("L"))
+    gray, alpha = (_pixels(band) for band in image.convert("LA").split())
+    if float(alpha.min()) == 1.0:
+        return gray
+    ink_level = float((gray * alpha).sum() / alpha.sum().clamp(min=1e-6))
+    paper = 1.0 if ink_level < 0.5 else 0.0
+    return gray * alpha + paper * (1 - alpha)
+
+
+def _pixels(band: Image.Image) -> Tensor:
+    data = torch.frombuffer(bytearray(band.tobytes()), dtype=torch.uint8)
+    return data.view(band.height, band.width).float() / 255.0
+
+
 def load_image(path: Path) -> Tensor:
     """An image file as a (28, 28) MNIST-style digit; raises ValueError naming what is wrong."""
-    if not path.is_file():
+    if path.is_dir():
+        raise ValueError("is a directory, not an image")
+    if not path.exists():
         raise ValueError("no such file")
+    if not path.is_file():
+        raise ValueError("not a regular file")
     try:
         with Image.open(path) as image:
-            pixels = torch.frombuffer(bytearray(image.convert("L").tobytes()), dtype=torch.uint8)
-            gray = pixels.view(image.height, image.width).float() / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"not a readable image ({type(exc).__name__})") from None
+            image.load()
+            gray = flatten_alpha(image)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        reason = getattr(exc, "strerror", None) or f"not a readable image ({type(exc).__name__})"
+        raise ValueError(reason) from None
     return mnistify(gray)
 
 
-def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None]:
-    """Kaggle's digit-recognizer rows (``pixel0``..``pixel783``, optional ``label`` first) as uint8 images."""
-    problems, images, labels = [], [], []
+def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[str]]:
+    """Kaggle's digit-recognizer rows (``pixel0``..``pixel783``, optional ``label`` first) as uint8 images,
+    their labels, their ``ImageId`` (1-based data row) and one problem line per bad row (blank lines are
+    skipped). A file that cannot be read at all raises ``PredictionInputError``."""
+    problems, images, labels, ids = [], [], [], []
     try:
         with open(path, newline="") as fh:
             reader = csv.reader(fh)
@@ -87,7 +159,11 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None]:
             pixel_names = header[1:] if has_label else header
             if len(header) != expected or pixel_names[0].strip() != "pixel0" or pixel_names[-1].strip() != "pixel783":
                 raise PredictionInputError(f"{path}: header must be [label,]pixel0..pixel783, got {len(header)} columns")
-            for line, row in enumerate(reader, start=2):
+            row_id = 0
+            for row in reader:
+                if not any(field.strip() for field in row):
+                    continue
+                row_id += 1
                 try:
                     values = [int(v) for v in row]
                     if len(values) != expected or not all(0 <= v <= 255 for v in values[-784:]):
@@ -95,61 +171,96 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None]:
                     if has_label and not 0 <= values[0] <= 9:
                         raise ValueError
                 except ValueError:
-                    problems.append(f"{path} line {line}: expected {expected} integers"
-                                    f"{' (a label 0-9, then' if has_label else ' ('} pixels 0-255), got {len(row)} fields")
+                    wanted = "a label 0-9, then 784 pixels 0-255" if has_label else "784 pixels 0-255"
+                    problems.append(f"{path} line {reader.line_num}: expected {expected} integers ({wanted}),"
+                                    f" got {len(row)} fields")
                     continue
                 images.append(values[-784:])
+                ids.append(row_id)
                 if has_label:
                     labels.append(values[0])
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PredictionInputError(f"{path}: cannot be read ({type(exc).__name__})") from None
-    if problems:
-        raise PredictionInputError("\n".join(problems))
-    if not images:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise PredictionInputError(f"{path}: cannot be read ({reason})") from None
+    if not images and not problems:
         raise PredictionInputError(f"{path}: no rows after the header")
     pixels = torch.tensor(images, dtype=torch.uint8).view(-1, SIZE, SIZE)
-    return pixels, (torch.tensor(labels) if labels else None)
+    return pixels, (torch.tensor(labels) if labels else None), ids, problems
 
 
 def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
+    if len(digits) == 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
     device = next(model.parameters()).device
     batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
     results = [logits.softmax(1).max(1) for _, logits, _ in inference(model, batches)]
     return torch.cat([d.cpu() for _, d in results]), torch.cat([p.cpu() for p, _ in results])
 
 
-def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
-    """Every image, or one error listing each unreadable one."""
-    digits, problems = [], []
+def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
+    """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
+    good, digits, problems = [], [], []
     for path in paths:
         try:
             digits.append(load_image(path))
+            good.append(path)
         except ValueError as exc:
             problems.append(f"{path}: {exc}")
+    return good, (torch.stack(digits) if digits else torch.zeros(0, SIZE, SIZE)), problems
+
+
+def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
+    """Every image, or one error listing each unreadable one (the CLI predicts the rest instead)."""
+    good, digits, problems = prepare_images(paths)
     if problems:
         raise PredictionInputError("\n".join(problems))
-    predicted, probability = classify(model, torch.stack(digits))
-    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(paths, predicted, probability)]
+    predicted, probability = classify(model, digits)
+    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(good, predicted, probability)]
 
 
-def submission_csv(predicted: Tensor) -> str:
-    """Kaggle's submission format: ``ImageId,Label`` with 1-based ids."""
-    return "ImageId,Label\n" + "".join(f"{i},{int(d)}\n" for i, d in enumerate(predicted.tolist(), start=1))
+def submission_csv(ids: list[int], predicted: Tensor) -> str:
+    """Kaggle's submission format: ``ImageId,Label`` with the rows' 1-based ids."""
+    return "ImageId,Label\n" + "".join(f"{i},{int(d)}\n" for i, d in zip(ids, predicted.tolist()))
 
 
-def predict_saved(model_key: str, out_dir: str | None, device: str, images: list[str] | None,
-                  csv_file: str | None) -> None:
-    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained."""
-    strategy = get_strategy(model_key)
-    model = load_trained(strategy.key, out_dir, device)
+def png_bytes(digit: Tensor) -> bytes:
+    """A (28, 28) digit in [0, 1] as an 8-bit PNG, light on black as MNIST stores it."""
+    buffer = io.BytesIO()
+    Image.fromarray((digit * 255).round().byte().numpy(), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict_saved(cfg: config.RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
+                  save_prepared: bool = False) -> int:
+    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
+    prediction and one per bad input (on stderr); returns how many inputs were bad."""
+    strategy = get_strategy(cfg.model)
+    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
+    model = load_trained(strategy.key, source.base, cfg.device)
+    if best:
+        load_weights(model, source.best_params, strategy.key)
+    print(f"model {strategy.key}: {source.best_params if best else source.params}", file=sys.stderr)
+    out = ArtifactPaths(strategy.stem, cfg.out_dir)
+    problems: list[str] = []
     if images:
-        for p in predict_images(model, [Path(x) for x in images]):
-            print(f"{p.source}: {p.digit} ({100 * p.probability:.1f}%)")
+        good, digits, problems = prepare_images([Path(x) for x in images])
+        predicted, probability = classify(model, digits)
+        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
+            saved = ""
+            if save_prepared:
+                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
+                atomic_write_bytes(prepared, png_bytes(digit))
+                saved = f"  [model saw {prepared}]"
+            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
     if csv_file:
-        pixels, labels = read_kaggle_csv(Path(csv_file))
+        pixels, labels, ids, bad_rows = read_kaggle_csv(Path(csv_file))
+        problems += bad_rows
         digits, _ = classify(model, pixels.float() / 255.0)
-        path = ArtifactPaths(strategy.stem, out_dir).submission
-        atomic_write_text(path, submission_csv(digits))
-        scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
-        print(f"wrote {path} ({len(digits)} rows){scored}")
+        if len(ids):
+            atomic_write_text(out.submission, submission_csv(ids, digits))
+            scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
+            print(f"wrote {out.submission} ({len(digits)} rows{', bad rows left out' if bad_rows else ''}){scored}")
+    for line in problems:
+        print(f"main.py: error: {line}", file=sys.stderr)
+    return len(problems)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -21,16 +22,25 @@ import model_strategy
 import provenance
 import training
 import visualization
-from artifacts import ArtifactPaths, atomic_save_json, atomic_torch_save
+from artifacts import ArtifactPaths, WriteError, atomic_save_json, atomic_write_many, json_bytes, torch_bytes
 from config import ConfigError, RunConfig
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during training; ``epochs_done`` finished epochs are in the checkpoint."""
+    """Ctrl-C or SIGTERM; ``epochs_done`` finished epochs are in the checkpoint. ``finishing``: it came while
+    the final files were written, after every epoch was checkpointed (``--resume`` writes them again)."""
 
-    def __init__(self, epochs_done: int, checkpoint) -> None:  # noqa: ANN001
+    def __init__(self, epochs_done: int, checkpoint, finishing: bool = False) -> None:  # noqa: ANN001
         super().__init__(epochs_done, checkpoint)
-        self.epochs_done, self.checkpoint = epochs_done, checkpoint
+        self.epochs_done, self.checkpoint, self.finishing = epochs_done, checkpoint, finishing
+
+
+class RunWriteError(WriteError):
+    """A file of a run could not be written; ``epochs_saved`` epochs are in ``checkpoint`` (0: none)."""
+
+    def __init__(self, error: WriteError, epochs_saved: int, checkpoint: Path) -> None:
+        super().__init__(error.path, error.reason)
+        self.epochs_saved, self.checkpoint = epochs_saved, checkpoint
 
 
 def metrics_record(run: training.Run, status: str) -> dict:
@@ -80,11 +90,19 @@ class RunWriter:
     def load_checkpoint(self) -> dict:
         """The checkpoint to resume from, refused when it is missing, unreadable or from other settings."""
         path = self.paths.checkpoint
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError("resume", f"no checkpoint at {path} (train without --resume first)")
+        if not path.is_file():
+            raise ConfigError("resume", f"{path} is not a regular file")
         try:
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
-            saved = state["config"]
+            saved, epochs = state["config"], state["history"]["epochs"]
+            model = model_strategy.get_strategy(self.cfg.model).get_model("cpu")
+            model_strategy.check_state_dict(state["model"], model, path, self.cfg.model)
+        except model_strategy.IncompatibleWeightsError as exc:
+            raise ConfigError("resume", str(exc)) from None
+        except PermissionError as exc:
+            raise ConfigError("resume", f"{path} cannot be read ({exc.strerror})") from None
         except Exception as exc:  # truncated, foreign or tampered files all end here
             raise ConfigError("resume", f"{path} is not a readable checkpoint ({type(exc).__name__})") from None
         changed = config.resume_conflicts(saved, self.cfg)
@@ -92,24 +110,26 @@ class RunWriter:
             wanted = asdict(self.cfg)
             diffs = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {wanted[k]})" for k in changed)
             raise ConfigError("resume", f"{path} was written with {diffs}; give the same flags to resume")
-        self.epochs_saved = len(state["history"]["epochs"])
+        self.epochs_saved = len(epochs)
         return state
 
     def on_start(self, run: training.Run) -> None:
         self.run = run
 
     def on_epoch_end(self, run: training.Run, record: training.EpochRecord) -> None:
-        atomic_torch_save(run.checkpoint(), self.paths.checkpoint)
-        self.epochs_saved = record.epoch
+        """Checkpoint, running metrics and (when validation selects this epoch) its params, as one step."""
+        files = {self.paths.checkpoint: torch_bytes(run.checkpoint()),
+                 self.paths.metrics: json_bytes(metrics_record(run, "running"))}
         if training.best_validation_epoch(run.history) is record:
-            atomic_torch_save(run.model.state_dict(), self.paths.best_params)
-        atomic_save_json(self.paths.metrics, metrics_record(run, "running"))
+            files[self.paths.best_params] = torch_bytes(run.model.state_dict())
+        atomic_write_many(files)
+        self.epochs_saved = record.epoch
 
-    def interrupted(self) -> Interrupted:
+    def interrupted(self, finishing: bool = False) -> Interrupted:
         """Mark the record of the finished epochs; with none finished, touch nothing."""
-        if self.run is not None and self.epochs_saved:
+        if self.run is not None and self.epochs_saved and not finishing:
             atomic_save_json(self.paths.metrics, metrics_record(self.run, "interrupted"))
-        return Interrupted(self.epochs_saved, self.paths.checkpoint)
+        return Interrupted(self.epochs_saved, self.paths.checkpoint, finishing)
 
     def diverged(self, error: training.DivergenceError) -> None:
         """Record the divergence; the final weights of earlier runs stay untouched."""
@@ -117,14 +137,18 @@ class RunWriter:
             atomic_save_json(self.paths.metrics, {**metrics_record(self.run, "diverged"), "error": str(error)})
 
     def finish(self, run: training.Run) -> dict:
-        """The final files: params, metrics with the evaluation, summary, training plot and figures."""
+        """The final files: params, metrics with the evaluation and summary as one step, then the figures
+        (a figure that cannot be written loses nothing written before it)."""
         record = metrics_record(run, "complete")
-        atomic_torch_save(run.model.state_dict(), self.paths.params)
-        write_evaluation(run.model, run.strategy, run.pipeline.test, self.paths, record)
-        visualization.save_summary(run.model, self.paths.summary, run.strategy.title(run.model))
+        result, mistakes = evaluate(run.model, run.pipeline.test, record)
+        atomic_write_many({
+            self.paths.params: torch_bytes(run.model.state_dict()),
+            self.paths.metrics: json_bytes(record),
+            self.paths.summary: visualization.summary_file(run.model, run.strategy.title(run.model)).encode()})
         visualization.save_training_plot(
             record["history"], self.paths.plot, f"{run.strategy.stem} ({record['summary']['params']:,} params):"
             f" final test accuracy {run.history.epochs[-1].test_acc:.2f}%")
+        save_figures(run.model, run.strategy, result, mistakes, self.paths)
         return record
 
 
@@ -132,46 +156,64 @@ def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | Non
     """Train one model and write its files; returns the metrics record.
 
     A checkpoint is written after every epoch; ``resume`` continues from it and ends with the same
-    weights and history as an uninterrupted run. Raises ``Interrupted`` on Ctrl-C or SIGTERM and
-    ``training.DivergenceError``, each after recording it.
+    weights and history as an uninterrupted run. Raises ``Interrupted`` on Ctrl-C or SIGTERM,
+    ``training.DivergenceError`` (each after recording it) and ``RunWriteError`` when a file cannot be
+    written, leaving the files of the last good epoch as they were.
     """
     writer = RunWriter(cfg)
     state = writer.load_checkpoint() if resume else None
     try:
-        run = training.train(cfg, writer, state, started_at)
-    except KeyboardInterrupt:
-        raise writer.interrupted() from None
-    except training.DivergenceError as exc:
-        writer.diverged(exc)
-        raise
-    return writer.finish(run)
+        try:
+            run = training.train(cfg, writer, state, started_at)
+        except KeyboardInterrupt:
+            raise writer.interrupted() from None
+        except training.DivergenceError as exc:
+            writer.diverged(exc)
+            raise
+        except training.CheckpointMismatch as exc:
+            raise ConfigError("resume", f"{writer.paths.checkpoint}: {exc}") from None
+        try:
+            return writer.finish(run)
+        except KeyboardInterrupt:
+            raise writer.interrupted(finishing=True) from None
+    except WriteError as exc:
+        raise RunWriteError(exc, writer.epochs_saved, writer.paths.checkpoint) from None
 
 
-def write_evaluation(model: torch.nn.Module, strategy: model_strategy.ModelStrategy, test_batches,  # noqa: ANN001
-                     paths: ArtifactPaths, metrics: dict) -> dict:
-    """Per-class scores and the confusion matrix into the metrics JSON, printed too, and the three figures."""
+def evaluate(model: torch.nn.Module, test_batches, metrics: dict) -> tuple:  # noqa: ANN001
+    """Per-class scores and the confusion matrix on the test set, into ``metrics`` and printed."""
     result, mistakes = evaluation.evaluate_model(model, test_batches)
     metrics["evaluation"] = result.to_dict()
-    atomic_save_json(paths.metrics, metrics)
     print(evaluation.format_report(result))
+    return result, mistakes
+
+
+def save_figures(model: torch.nn.Module, strategy: model_strategy.ModelStrategy, result: evaluation.Evaluation,
+                 mistakes: list, paths: ArtifactPaths) -> None:
+    """The confusion matrix, the most confident mistakes and the first layer's filters."""
     name = f"{strategy.stem} ({model_strategy.param_count(model):,} params)"
     visualization.save_confusion_plot(result.confusion, paths.confusion_plot,
                                       f"{name}: test accuracy {result.accuracy:.2f}%")
     visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes")
     visualization.save_filters_plot(model, paths.filters_plot, f"{name}: first convolution's kernels")
-    return metrics
 
 
-def evaluate_saved(cfg: RunConfig) -> dict:
-    """``--evaluate``: the saved model on the test set, run as it trained (same backend), nothing trained."""
+def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
+    """``--evaluate``: the model saved under ``source`` (default: ``cfg.out_dir``) on the test set, run as it
+    trained (same backend), nothing trained. Its metrics record, with the evaluation, and the figures go
+    under ``cfg.out_dir``; the params are not copied."""
     strategy = model_strategy.get_strategy(cfg.model)
+    saved = ArtifactPaths(strategy.stem, cfg.out_dir if source is None else source)
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
-    model = model_strategy.load_trained(strategy.key, cfg.out_dir, cfg.device)
+    model = model_strategy.load_trained(strategy.key, saved.base, cfg.device)
     model, _ = acceleration.accelerate(model, cfg.backend)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device)
     try:
-        metrics = json.loads(paths.metrics.read_text())
+        metrics = json.loads(saved.metrics.read_text())
     except (OSError, ValueError):
         metrics = {"config": cfg.to_dict()}  # weights without a (readable) record of their training
-    return write_evaluation(model.eval(), strategy, pipeline.test, paths, metrics)
+    result, mistakes = evaluate(model.eval(), pipeline.test, metrics)
+    atomic_save_json(paths.metrics, metrics)
+    save_figures(model, strategy, result, mistakes, paths)
+    return metrics

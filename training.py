@@ -290,12 +290,20 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
             "rng": torch.get_rng_state(), "history": history.to_dict(), "config": config}
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose contents do not fit the run being resumed (another model, optimizer or format)."""
+
+
 def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule) -> History:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"])
-    return History.from_dict(state["history"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        return History.from_dict(state["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise CheckpointMismatch(f"does not fit this run ({type(exc).__name__}: {reason})") from None
 
 
 # --------------------------------------------------------------------------- one run, from a config

@@ -21,7 +21,7 @@ from torch import nn  # noqa: E402
 from torchsummary import summary  # noqa: E402
 
 from anatomy import analyse  # noqa: E402
-from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
+from artifacts import REFERENCE_ROOT, ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_utils import denormalize  # noqa: E402
 from model_strategy import identify_state_dict, load_weights  # noqa: E402
 
@@ -40,13 +40,19 @@ def summary_text(model: nn.Module) -> str:
     return buffer.getvalue()
 
 
-def save_summary(model: nn.Module, path: Path, title: str) -> Path:
-    """Write the summary of a (CPU) copy of ``model`` with a title line; returns the path."""
+def summary_file(model: nn.Module, title: str) -> str:
+    """The summary text of a (CPU) copy of ``model``: title, torchsummary's table, MACs, weight size, and
+    every layer's output size and receptive field."""
     plain = copy.deepcopy(model)
     a = analyse(plain)
     merit = (f"Multiply-accumulates per image (forward): {a.macs:,}; weights: {a.weights_kb:,.1f} KB\n\n"
              f"Output size and receptive field of every layer:\n{a.table()}\n")
-    atomic_write_text(path, f"{title}\n\n{summary_text(plain)}\n{merit}")
+    return f"{title}\n\n{summary_text(plain)}\n{merit}"
+
+
+def save_summary(model: nn.Module, path: Path, title: str) -> Path:
+    """Write ``summary_file`` of ``model``; returns the path."""
+    atomic_write_text(path, summary_file(model, title))
     return path
 
 
@@ -146,12 +152,13 @@ def _key_of(stem: str) -> str:
     return stem.removeprefix("mnist_model_")
 
 
-def load_model_params(model: nn.Module, stem: str, out_dir: Path | str | None = None) -> nn.Module:
-    """Load ``outputs/<stem>_params.pth`` into ``model``; a file for another model raises an error naming both."""
+def load_model_params(model: nn.Module, stem: str, out_dir: Path | str | None = REFERENCE_ROOT) -> nn.Module:
+    """Load ``outputs/<stem>_params.pth`` (default: the committed reference) into ``model``; a file that does not
+    fit raises ``IncompatibleWeightsError`` naming it (and both models, for another model's file)."""
     expected = identify_state_dict(model.state_dict()) or _key_of(stem)
     return load_weights(model, ArtifactPaths(stem, out_dir).params, expected)
 
 
-def load_metrics_json(stem: str, out_dir: Path | str | None = None) -> dict:
-    """The metrics record (config, history, summary) of ``outputs/<stem>_metrics.json``."""
+def load_metrics_json(stem: str, out_dir: Path | str | None = REFERENCE_ROOT) -> dict:
+    """The metrics record (config, history, summary) of ``outputs/<stem>_metrics.json`` (default: the reference)."""
     return json.loads(ArtifactPaths(stem, out_dir).metrics.read_text())

@@ -155,19 +155,17 @@ def test_rates_of_another_optimizer_follow_that_optimizer(synthetic_root, tmp_pa
     (["--model", "3", "--device", "cpu", "--cuda-graph"], "--cuda-graph", "device cpu"),
 ])
 def test_a_flag_the_chosen_strategies_do_not_read_is_refused_naming_both(tmp_path, capsys, argv, flag, reader):
-    with pytest.raises(SystemExit) as info:
-        main.main([*argv, "--out-dir", str(tmp_path)])
+    code = main.main([*argv, "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and f"argument {flag}: the {reader} does not read it" in err
+    assert code == 2 and f"argument {flag}: the {reader} does not read it" in err
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("argv", [["--evaluate", "--predict", "x.png"], ["--summary-only", "--evaluate"],
                                   ["--list-models", "--predict-csv", "x.csv"], ["--evaluate", "--resume"]])
 def test_modes_are_mutually_exclusive(tmp_path, capsys, argv) -> None:
-    with pytest.raises(SystemExit) as info:
-        main.main([*argv, "--out-dir", str(tmp_path)])
-    assert info.value.code == 2 and "cannot be combined with" in capsys.readouterr().err
+    code = main.main([*argv, "--out-dir", str(tmp_path)])
+    assert code == 2 and "cannot be combined with" in capsys.readouterr().err
 
 
 def test_torchvision_loader_runs_the_same_loop(synthetic_root: Path, tmp_path: Path) -> None:

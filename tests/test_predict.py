@@ -103,17 +103,30 @@ def test_labelled_csv_reports_accuracy(trained_out, tmp_path, capsys) -> None:
     assert "accuracy on its labels" in capsys.readouterr().out
 
 
-def test_unreadable_images_and_malformed_rows_each_get_a_message_and_exit_2(trained_out, tmp_path, capsys) -> None:
+def test_bad_images_get_one_line_each_the_good_ones_are_still_predicted_and_the_exit_is_1(trained_out, tmp_path,
+                                                                                            capsys) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    code = main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict", str(broken),
-                      str(tmp_path / "missing.png")])
-    err = capsys.readouterr().err
-    assert code == 2 and "broken.png: not a readable image" in err and "missing.png: no such file" in err
+    good = _draw_seven(tmp_path / "seven.png")
+    code = main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict", str(broken), str(good),
+                      str(tmp_path / "missing.png"), str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.png: not a readable image" in captured.err and "missing.png: no such file" in captured.err
+    assert f"{tmp_path}: is a directory" in captured.err and "Traceback" not in captured.err
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(good)]
+
+
+def test_bad_csv_rows_are_named_the_rest_is_written_with_their_ids_and_a_trailing_blank_line_is_fine(
+        trained_out, tmp_path, capsys) -> None:
     csv_path = tmp_path / "bad.csv"
     header = ",".join(f"pixel{i}" for i in range(784))
-    csv_path.write_text(header + "\n" + ",".join(["1"] * 783) + "\n" + ",".join(["300"] * 784) + "\n")
+    rows = [",".join(["0"] * 784), ",".join(["1"] * 783), ",".join(["300"] * 784), ",".join(["0"] * 784)]
+    csv_path.write_text(header + "\n" + "\n".join(rows) + "\n\n")
     code = main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)])
     err = capsys.readouterr().err
-    assert code == 2 and "bad.csv line 2" in err and "bad.csv line 3" in err
-    assert not (trained_out / "outputs" / "mnist_model_fc_submission.csv").exists()
+    assert code == 1 and "bad.csv line 3" in err and "bad.csv line 4" in err and "( pixels" not in err
+    submission = (trained_out / "outputs" / "mnist_model_fc_submission.csv").read_text().splitlines()
+    assert submission[0] == "ImageId,Label" and [int(r.split(",")[0]) for r in submission[1:]] == [1, 4]
+    csv_path.write_text(header + "\n" + rows[0] + "\n\n")
+    assert main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)]) == 0

@@ -1,0 +1,92 @@
+"""The command line's flags: names, types, documented ranges and help; ``main.py`` parses with it."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import acceleration
+import config
+import data_utils
+import lr_schedulers
+import optimizers
+from artifacts import RUNS_ROOT
+
+# Flags that pick a mode other than training one model (flag -> mode); at most one per command.
+MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
+              "--predict-csv": "predict"}
+
+
+def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {'(' if low_open else '['}{low:g}, {high:g}"
+                                             f"{')' if high_open else ']'}")
+        return value
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help, unless the help states it already or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = "(default:" in text or action.default is None or action.nargs == 0  # on/off flags say it in words
+        return text if shown else super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", formatter_class=HelpFormatter,
+                                description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the model.")
+    add = p.add_argument
+    add("--model", default="3", help="model key or alias (see --list-models); 'all' or a comma list trains a leaderboard")
+    add("--seeds", type=_number(int, 1, config.MAX_SEEDS), default=1,
+        help=f"train each model with seeds --seed, --seed+1, ... (1-{config.MAX_SEEDS}); leaderboard")
+    add("--scheduler", choices=lr_schedulers.available_schedulers(), help="learning-rate schedule (default: recipe)")
+    add("--epochs", type=_number(int, 1, config.MAX_EPOCHS), help=f"epochs, 1-{config.MAX_EPOCHS} (default: recipe)")
+    add("--max_lr", "--max-lr", dest="max_lr", type=_number(float, 0, low_open=True),
+        help="OneCycle's peak rate, > 0; onecycle only (default: recipe, 0.75 for SGD)")
+    add("--optimizer", choices=list(optimizers.OPTIMIZERS), help="optimizer (default: recipe)")
+    add("--lr", type=_number(float, 0, low_open=True), help="rate of step/plateau/cosine/none, > 0 (default: recipe)")
+    add("--momentum", type=_number(float, 0, 1, high_open=True), help="SGD momentum, [0, 1); SGD only (default: recipe)")
+    add("--weight-decay", type=_number(float, 0), help="weight decay, >= 0 (default: recipe)")
+    add("--batch-size", type=_number(int, 1, config.MAX_BATCH_SIZE),
+        help=f"training batch size, 1-{config.MAX_BATCH_SIZE} (default: recipe)")
+    add("--label-smoothing", type=_number(float, 0, 1, high_open=True), help="label smoothing, [0, 1) (default: recipe)")
+    add("--seed", type=_number(int, 0, config.MAX_SEED), default=1,
+        help=f"seed for weights, shuffling, augmentation, 0-{config.MAX_SEED}")
+    add("--device", default="auto", choices=config.DEVICES, help="auto picks cuda, then mps, then cpu")
+    add("--backend", default="auto", choices=acceleration.BACKENDS,
+        help="how the model runs fast, the same network either way: native (C kernels, CPU), torch (the same fusion"
+             " from PyTorch ops), channels-last, none (as built: the classic pipeline); auto: native where it builds,"
+             " else torch; channels-last on a GPU")
+    add("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+        help="CUDA only: replay each full batch's training step from a CUDA graph (default: on)")
+    add("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else data/ in this repository)")
+    add("--loader", default="tensor", choices=list(data_utils.LOADERS),
+        help="tensor: batches made on the device; torchvision: classic Dataset + DataLoader")
+    add("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
+    add("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
+        help="hold out N training images (seeded) as a validation set")
+    add("--patience", type=_number(int, 1, config.MAX_EPOCHS),
+        help="stop after K epochs without a higher validation accuracy (needs --val-split)")
+    add("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this repository; the"
+        " committed reference models are in the repository itself, --out-dir .)")
+    add("--no-verify", dest="verify", action="store_false", help="accept IDX files whose MD5 is not MNIST's")
+    add("--resume", action="store_true", help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
+    add("--evaluate", action="store_true", help="no training: evaluate the saved params and write per-class scores,"
+        " the confusion matrix and the mistakes and filters plots under --out-dir")
+    add("--predict", nargs="+", metavar="IMG", help="no training: the saved model's digit and probability per image")
+    add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
+    add("--best", action="store_true", help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
+    add("--save-prepared", action="store_true", help="--predict: also write each 28x28 digit the model saw to"
+        " outputs/prepared/")
+    add("--list-models", action="store_true", help="print the models table and exit")
+    add("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
+    return p
