@@ -192,16 +192,17 @@ def probe_writable(folders: list[Path], files: list[Path] = ()) -> None:
     created: list[Path] = []
     try:
         for folder in folders:
-            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            missing: list[Path] = []
             try:
+                missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
                 folder.mkdir(parents=True, exist_ok=True)
                 created += reversed(missing)
                 Path(_stage(folder / ".write-probe", b"probe")).unlink()
             except OSError as exc:
-                created += [p for p in reversed(missing) if p.is_dir()]
+                created += [p for p in reversed(missing) if os.path.isdir(p)]
                 raise WriteError(folder, _reason(exc)) from None
         for path in files:
-            if path.is_dir():
+            if os.path.isdir(path):
                 raise WriteError(path, "a directory is in the way of this file")
     finally:
         for folder in reversed(created):

@@ -21,14 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import anatomy  # noqa: E402
 import config  # noqa: E402
 import runs  # noqa: E402
-from artifacts import (  # noqa: E402
-    ArtifactPaths,
-    atomic_save_json,  # noqa: E402
-    atomic_write_bytes,
-    atomic_write_text,
-)
+from artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text  # noqa: E402
 from model_strategy import get_strategy  # noqa: E402
 from tables import markdown_table, mean_std  # noqa: E402
+
+SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
+                   "label_smoothing", "subset", "val_split", "backend")
 
 
 @dataclass
@@ -41,6 +39,7 @@ class Entry:
     seconds_per_epoch: float
     test_acc_per_epoch: list[list[float]] | None = None  # one list per seed: every run recorded
     metrics_files: list[str] | None = None  # one per seed, relative to the out-dir: each run's whole record
+    settings: dict | None = None  # what the seeds shared: optimizer, scheduler, rates, batch size, data subset
 
     @property
     def mean(self) -> float:
@@ -62,7 +61,8 @@ def entry_from_runs(key: str, runs: list[dict], metrics_files: list[str] | None 
                  final_test_acc=[r["summary"]["final_test_acc"] for r in runs],
                  seconds_per_epoch=round(statistics.mean(per_epoch), 2),
                  test_acc_per_epoch=[[e["test_acc"] for e in r["history"]["epochs"]] for r in runs],
-                 metrics_files=metrics_files)
+                 metrics_files=metrics_files,
+                 settings={k: runs[0]["config"].get(k) for k in SHARED_SETTINGS})
 
 
 def read(path: Path) -> list[Entry]:
@@ -156,6 +156,8 @@ def train(keys: list[str], seeds: int, given: dict, device: str) -> list[Path]:
                 kept = ArtifactPaths(f"{get_strategy(key).stem}_seed{seed}", out_dir).metrics
                 atomic_save_json(kept, records[-1])
                 files.append(str(kept.relative_to(kept.parents[1])))
+                print(f"model {key}, seed {seed}: final test accuracy {records[-1]['summary']['final_test_acc']:.2f}%;"
+                      f" its record: {kept}" + ("" if seed == first_seed else " (its weights are not kept)"))
             entries.append(entry_from_runs(key, records, files))
             paths = write(entries, out_dir)
     return paths

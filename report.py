@@ -1,7 +1,8 @@
 """The README's result tables, generated from committed files (never typed by hand).
 
-    python report.py            # print the tables
-    python report.py --readme   # rewrite them between their markers in README.md
+    python report.py                   # print the tables of the committed reference models
+    python report.py --out-dir runs    # the same for your own runs (results and leaderboard tables)
+    python report.py --readme          # rewrite them between their markers in README.md
 
 models:   the registry's modules (anatomy.py)
 results:  outputs/*_metrics.json                      (the committed models)
@@ -19,14 +20,14 @@ from pathlib import Path
 
 import anatomy
 import model_strategy
-from artifacts import REPO_ROOT, ArtifactPaths, atomic_write_text
+from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
 from tables import markdown_table
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 
-def results_table(root: Path = REPO_ROOT) -> str:
+def results_table(root: Path = REFERENCE_ROOT) -> str:
     rows = []
     for key in model_strategy.available_models():
         path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
@@ -78,7 +79,8 @@ def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     return markdown(summarize(runs))
 
 
-def leaderboard_table(path: Path = REPO_ROOT / "outputs" / "leaderboard.md") -> str:
+def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
+    path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
 
 
@@ -95,17 +97,23 @@ def models_table() -> str:
                            "receptive field of the last spatial conv"], "llrrrr", rows)
 
 
-TABLES = {"models": models_table, "results": results_table, "leaderboard": leaderboard_table, "speed": speed_table,
-          "speed-gpu": lambda: speed_table(RESULTS_DIR / "training_speed_gpu.json"), "accuracy": accuracy_table}
+# Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
+TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
+          "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
+          "accuracy": lambda root: accuracy_table()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="rewrite the tables in README.md")
+    parser.add_argument("--readme", action="store_true", help="rewrite the tables in README.md (reference models only)")
+    parser.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT,
+                        help="root holding outputs/ (default: the committed reference models; runs/ holds yours)")
     args = parser.parse_args()
+    if args.readme and args.out_dir.resolve() != REFERENCE_ROOT:
+        parser.error("--readme describes the committed reference models; leave out --out-dir")
     if not args.readme:
         for name, make in TABLES.items():
-            print(f"## {name}\n\n{make()}\n")
+            print(f"## {name}\n\n{make(args.out_dir)}\n")
         return
     readme = REPO_ROOT / "README.md"
     text = readme.read_text()
@@ -114,7 +122,7 @@ def main() -> None:
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no {start} ... {end} markers")
-        block = f"{start}\n{make()}\n{end}"
+        block = f"{start}\n{make(REFERENCE_ROOT)}\n{end}"
         text = pattern.sub(lambda _, block=block: block, text)  # a function: tables may hold backslashes
     atomic_write_text(readme, text)
     print(f"updated {readme}")

@@ -66,18 +66,18 @@ def save_training_plot(history: dict, path: Path, title: str) -> Path:
         (axes[1, 0], "Training accuracy (%)", "epoch", epochs, [e["train_acc"] for e in history["epochs"]]),
         (axes[1, 1], "Test accuracy (%)", "epoch", epochs, [e["test_acc"] for e in history["epochs"]]),
     ]
+    test_line = None
     for ax, name, xlabel, xs, ys in panels:
         if xs is None:
             ax.plot(ys, linewidth=0.6)
         else:
-            ax.plot(xs, ys, marker="o")
+            [test_line] = ax.plot(xs, ys, marker="o", label="test")
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     if any(e.get("val_acc") is not None for e in history["epochs"]):
         axes[1, 1].plot(epochs, [e["val_acc"] for e in history["epochs"]], marker="s", label="validation")
-        axes[1, 1].plot([], [], marker="o", label="test")
-        axes[1, 1].legend()
+        axes[1, 1].legend()  # the legend's "test" is the panel's own test line, in its own colour
     fig.suptitle(title)
     fig.tight_layout()
     return _save_figure(fig, path)
