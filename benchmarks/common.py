@@ -74,11 +74,11 @@ class ChildRun:
 def run_training(model: str, settings: dict, pipeline: str, out_dir: Path | None, device: str = "cpu",
                  log: Path | None = None) -> ChildRun:
     """Run ``python -m benchmarks.run_one`` (one training with ``settings`` plus the pipeline's) and sample its
-    process tree's memory. ``out_dir=None`` writes into the repository's own folders, like main.py.
+    process tree's memory. ``out_dir=None`` writes the repository's own folders: the committed reference.
     """
-    settings = {**settings, **PIPELINES[pipeline], "out_dir": None if out_dir is None else str(out_dir)}
-    cmd = [sys.executable, "-m", "benchmarks.run_one", model, device, json.dumps(settings)]
     out_dir = REPO if out_dir is None else out_dir
+    settings = {**settings, **PIPELINES[pipeline], "out_dir": str(out_dir)}
+    cmd = [sys.executable, "-m", "benchmarks.run_one", model, device, json.dumps(settings)]
     peak = [0.0, 0.0]
     start = time.perf_counter()
     with open(log or os.devnull, "w") as sink:

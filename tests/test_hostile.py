@@ -262,14 +262,25 @@ WEIGHT_CASES = [
 ]
 
 
+def _copied(run: Path, out: Path, name: str, damage: Callable[[Path, bytes], None]) -> Path:
+    """``out`` holding a copy of ``run``'s file ``name``, damaged."""
+    (out / "outputs").mkdir(parents=True)
+    good = (run / name).read_bytes()
+    (out / name).write_bytes(good)
+    damage(out / name, good)
+    return out
+
+
+def _nan_in_checkpoint(path: Path, good: bytes) -> None:
+    state = torch.load(path, weights_only=True)
+    state["model"][_first_float(state["model"])].fill_(float("nan"))
+    torch.save(state, path)
+
+
 @pytest.mark.parametrize("damage,reason", WEIGHT_CASES, ids=lambda c: getattr(c, "__name__", None))
 def test_damaged_weights_are_named_from_the_cli_and_from_python(damage, reason, trained, tmp_path, capsys) -> None:
     data, run = trained
-    out = tmp_path / "out"
-    (out / "outputs").mkdir(parents=True)
-    good = (run / PARAMS).read_bytes()
-    (out / PARAMS).write_bytes(good)
-    damage(out / PARAMS, good)
+    out = _copied(run, tmp_path / "out", PARAMS, damage)
     with pytest.raises(IncompatibleWeightsError, match=reason):
         model_strategy.load_trained("1", out)
     before = snapshot(out)
@@ -280,21 +291,11 @@ def test_damaged_weights_are_named_from_the_cli_and_from_python(damage, reason, 
 
 @pytest.mark.parametrize("damage,reason", [(_zero_bytes, "not a readable checkpoint"), (_truncated, "not a readable"),
                                            (_directory, "a directory is in the way"), (_fifo, "not a regular file"),
-                                           (WEIGHT_CASES[5][0], "NaN or infinite")],
+                                           (_nan_in_checkpoint, "NaN or infinite")],
                          ids=["zero_bytes", "truncated", "directory", "fifo", "nan"])
 def test_a_damaged_checkpoint_refuses_to_resume_naming_it(damage, reason, trained, tmp_path, capsys) -> None:
     data, run = trained
-    out = tmp_path / "out"
-    (out / "outputs").mkdir(parents=True)
-    good = (run / CHECKPOINT).read_bytes()
-    (out / CHECKPOINT).write_bytes(good)
-    if damage is WEIGHT_CASES[5][0]:  # NaN in the checkpoint's model weights
-        state = torch.load(out / CHECKPOINT, weights_only=True)
-        key = _first_float(state["model"])
-        state["model"][key].fill_(float("nan"))
-        torch.save(state, out / CHECKPOINT)
-    else:
-        damage(out / CHECKPOINT, good)
+    out = _copied(run, tmp_path / "out", CHECKPOINT, damage)
     before = snapshot(out)
     code, lines = run_cli(["--data-dir", str(data), "--out-dir", str(out), *TRAIN, "--resume"], capsys)
     assert code == 2 and len(lines) == 1 and reason in lines[0]
@@ -317,10 +318,8 @@ def _fail_staging(monkeypatch, after: int, error: int = errno.ENOSPC, when: Call
     monkeypatch.setattr(artifacts, "_stage", stage)
 
 
-def test_disk_full_in_the_second_epoch_keeps_the_first_epochs_files_exactly_and_says_how_to_resume(
-        synthetic_root, tmp_path, capsys, monkeypatch) -> None:
-    out = tmp_path / "out"
-    argv = ["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN]
+def _after_epoch_one(monkeypatch, out: Path, then: Callable[[], None]) -> dict:
+    """Once epoch 1's files are written: snapshot ``out`` into the returned dict, then call ``then``."""
     after_first: dict = {}
     real_end = runs.RunWriter.on_epoch_end
 
@@ -328,8 +327,16 @@ def test_disk_full_in_the_second_epoch_keeps_the_first_epochs_files_exactly_and_
         real_end(self, run, record)
         if record.epoch == 1:
             after_first.update(snapshot(out))
-            _fail_staging(monkeypatch, after=1)
+            then()
     monkeypatch.setattr(runs.RunWriter, "on_epoch_end", on_epoch_end)
+    return after_first
+
+
+def test_disk_full_in_the_second_epoch_keeps_the_first_epochs_files_exactly_and_says_how_to_resume(
+        synthetic_root, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "out"
+    argv = ["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN]
+    after_first = _after_epoch_one(monkeypatch, out, lambda: _fail_staging(monkeypatch, after=1))
     code, lines = run_cli(argv, capsys)
     assert code == 4 and len(lines) == 1 and "No space left on device" in lines[0]
     assert "mnist_model_1_" in lines[0] and "epoch 1 is saved" in lines[0].lower() and "--resume" in lines[0]
@@ -366,21 +373,16 @@ def test_a_really_full_disk_ends_with_exit_4_and_the_last_good_epoch_intact(synt
                                                                             monkeypatch) -> None:
     out = small_fs / "out"
     argv = ["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN]
-    after_first: dict = {}
-    real_end = runs.RunWriter.on_epoch_end
 
-    def on_epoch_end(self, run, record):
-        real_end(self, run, record)
-        if record.epoch == 1:
-            after_first.update(snapshot(out))
-            with open(small_fs / "filler", "wb") as fh:  # the disk fills up, from elsewhere
-                try:
-                    while True:
-                        fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError:
-                    pass
-    monkeypatch.setattr(runs.RunWriter, "on_epoch_end", on_epoch_end)
+    def fill_the_disk() -> None:  # from elsewhere, between two epochs
+        with open(small_fs / "filler", "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+    after_first = _after_epoch_one(monkeypatch, out, fill_the_disk)
     code, lines = run_cli(argv, capsys)
     assert code == 4 and len(lines) == 1 and "No space left on device" in lines[0] and "--resume" in lines[0]
     assert snapshot(out) == after_first
