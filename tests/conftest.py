@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_utils import MNIST_MD5, idx_bytes
+from data_utils import MNIST_MD5, default_data_dir, idx_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,11 +34,17 @@ def synthetic_root(tmp_path: Path) -> Path:
     return write_idx_set(tmp_path / "data")
 
 
+def _has_mnist(root: Path) -> bool:
+    raw = root / "MNIST" / "raw"
+    return all((raw / n).exists() or (raw / f"{n}.gz").exists() for n in MNIST_MD5)
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    """The real MNIST folder from ``$MNIST_DATA_DIR`` (CI sets it to ../shared/data); skips loudly without it."""
-    value = os.environ.get("MNIST_DATA_DIR")
-    if not value or not all((Path(value) / "MNIST" / "raw" / n).exists() or
-                            (Path(value) / "MNIST" / "raw" / f"{n}.gz").exists() for n in MNIST_MD5):
-        pytest.skip("real-MNIST test skipped: set MNIST_DATA_DIR to a folder holding MNIST/raw/ (CI uses ../shared/data)")
-    return Path(value)
+    """The real MNIST: ``$MNIST_DATA_DIR`` (CI sets it to ../shared/data), else the ``data/`` that the main
+    command fetched into the repository; skips loudly without either."""
+    for root in (os.environ.get("MNIST_DATA_DIR"), default_data_dir()):
+        if root and _has_mnist(Path(root)):
+            return Path(root)
+    pytest.skip("real-MNIST test skipped: set MNIST_DATA_DIR to a folder holding MNIST/raw/ (CI uses ../shared/data),"
+                " or run the main command once, which fetches it into data/")
