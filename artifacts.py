@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -40,13 +41,26 @@ class ArtifactPaths:
     @property
     def files(self) -> list[Path]:
         """Every file of this stem that a run or an evaluation may write."""
-        names = ("params", "best_params", "metrics", "checkpoint", "submission", "summary", "plot", "confusion_plot",
-                 "mistakes_plot", "filters_plot")
+        names = ("params", "safetensors", "onnx", "onnx_int8", "best_params", "metrics", "checkpoint", "submission",
+                 "summary", "plot", "confusion_plot", "mistakes_plot", "filters_plot")
         return [getattr(self, name) for name in names]
 
     @property
     def params(self) -> Path:
         return self.base / "outputs" / f"{self.stem}_params.pth"
+
+    @property
+    def safetensors(self) -> Path:
+        """The final weights again, as tensors only (no pickle): what ``load_trained`` prefers."""
+        return self.base / "outputs" / f"{self.stem}_params.safetensors"
+
+    @property
+    def onnx(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}.onnx"
+
+    @property
+    def onnx_int8(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}_int8.onnx"
 
     @property
     def best_params(self) -> Path:
@@ -86,8 +100,8 @@ class ArtifactPaths:
 
 
 def trained_root(stem: str, out_dir: Path | str | None) -> Path:
-    """Where to read a trained model from: ``out_dir`` when given; else the user's own run in ``runs/``
-    when there is one, else the committed reference."""
+    """Where to read a trained model from: ``out_dir`` when given; else the user's own run in ``runs/`` when
+    there is one, else the committed reference. The modes that read one say which file they loaded."""
     if out_dir is not None:
         return Path(out_dir)
     return RUNS_ROOT if ArtifactPaths(stem).params.exists() else REFERENCE_ROOT
@@ -170,6 +184,11 @@ def json_bytes(obj: Any) -> bytes:
 
 def atomic_save_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
+
+
+def safetensors_bytes(state: dict) -> bytes:
+    """A state_dict in the safetensors format (contiguous CPU copies; tensors only)."""
+    return safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()})
 
 
 def torch_bytes(obj: Any) -> bytes:

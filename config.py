@@ -8,10 +8,17 @@ naming both, and one left unread is recorded as None, so a record holds exactly 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
 
 import torch
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: JSON only
+    tomllib = None
 
 import acceleration
 import lr_schedulers
@@ -88,8 +95,12 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def resolve(model: str, given: dict[str, Any], device: str = "cpu") -> RunConfig:
-    """The run of ``model`` with the ``given`` settings (None: not given) on the resolved ``device``."""
+def resolve(model: str, given: dict[str, Any], device: str = "cpu", soft: frozenset[str] = frozenset()) -> RunConfig:
+    """The run of ``model`` with the ``given`` settings (None: not given) on the resolved ``device``.
+
+    ``soft``: settings that came from a recorded run rather than a flag; one the chosen optimizer or
+    scheduler does not read is dropped instead of refused (a rerun may switch the scheduler).
+    """
     unknown = set(given) - SETTINGS
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"unknown setting; valid: {', '.join(sorted(SETTINGS))}")
@@ -112,7 +123,7 @@ def resolve(model: str, given: dict[str, Any], device: str = "cpu") -> RunConfig
     if not device.startswith("cuda"):
         unread.append((f"device {device}", "cuda_graph"))
     for reader, setting in unread:
-        if setting in values:
+        if setting in values and setting not in soft:
             raise ConfigError(setting, f"the {reader} does not read it; leave it out or choose another")
     settings = dict(
         model=strategy.key, scheduler=scheduler, epochs=recipe.epochs, optimizer=optimizer,
@@ -165,3 +176,37 @@ def resume_conflicts(saved: dict, cfg: RunConfig) -> list[str]:
     wanted = asdict(cfg)
     return sorted(k for k in wanted.keys() - RESUMABLE_CHANGES if saved.get(k) != wanted[k])
 
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The settings of a recorded run: a metrics JSON (its ``config``), or a JSON or TOML file of settings
+    written by hand. An unknown key or a value of the wrong type is a ``ConfigError`` naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"{path}: cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})")\
+            from None
+    if path.suffix == ".toml" and tomllib is None:
+        raise ConfigError("config", f"{path}: TOML needs Python 3.11 or later; write the settings as JSON")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError both are
+        raise ConfigError("config", f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]  # a metrics record
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"{path}: expected a table of settings")
+    data = {k: v for k, v in data.items() if k != "scheduler_constants"}  # recorded for reading, not a setting
+    hints = get_type_hints(RunConfig)
+    for key, value in data.items():
+        if key not in SETTINGS:
+            raise ConfigError("config", f"{path}: unknown key {key!r}; valid: {', '.join(sorted(SETTINGS))}")
+        kinds = get_args(hints[key]) or (hints[key],)
+        fits = (value is None and type(None) in kinds) or (isinstance(value, bool) and bool in kinds) or (
+            not isinstance(value, bool) and (isinstance(value, tuple(k for k in kinds if k is not type(None)))
+                                             or (isinstance(value, int) and float in kinds)))
+        if not fits:
+            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise ConfigError("config", f"{path}: {key} must be {wanted}, got {value!r}")
+    return data

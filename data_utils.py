@@ -193,7 +193,7 @@ def _from_torchvision(raw: Path) -> None:
             MNIST(tmp, train=True, download=True)
             MNIST(tmp, train=False, download=True)
         except Exception as exc:  # torchvision raises plain RuntimeErrors and URLErrors
-            raise MNISTDataError(f"torchvision download failed: {str(exc).splitlines()[0][:200]}") from None
+            raise MNISTDataError(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
         _install_verified(raw, {name: read_bytes(find_file(raw_dir(tmp), name)) for name in MNIST_MD5})
 
 

@@ -7,13 +7,14 @@ import math
 import acceleration
 import config
 import data_utils
+import export
 import lr_schedulers
 import optimizers
 from artifacts import RUNS_ROOT
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
-              "--predict-csv": "predict"}
+              "--predict-csv": "predict", "--export": "export"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -79,14 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this repository; the"
         " committed reference models are in the repository itself, --out-dir .)")
     add("--no-verify", dest="verify", action="store_false", help="accept IDX files whose MD5 is not MNIST's")
+    add("--config", metavar="FILE", help="rerun a recorded run: a metrics JSON (its 'config') or a JSON/TOML file of"
+        " settings; flags given as well override single values")
     add("--resume", action="store_true", help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
     add("--evaluate", action="store_true", help="no training: evaluate the saved params and write per-class scores,"
         " the confusion matrix and the mistakes and filters plots under --out-dir")
     add("--predict", nargs="+", metavar="IMG", help="no training: the saved model's digit and probability per image")
     add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
+    add("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or int8 ONNX to"
+        " outputs/<stem>[_int8].onnx, checked with onnxruntime on the whole test set")
     add("--best", action="store_true", help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
     add("--save-prepared", action="store_true", help="--predict: also write each 28x28 digit the model saw to"
         " outputs/prepared/")
     add("--list-models", action="store_true", help="print the models table and exit")
     add("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
     return p
+
+
+def explicit_flags(argv: list[str]) -> set[str]:
+    """The settings (destinations) that ``argv`` gives explicitly, whatever their defaults."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import acceleration
 import config
 import data_utils
+import export
 import leaderboard
 import model_strategy
 import predict
@@ -24,7 +25,7 @@ import runs
 import training
 import visualization
 from artifacts import ArtifactPaths, WriteError, trained_root
-from flags import MODE_FLAGS, build_parser
+from flags import MODE_FLAGS, build_parser, explicit_flags
 
 
 @dataclass
@@ -40,6 +41,10 @@ def parse(argv: list[str]) -> Command:
     """argv -> a mode and resolved configs; every check that needs no data (``config.ConfigError``),
     including a real write in each folder the command will write to."""
     args = build_parser().parse_args(argv)
+    record = config.read_settings(args.config) if args.config else {}
+    soft = frozenset(record.keys() - explicit_flags(argv))  # from the record, not from a flag
+    for key in soft:
+        setattr(args, key, record[key])
     modes = [flag for flag in MODE_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"))]
     chosen = modes + (["--resume"] if args.resume else [])  # --resume belongs to training one model
     if len({MODE_FLAGS.get(m, m) for m in chosen}) > 1:
@@ -55,7 +60,7 @@ def parse(argv: list[str]) -> Command:
     if len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:
             raise config.ConfigError("model", "a model list or --seeds trains a leaderboard; --summary-only,"
-                                     " --evaluate, --predict and --resume take one model")
+                                     " --evaluate, --predict, --export and --resume take one model")
         if args.seed + args.seeds - 1 > config.MAX_SEED:
             raise config.ConfigError("seeds", f"seeds {args.seed}-{args.seed + args.seeds - 1} go beyond {config.MAX_SEED}")
         mode = "leaderboard"
@@ -67,7 +72,7 @@ def parse(argv: list[str]) -> Command:
     if mode in ("list", "summary"):
         return Command(mode, args, keys, given, [])
     device = config.resolve_device(args.device)
-    return Command(mode, args, keys, given, [config.resolve(key, given, device) for key in keys])
+    return Command(mode, args, keys, given, [config.resolve(key, given, device, soft) for key in keys])
 
 
 def summary(cmd: Command) -> None:
@@ -78,13 +83,13 @@ def summary(cmd: Command) -> None:
 
 def train(cmd: Command) -> None:
     cfg = cmd.cfgs[0]
-    summary = runs.train_and_save(cfg, resume=cmd.args.resume)["summary"]
+    result = runs.train_and_save(cfg, resume=cmd.args.resume)["summary"]
     paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
-    stopped = summary["stopped_early_after_epoch"]
-    print(f"final test accuracy {summary['final_test_acc']:.2f}% after {summary['epochs_run']} epochs"
+    stopped = result["stopped_early_after_epoch"]
+    print(f"final test accuracy {result['final_test_acc']:.2f}% after {result['epochs_run']} epochs"
           + (f" (stopped early: no better validation accuracy in {cfg.patience} epochs)" if stopped else ""))
-    if summary["selected_on_validation"]:
-        chosen = summary["selected_on_validation"]
+    if result["selected_on_validation"]:
+        chosen = result["selected_on_validation"]
         print(f"validation selected epoch {chosen['epoch']} (validation {chosen['val_acc']:.2f}%, test"
               f" {chosen['test_acc']:.2f}%); its params: {paths.best_params}")
     print(f"wrote {paths.params}, {paths.metrics}, {paths.summary} and plots/{paths.stem}*.png under {paths.base}")
@@ -94,6 +99,14 @@ def evaluate(cmd: Command) -> None:
     source = trained_root(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.args.out_dir)
     print(f"evaluating the params under {source}")
     runs.evaluate_saved(cmd.cfgs[0], source)
+
+
+def run_export(cmd: Command) -> None:
+    source = trained_root(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.args.out_dir)
+    r = export.export_saved(cmd.cfgs[0], cmd.args.export, source)
+    print(f"wrote {r.path} ({r.size_bytes:,} bytes) from the params under {source}: test accuracy {r.export_test_acc:.2f}%"
+          f" ({cmd.args.export}, onnxruntime) vs {r.torch_test_acc:.2f}% (PyTorch); same digit on"
+          f" {100 * r.same_prediction:.2f}% of the test set, logits within {r.max_logit_diff:.2g}")
 
 
 def run_predict(cmd: Command) -> int:
@@ -110,6 +123,7 @@ MODES = {
                                                                                        cmd.cfgs[0].device)))),
     "evaluate": evaluate,
     "predict": run_predict,
+    "export": run_export,
 }
 
 
@@ -138,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, acceleration.AccelerationError) as exc:
         print(f"{error} argument {getattr(exc, 'flag', '--backend')}: {exc}", file=sys.stderr)
         return 2
-    except (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError) as exc:
+    except (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError,
+            export.ExportError) as exc:
         print(f"{error} {exc}", file=sys.stderr)
         return 2
     except training.DivergenceError as exc:

@@ -6,10 +6,12 @@ lists the canonical keys in display order.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -157,20 +159,24 @@ def identify_state_dict(state: dict) -> str | None:
 
 
 def read_state_dict(path: Path | str, key: str) -> dict:
-    """The tensors of a weights file meant for model ``key``; anything unreadable raises
-    ``IncompatibleWeightsError`` naming the file and the fault (only tensors are unpickled)."""
+    """The tensors of a weights file meant for model ``key``, chosen by extension: ``.safetensors`` (tensors
+    only, no code can run) or a ``torch.save`` file (only tensors are unpickled). Anything unreadable raises
+    ``IncompatibleWeightsError`` naming the file and the fault."""
     path = Path(path)
     if path.is_dir():
         raise IncompatibleWeightsError(f"{path}: is a directory, not a weights file for model {key}")
     if not path.exists():
         raise IncompatibleWeightsError(f"{path}: no saved weights for model {key}"
-                                       f" (train it first: python main.py --model {key})")
+                                       f" (train it first: {sys.executable} main.py --model {key})")
     if not path.is_file():  # a FIFO or a device would block or stream forever
         raise IncompatibleWeightsError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise IncompatibleWeightsError(f"{path}: empty file (0 bytes), not model {key}'s weights")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            state = safetensors.torch.load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as exc:
         raise IncompatibleWeightsError(f"{path}: cannot be read ({exc.strerror})") from None
     except Exception as exc:  # truncated zip, foreign pickle, refused global: all unreadable to us
@@ -206,10 +212,17 @@ def load_weights(model: nn.Module, path: Path | str, key: str) -> nn.Module:
     return model
 
 
+def trained_params(key: str, out_dir: Path | str | None = REFERENCE_ROOT) -> Path:
+    """The final weights of model ``key`` under ``out_dir``: the ``.safetensors`` file when there is one, else
+    the ``.pth``."""
+    paths = ArtifactPaths(get_strategy(key).stem, out_dir)
+    return paths.safetensors if paths.safetensors.exists() else paths.params
+
+
 def load_trained(key: str, out_dir: Path | str | None = REFERENCE_ROOT,
                  device: torch.device | str = "cpu") -> nn.Module:
     """The trained model saved under ``out_dir`` (default: the committed reference), in eval mode."""
     strategy = get_strategy(key)
     model = strategy.get_model(device)
-    load_weights(model, ArtifactPaths(strategy.stem, out_dir).params, strategy.key)
+    load_weights(model, trained_params(strategy.key, out_dir), strategy.key)
     return model.eval()

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 import config
 from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text, trained_root
 from data_utils import normalize
-from model_strategy import get_strategy, load_trained, load_weights
+from model_strategy import get_strategy, load_trained, load_weights, trained_params
 from training import inference
 
 BOX = 20
@@ -240,7 +240,8 @@ def predict_saved(cfg: config.RunConfig, images: list[str] | None, csv_file: str
     model = load_trained(strategy.key, source.base, cfg.device)
     if best:
         load_weights(model, source.best_params, strategy.key)
-    print(f"model {strategy.key}: {source.best_params if best else source.params}", file=sys.stderr)
+    print(f"model {strategy.key}: {source.best_params if best else trained_params(strategy.key, source.base)}",
+          file=sys.stderr)
     out = ArtifactPaths(strategy.stem, cfg.out_dir)
     problems: list[str] = []
     if images:

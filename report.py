@@ -10,6 +10,7 @@ speed:    benchmarks/results/training_speed.json      (python -m benchmarks.benc
 speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cuda, on a GPU machine)
 leaderboard: outputs/leaderboard.md                  (main.py --model ... --seeds 3)
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
+export:   benchmarks/results/export.json              (python -m benchmarks.bench_export ...)
 """
 from __future__ import annotations
 
@@ -79,6 +80,26 @@ def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     return markdown(summarize(runs))
 
 
+def export_table(path: Path = RESULTS_DIR / "export.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the export benchmark command above_"
+    r = json.loads(path.read_text())
+    m = r["machine"]
+    rows = []
+    for e in r["models"]:
+        base = e["pytorch"]["images_per_s"]
+        rows.append((f"`{e['model']}`", f"{e['pytorch']['size_bytes'] / 1024:,.1f}", f"{e['onnx']['size_bytes'] / 1024:,.1f}",
+                     f"{e['int8']['size_bytes'] / 1024:,.1f} ({e['int8']['size_bytes'] / e['onnx']['size_bytes']:.2f}×)",
+                     f"{e['pytorch']['test_acc']:.2f}%", f"{e['onnx']['test_acc']:.2f}%",
+                     f"{e['int8']['test_acc']:.2f}% ({e['int8']['test_acc'] - e['onnx']['test_acc']:+.2f})",
+                     f"{base:,}", f"{e['onnx']['images_per_s']:,} ({e['onnx']['images_per_s'] / base:.1f}×)",
+                     f"{e['int8']['images_per_s']:,} ({e['int8']['images_per_s'] / base:.1f}×)"))
+    table = markdown_table(["model", "safetensors KB", "ONNX KB", "int8 KB (of ONNX)", "PyTorch acc", "ONNX acc",
+                            "int8 acc (vs float)", "PyTorch img/s", "ONNX img/s", "int8 img/s"], "lrrrrrrrrr", rows)
+    return (f"{m.get('device_name', 'CPU')}, {r['threads']} threads, batch {r['batch_size']}, torch {m['torch']},"
+            f" {m['date']}; test accuracy on all 10,000 MNIST test images; one run, the three interleaved.\n\n{table}")
+
+
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
@@ -100,7 +121,7 @@ def models_table() -> str:
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
-          "accuracy": lambda root: accuracy_table()}
+          "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table()}
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import model_strategy
 import provenance
 import training
 import visualization
-from artifacts import ArtifactPaths, WriteError, atomic_save_json, atomic_write_many, json_bytes, torch_bytes
+from artifacts import ArtifactPaths, WriteError, atomic_save_json, atomic_write_many, json_bytes, safetensors_bytes, torch_bytes
 from config import ConfigError, RunConfig
 
 
@@ -143,6 +143,7 @@ class RunWriter:
         result, mistakes = evaluate(run.model, run.pipeline.test, record)
         atomic_write_many({
             self.paths.params: torch_bytes(run.model.state_dict()),
+            self.paths.safetensors: safetensors_bytes(run.model.state_dict()),
             self.paths.metrics: json_bytes(record),
             self.paths.summary: visualization.summary_file(run.model, run.strategy.title(run.model)).encode()})
         visualization.save_training_plot(

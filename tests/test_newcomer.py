@@ -43,7 +43,7 @@ def test_the_main_command_without_out_dir_writes_under_runs_and_leaves_the_refer
     assert f"under {tmp_path / 'runs'}" in capsys.readouterr().out
     # reading modes then use the user's own run, and say so
     assert main.main(["--model", "1", "--predict", str(tmp_path / "none.png")]) == 1
-    assert str(tmp_path / "runs" / "outputs" / "mnist_model_1_params.pth") in capsys.readouterr().err
+    assert str(tmp_path / "runs" / "outputs" / "mnist_model_1_params.safetensors") in capsys.readouterr().err
 
 
 def test_predict_uses_the_committed_reference_model_until_the_user_has_trained_one(tmp_path, monkeypatch,
@@ -55,7 +55,7 @@ def test_predict_uses_the_committed_reference_model_until_the_user_has_trained_o
                               image, torch.Generator().manual_seed(0))
     assert main.main(["--model", "3", "--predict", str(image)]) == 0
     captured = capsys.readouterr()
-    assert str(artifacts.REFERENCE_ROOT / "outputs" / "mnist_model_3_params.pth") in captured.err
+    assert str(artifacts.REFERENCE_ROOT / "outputs" / "mnist_model_3_params.safetensors") in captured.err
     assert captured.out.startswith(f"{image}: 1 (")  # a vertical bar on a transparent canvas is a one
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 import main
@@ -118,6 +119,8 @@ def _load_every_artifact(root: Path) -> int:
             continue  # ".<name>.<random>.tmp" files are unfinished writes, never read by the zoo
         if path.suffix in (".pth", ".pt"):
             torch.load(path, weights_only=True)
+        elif path.suffix == ".safetensors":
+            safetensors.torch.load_file(path)
         elif path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".png":
@@ -161,7 +164,7 @@ def test_kill_9_at_several_moments_leaves_no_corrupt_artifact(tmp_path: Path) ->
             _load_every_artifact(out)
     # the last out-dir then trains to the end, and everything in it loads
     assert subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300).returncode == 0
-    assert _load_every_artifact(out) == 8
+    assert _load_every_artifact(out) == 9  # params (.pth and .safetensors), metrics, checkpoint, summary, 4 plots
 
 
 def test_concurrent_runs_write_only_their_own_files_and_each_file_whole(tmp_path: Path) -> None:
@@ -177,8 +180,8 @@ def test_concurrent_runs_write_only_their_own_files_and_each_file_whole(tmp_path
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     stems = {re.match(r"mnist_model_([^_.]+)", p.name).group(1) for p in out.rglob("mnist_model_*")}
     assert stems == {"1", "2"}
-    # 8 files per model: params, metrics, checkpoint, summary, and the training, confusion, mistakes, filters plots
-    assert _load_every_artifact(out) == 16
+    # 9 files per model: params (.pth, .safetensors), metrics, checkpoint, summary, and 4 plots
+    assert _load_every_artifact(out) == 18
     seed = visualization.load_metrics_json("mnist_model_1", out)["config"]["seed"]
     final = torch.load(out / "outputs" / "mnist_model_1_checkpoint.pt", weights_only=True)["config"]["seed"]
     assert seed in (1, 2) and final in (1, 2)  # one run's file, whole: never a mix of bytes
