@@ -42,7 +42,8 @@ class ArtifactPaths:
     def files(self) -> list[Path]:
         """Every file of this stem that a run or an evaluation may write."""
         names = ("params", "safetensors", "onnx", "onnx_int8", "best_params", "metrics", "checkpoint", "submission",
-                 "summary", "plot", "confusion_plot", "mistakes_plot", "filters_plot")
+                 "summary", "plot", "confusion_plot", "mistakes_plot", "filters_plot", "feature_maps_plot", "pipeline_plot",
+                 "saliency_plot", "activations")
         return [getattr(self, name) for name in names]
 
     @property
@@ -97,6 +98,22 @@ class ArtifactPaths:
     @property
     def filters_plot(self) -> Path:
         return self.base / "plots" / f"{self.stem}_filters.png"
+
+    @property
+    def feature_maps_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_inspect_maps.png"
+
+    @property
+    def pipeline_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_inspect_pipeline.png"
+
+    @property
+    def saliency_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_inspect_saliency.png"
+
+    @property
+    def activations(self) -> Path:
+        return self.base / "outputs" / f"{self.stem}_activations.json"
 
 
 def trained_root(stem: str, out_dir: Path | str | None) -> Path:

@@ -193,8 +193,8 @@ def read_settings(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError both are
         raise ConfigError("config", f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]  # a metrics record
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):  # a metrics record: where it wrote is
+        data = {k: v for k, v in data["config"].items() if k != "out_dir"}  # not part of the run (reruns go to runs/)
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path}: expected a table of settings")
     data = {k: v for k, v in data.items() if k != "scheduler_constants"}  # recorded for reading, not a setting

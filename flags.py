@@ -14,7 +14,7 @@ from artifacts import RUNS_ROOT
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
-              "--predict-csv": "predict", "--export": "export"}
+              "--predict-csv": "predict", "--export": "export", "--inspect": "inspect"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
     add("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or int8 ONNX to"
         " outputs/<stem>[_int8].onnx, checked with onnxruntime on the whole test set")
+    add("--inspect", metavar="IMG_OR_TEST_INDEX", help="no training: feature maps after every stage, the prediction"
+        " pipeline and the saliency map of one digit, and every layer's activation statistics over the test set")
     add("--best", action="store_true", help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
     add("--save-prepared", action="store_true", help="--predict: also write each 28x28 digit the model saw to"
         " outputs/prepared/")

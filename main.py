@@ -60,7 +60,7 @@ def parse(argv: list[str]) -> Command:
     if len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:
             raise config.ConfigError("model", "a model list or --seeds trains a leaderboard; --summary-only,"
-                                     " --evaluate, --predict, --export and --resume take one model")
+                                     " --evaluate, --predict, --export, --inspect and --resume take one model")
         if args.seed + args.seeds - 1 > config.MAX_SEED:
             raise config.ConfigError("seeds", f"seeds {args.seed}-{args.seed + args.seeds - 1} go beyond {config.MAX_SEED}")
         mode = "leaderboard"
@@ -115,6 +115,12 @@ def run_predict(cmd: Command) -> int:
     return 1 if failed else 0
 
 
+def run_inspect(cmd: Command) -> None:
+    source = trained_root(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.args.out_dir)
+    print(f"inspecting the params under {source}")
+    print("wrote " + ", ".join(map(str, runs.inspect_saved(cmd.cfgs[0], cmd.args.inspect, source))))
+
+
 MODES = {
     "list": lambda cmd: print(model_strategy.table()),
     "summary": summary,
@@ -124,6 +130,7 @@ MODES = {
     "evaluate": evaluate,
     "predict": run_predict,
     "export": run_export,
+    "inspect": run_inspect,
 }
 
 

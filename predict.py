@@ -127,6 +127,11 @@ def _pixels(band: Image.Image) -> Tensor:
 
 def load_image(path: Path) -> Tensor:
     """An image file as a (28, 28) MNIST-style digit; raises ValueError naming what is wrong."""
+    return mnistify(read_gray(path))
+
+
+def read_gray(path: Path) -> Tensor:
+    """An image file as (H, W) grey levels in [0, 1], transparency flattened; raises ValueError naming what is wrong."""
     if path.is_dir():
         raise ValueError("is a directory, not an image")
     if not path.exists():
@@ -140,7 +145,7 @@ def load_image(path: Path) -> Tensor:
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         reason = getattr(exc, "strerror", None) or f"not a readable image ({type(exc).__name__})"
         raise ValueError(reason) from None
-    return mnistify(gray)
+    return gray
 
 
 def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[str]]:

@@ -18,7 +18,9 @@ import acceleration
 import config
 import data_utils
 import evaluation
+import inspection
 import model_strategy
+import predict
 import provenance
 import training
 import visualization
@@ -195,7 +197,9 @@ def save_figures(model: torch.nn.Module, strategy: model_strategy.ModelStrategy,
     name = f"{strategy.stem} ({model_strategy.param_count(model):,} params)"
     visualization.save_confusion_plot(result.confusion, paths.confusion_plot,
                                       f"{name}: test accuracy {result.accuracy:.2f}%")
-    visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes")
+    saliencies = [inspection.saliency(model, m.image)[0] for m in mistakes[:5]]
+    visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes",
+                                     saliencies)
     visualization.save_filters_plot(model, paths.filters_plot, f"{name}: first convolution's kernels")
 
 
@@ -218,3 +222,39 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
     atomic_save_json(paths.metrics, metrics)
     save_figures(model, strategy, result, mistakes, paths)
     return metrics
+
+
+def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
+    """``--inspect``: for one digit (an image file, or the index of an MNIST test image) the feature maps after
+    every stage, the prediction pipeline and the saliency map; over the whole test set every layer's
+    activation statistics (printed, and in ``outputs/<stem>_activations.json``). Returns the files written."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    if target.isdigit():
+        if int(target) >= len(test):
+            raise ConfigError("inspect", f"test image {target} does not exist (0-{len(test) - 1})")
+        digit = test.images[int(target)].float() / 255.0
+        shown, what = digit, f"MNIST test image {target} (label {int(test.labels[int(target)])})"
+    else:
+        try:
+            shown = predict.read_gray(Path(target))
+            digit = predict.mnistify(shown)
+        except ValueError as exc:
+            raise predict.PredictionInputError(f"{target}: {exc}") from None
+        what = Path(target).name
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    batch = data_utils.normalize(digit[None])
+    maps, fields = inspection.block_outputs(inspection.capture(model, batch)), inspection.receptive_fields(model)
+    sal, predicted, probabilities = inspection.saliency(model, batch[0])
+    stats, saturated = inspection.activation_stats(model, test.images)
+    print(inspection.stats_table(stats, saturated))
+    atomic_save_json(paths.activations, inspection.stats_record(stats, saturated))
+    name = f"{strategy.stem}, {what}: said {predicted} ({100 * float(probabilities[predicted]):.1f}%)"
+    written = [paths.activations,
+               visualization.save_pipeline(shown, digit, maps, probabilities, paths.pipeline_plot, name),
+               visualization.save_saliency(digit, sal, paths.saliency_plot, f"{name}: where the prediction looks")]
+    if maps:
+        written.append(visualization.save_feature_maps(maps, fields, paths.feature_maps_plot,
+                                                       f"{name}: feature maps after every stage"))
+    return written

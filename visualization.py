@@ -109,15 +109,23 @@ def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> P
     return _save_figure(fig, path)
 
 
-def save_mistakes_plot(mistakes: list, path: Path, title: str) -> Path:
-    """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence."""
-    fig, axes = plt.subplots(5, 5, figsize=(9, 10))
-    for ax, mistake in zip(axes.flat, mistakes + [None] * (25 - len(mistakes))):
+def save_mistakes_plot(mistakes: list, path: Path, title: str, saliencies: list[torch.Tensor] = ()) -> Path:
+    """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence; with
+    ``saliencies``, a sixth row shows where the model looked for the first five (|input gradient|)."""
+    rows = 6 if len(saliencies) else 5
+    fig, axes = plt.subplots(rows, 5, figsize=(9, 2 * rows))
+    for ax, mistake in zip(axes.flat, mistakes[:25] + [None] * (25 - len(mistakes[:25]))):
         ax.axis("off")
         if mistake is None:
             continue
         ax.imshow(denormalize(mistake.image[0]).clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"true {mistake.true}, said {mistake.predicted}\n{100 * mistake.confidence:.1f}%", fontsize=9)
+    for ax in axes[-1] if len(saliencies) else []:
+        ax.axis("off")
+    for ax, (mistake, sal) in zip(axes[-1] if len(saliencies) else [], zip(mistakes, saliencies)):
+        ax.imshow(denormalize(mistake.image[0]).clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(sal.numpy(), cmap="hot", alpha=0.6)
+        ax.set_title(f"saliency of 'said {mistake.predicted}'", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _save_figure(fig, path)
@@ -162,3 +170,69 @@ def load_model_params(model: nn.Module, stem: str, out_dir: Path | str | None = 
 def load_metrics_json(stem: str, out_dir: Path | str | None = REFERENCE_ROOT) -> dict:
     """The metrics record (config, history, summary) of ``outputs/<stem>_metrics.json`` (default: the reference)."""
     return json.loads(ArtifactPaths(stem, out_dir).metrics.read_text())
+
+
+def save_feature_maps(maps: list[tuple[str, torch.Tensor]], fields: dict, path: Path, title: str,
+                      max_channels: int = 16) -> Path:
+    """One row per block (``inspection.block_outputs``): up to ``max_channels`` of its maps for one digit, each
+    row labelled with the block's output shape and receptive field."""
+    spatial = [(name, out[0]) for name, out in maps]
+    cols = min(max_channels, max(out.shape[0] for _, out in spatial))
+    fig, axes = plt.subplots(len(spatial), cols, figsize=(1.1 * cols, 1.25 * len(spatial)), squeeze=False)
+    for row, (name, out) in enumerate(spatial):
+        rf = fields.get(name)
+        for col in range(cols):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < out.shape[0]:
+                ax.imshow(out[col].numpy(), cmap="viridis")
+            else:
+                ax.axis("off")
+        axes[row, 0].set_ylabel(f"{name}\n{'x'.join(map(str, out.shape))}\nRF {rf}x{rf}" if rf else name,
+                                fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def save_pipeline(source: torch.Tensor, digit: torch.Tensor, maps: list[tuple[str, torch.Tensor]],
+                  probabilities: torch.Tensor, path: Path, title: str) -> Path:
+    """The prediction in one row: the input as given, the 28x28 digit the model sees, each block's output
+    (mean over its channels; ``maps`` from ``inspection.block_outputs``), and the softmax over the ten digits."""
+    spatial = [(name, out[0].mean(0)) for name, out in maps]
+    fig, axes = plt.subplots(1, len(spatial) + 3, figsize=(2.0 * (len(spatial) + 3) + 1.5, 2.6),
+                             gridspec_kw={"width_ratios": [1] * (len(spatial) + 2) + [2]})
+    panels = [("input", source, "gray"), ("28x28, as MNIST", digit, "gray")]
+    panels += [(f"{name}\n{'x'.join(map(str, m.shape))}", m, "viridis") for name, m in spatial]
+    for ax, (label, image, cmap) in zip(axes, panels):
+        ax.imshow(image.numpy(), cmap=cmap)
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bars = axes[-1]
+    bars.bar(range(10), probabilities.numpy(), color=["tab:red" if i == int(probabilities.argmax()) else "tab:gray"
+                                                     for i in range(10)])
+    bars.set_xticks(range(10))
+    bars.set_ylim(0, 1)
+    bars.set_title("softmax", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def save_saliency(digit: torch.Tensor, sal: torch.Tensor, path: Path, title: str) -> Path:
+    """The digit, its saliency (|input gradient| of the predicted logit) and the two overlaid."""
+    fig, axes = plt.subplots(1, 3, figsize=(8, 3))
+    for ax, (label, image, cmap) in zip(axes, [("digit", digit, "gray"), ("saliency", sal, "hot"),
+                                               ("overlay", None, None)]):
+        if image is None:
+            ax.imshow(digit.numpy(), cmap="gray")
+            ax.imshow(sal.numpy(), cmap="hot", alpha=0.6)
+        else:
+            ax.imshow(image.numpy(), cmap=cmap)
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save_figure(fig, path)

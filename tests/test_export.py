@@ -122,3 +122,35 @@ def test_a_hand_written_toml_file_sets_a_run(synthetic_root, tmp_path) -> None:
     assert main.main(["--config", str(path), "--out-dir", str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "outputs" / "mnist_model_1_metrics.json").read_text())
     assert record["config"]["epochs"] == 1 and record["config"]["batch_size"] == 64 and len(record["history"]["epochs"]) == 1
+
+
+def test_inspect_draws_the_feature_maps_pipeline_and_saliency_and_records_every_layer(synthetic_root, tmp_path,
+                                                                                    capsys) -> None:
+    out = tmp_path / "out"
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TINY, "--inspect", "5"]) == 0
+    printed = capsys.readouterr().out
+    paths = ArtifactPaths("mnist_model_1", out)
+    for figure in (paths.feature_maps_plot, paths.pipeline_plot, paths.saliency_plot):
+        assert figure.stat().st_size > 5000 and str(figure) in printed
+    record = json.loads(paths.activations.read_text())
+    relus = [layer for layer in record["layers"] if layer["kind"] == "ReLU"]
+    assert relus and all(0 < layer["zero_fraction"] < 1 for layer in relus)  # a ReLU zeroes some, never all
+    assert [layer["layer"] for layer in record["layers"]][-1] == "head"
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TINY, "--inspect", "64"]) == 2
+    assert "test image 64 does not exist (0-63)" in capsys.readouterr().err
+
+
+def test_saliency_is_the_input_gradient_of_the_predicted_logit_and_leaves_no_grad_behind() -> None:
+    import inspection
+    model = model_strategy.load_trained("3")
+    image = data_utils.normalize(torch.rand(1, 28, 28))
+    sal, predicted, probabilities = inspection.saliency(model, image[0])
+    x = image.clone().requires_grad_(True)
+    model(x)[0, predicted].backward()
+    assert torch.allclose(sal, x.grad[0, 0].abs()) and sal.shape == (28, 28)
+    assert abs(float(probabilities.sum()) - 1) < 1e-5 and int(probabilities.argmax()) == predicted
+    model.zero_grad(set_to_none=True)
+    inspection.saliency(model, image[0])
+    assert all(p.grad is None for p in model.parameters())
