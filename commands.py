@@ -1,0 +1,89 @@
+"""What each mode of the command line does: one library call and the lines it prints.
+
+``main.py`` parses the command line into a ``Command`` and runs ``MODES[command.mode]``; a mode
+returns an exit code, or None for success. Errors are the library's own types; ``main.py`` words them.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import config
+import export
+import leaderboard
+import model_strategy
+import predict
+import runs
+import visualization
+from artifacts import ArtifactPaths, trained_root
+
+
+@dataclass
+class Command:
+    mode: str
+    args: argparse.Namespace
+    keys: list[str]
+    given: dict  # the settings given on the command line (None: not given)
+    cfgs: list[config.RunConfig]  # one per model (first seed); empty for modes that need none
+
+
+def _source(cmd: Command, doing: str) -> Path:
+    """Where the trained model is read from (``artifacts.trained_root``), said on the console."""
+    source = trained_root(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.args.out_dir)
+    print(f"{doing} the params under {source}")
+    return source
+
+
+def summary(cmd: Command) -> None:
+    strategy = model_strategy.get_strategy(cmd.keys[0])
+    model, path = strategy.get_model("cpu"), ArtifactPaths(strategy.stem, cmd.args.out_dir).summary
+    print(f"wrote {visualization.save_summary(model, path, strategy.title(model))}")
+
+
+def train(cmd: Command) -> None:
+    cfg = cmd.cfgs[0]
+    result = runs.train_and_save(cfg, resume=cmd.args.resume)["summary"]
+    paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
+    stopped = result["stopped_early_after_epoch"]
+    print(f"final test accuracy {result['final_test_acc']:.2f}% after {result['epochs_run']} epochs"
+          + (f" (stopped early: no better validation accuracy in {cfg.patience} epochs)" if stopped else ""))
+    if result["selected_on_validation"]:
+        chosen = result["selected_on_validation"]
+        print(f"validation selected epoch {chosen['epoch']} (validation {chosen['val_acc']:.2f}%, test"
+              f" {chosen['test_acc']:.2f}%); its params: {paths.best_params}")
+    print(f"wrote {paths.params}, {paths.metrics}, {paths.summary} and plots/{paths.stem}*.png under {paths.base}")
+
+
+def evaluate(cmd: Command) -> None:
+    runs.evaluate_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
+
+
+def run_export(cmd: Command) -> None:
+    r = export.export_saved(cmd.cfgs[0], cmd.args.export, _source(cmd, "exporting"))
+    print(f"wrote {r.path} ({r.size_bytes:,} bytes): test accuracy {r.export_test_acc:.2f}%"
+          f" ({cmd.args.export}, onnxruntime) vs {r.torch_test_acc:.2f}% (PyTorch); same digit on"
+          f" {100 * r.same_prediction:.2f}% of the test set, logits within {r.max_logit_diff:.2g}")
+
+
+def run_predict(cmd: Command) -> int:
+    failed = predict.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
+                                   cmd.args.save_prepared)
+    return 1 if failed else 0
+
+
+def run_inspect(cmd: Command) -> None:
+    print("wrote " + ", ".join(map(str, runs.inspect_saved(cmd.cfgs[0], cmd.args.inspect, _source(cmd, "inspecting")))))
+
+
+MODES = {
+    "list": lambda cmd: print(model_strategy.table()),
+    "summary": summary,
+    "train": train,
+    "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, leaderboard.train(cmd.keys, cmd.args.seeds, cmd.given,
+                                                                                       cmd.cfgs[0].device)))),
+    "evaluate": evaluate,
+    "predict": run_predict,
+    "export": run_export,
+    "inspect": run_inspect,
+}
