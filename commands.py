@@ -46,7 +46,8 @@ def train(cmd: Command) -> None:
     result = runs.train_and_save(cfg, resume=cmd.args.resume)["summary"]
     paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
     stopped = result["stopped_early_after_epoch"]
-    print(f"final test accuracy {result['final_test_acc']:.2f}% after {result['epochs_run']} epochs"
+    epochs = result["epochs_run"]
+    print(f"final test accuracy {result['final_test_acc']:.2f}% after {epochs} epoch{'' if epochs == 1 else 's'}"
           + (f" (stopped early: no better validation accuracy in {cfg.patience} epochs)" if stopped else ""))
     if result["selected_on_validation"]:
         chosen = result["selected_on_validation"]
