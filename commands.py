@@ -77,6 +77,10 @@ def run_inspect(cmd: Command) -> None:
     print("wrote " + ", ".join(map(str, runs.inspect_saved(cmd.cfgs[0], cmd.args.inspect, _source(cmd, "inspecting")))))
 
 
+def evaluate_external(cmd: Command) -> None:
+    runs.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
+
+
 MODES = {
     "list": lambda cmd: print(model_strategy.table()),
     "summary": summary,
@@ -87,4 +91,5 @@ MODES = {
     "predict": run_predict,
     "export": run_export,
     "inspect": run_inspect,
+    "external": evaluate_external,
 }

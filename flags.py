@@ -14,7 +14,8 @@ from artifacts import RUNS_ROOT
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
-              "--predict-csv": "predict", "--export": "export", "--inspect": "inspect"}
+              "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
+              "--evaluate-external": "external"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true", help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
     add("--evaluate", action="store_true", help="no training: evaluate the saved params and write per-class scores,"
         " the confusion matrix and the mistakes and filters plots under --out-dir")
+    add("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION (other writers,"
+        " through --predict's preparation) and on MNIST's test set per writer population; needs SEMEION/ and"
+        " QMNIST/raw/ in --data-dir")
     add("--predict", nargs="+", metavar="IMG", help="no training: the saved model's digit and probability per image")
     add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
     add("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or int8 ONNX to"

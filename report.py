@@ -80,6 +80,22 @@ def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     return markdown(summarize(runs))
 
 
+def external_table(root: Path = REFERENCE_ROOT) -> str:
+    """Accuracy on handwriting the models never saw, from the ``external`` scores in the metrics records."""
+    rows, names = [], None
+    for key in model_strategy.available_models():
+        path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if "external" not in record:
+            continue
+        scores = record["external"]["scores"]
+        names = names or [f"{s['name']} ({s['images']:,})" for s in scores]
+        rows.append((f"`{key}`", f"{record['summary']['final_test_acc']:.2f}%", *(f"{s['accuracy']:.2f}%" for s in scores)))
+    if not rows:
+        return "_not measured yet: run the --evaluate-external command above_"
+    return markdown_table(["model", "MNIST test (10,000)", *names], "l" + "r" * (len(names) + 1), rows)
+
+
 def export_table(path: Path = RESULTS_DIR / "export.json") -> str:
     if not path.is_file():
         return "_not measured yet: run the export benchmark command above_"
@@ -121,7 +137,8 @@ def models_table() -> str:
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
-          "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table()}
+          "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
+          "external": external_table}
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import acceleration
 import config
 import data_utils
 import evaluation
+import external
 import inspection
 import model_strategy
 import predict
@@ -222,6 +223,26 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
     atomic_save_json(paths.metrics, metrics)
     save_figures(model, strategy, result, mistakes, paths)
     return metrics
+
+
+def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
+    """``--evaluate-external``: the model saved under ``source`` on SEMEION and on MNIST's test set per writer
+    population (``external.py``); the scores go into its metrics record under ``cfg.out_dir`` (``external``)."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    scores = external.evaluate_external(model, test, cfg.data_dir)
+    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
+    try:
+        metrics = json.loads(saved.metrics.read_text())
+    except (OSError, ValueError):
+        metrics = {"config": cfg.to_dict()}
+    metrics["external"] = {"scores": [s.to_dict() for s in scores], "params_file": model_strategy.trained_params(
+        strategy.key, source).name, "note": "never used to select or tune anything"}
+    atomic_save_json(paths.metrics, metrics)
+    for s in scores:
+        print(f"{s.name}: {s.accuracy:.2f}% of {s.images:,}")
+    return scores
 
 
 def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:

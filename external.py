@@ -1,0 +1,101 @@
+"""Handwriting the models never saw: SEMEION (other writers, another scanner) and MNIST's test set split by
+writer population (NIST series hsf_0, Census employees; hsf_4, high-school students), from QMNIST's labels.
+
+SEMEION's 16x16 binary digits are handed in the way a user hands in a scan — dark ink on white, a
+128x128 PNG — and go through exactly the preparation ``--predict`` uses on image files
+(``predict.flatten_alpha`` then ``predict.mnistify``). Files are verified by MD5 like MNIST's.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+import predict
+from data_utils import MNISTDataError, MNISTTensors
+
+SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
+QMNIST_TEST_FILE, QMNIST_TEST_MD5 = "QMNIST/raw/qmnist-test-labels-idx2-int.gz", "5b5b05890a5e13444e108efe57b788aa"
+SCAN_SIDE = 128
+SERIES = {0: "hsf_0 (Census employees)", 4: "hsf_4 (high-school students)"}
+
+
+class ExternalDataError(MNISTDataError):
+    """An external data file is missing, unreadable or not the expected one; the message names it."""
+
+
+@dataclass
+class ExternalScore:
+    name: str
+    images: int
+    accuracy: float  # percent
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _verified(root: Path | str, name: str, md5: str) -> bytes:
+    path = Path(root) / name
+    if not path.is_file():
+        raise ExternalDataError(f"{path}: missing; --data-dir must hold {SEMEION_FILE} and {QMNIST_TEST_FILE}"
+                                " (see the data README)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExternalDataError(f"{path}: cannot be read ({exc.strerror})") from None
+    digest = hashlib.md5(data).hexdigest()
+    if digest != md5:
+        raise ExternalDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5})")
+    return data
+
+
+def load_semeion(root: Path | str) -> tuple[Tensor, Tensor]:
+    """SEMEION's 1,593 digits as (N, 16, 16) ink coverage in {0, 1} and their labels."""
+    rows = [line.split() for line in _verified(root, SEMEION_FILE, SEMEION_MD5).decode("ascii").splitlines()
+            if line.strip()]
+    values = torch.tensor([[float(v) for v in row[:266]] for row in rows])
+    return values[:, :256].view(-1, 16, 16), values[:, 256:].argmax(1)
+
+
+def as_scans(ink: Tensor) -> Tensor:
+    """Each 16x16 digit as a user's scan (dark on white, 128x128 PNG) prepared as ``--predict`` prepares it."""
+    digits = []
+    for image in ink:
+        pixels = ((1 - image) * 255).byte().numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").resize((SCAN_SIDE, SCAN_SIDE), Image.Resampling.NEAREST).save(buffer, "PNG")
+        with Image.open(io.BytesIO(buffer.getvalue())) as scan:
+            digits.append(predict.mnistify(predict.flatten_alpha(scan)))
+    return torch.stack(digits)
+
+
+def test_series(root: Path | str) -> Tensor:
+    """The NIST series (0 or 4) of each of MNIST's 10,000 test digits, from QMNIST's test labels."""
+    data = gzip.decompress(_verified(root, QMNIST_TEST_FILE, QMNIST_TEST_MD5))
+    if data[:4] != bytes([0, 0, 0x0C, 2]):
+        raise ExternalDataError(f"{QMNIST_TEST_FILE}: not an IDX file of int32 rows")
+    rows, cols = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    table = torch.from_numpy(np.frombuffer(data[12:], dtype=">i4").astype(np.int32)).view(rows, cols)
+    return table[:10_000, 1]  # column 1: the NIST HSF series
+
+
+def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | str) -> list[ExternalScore]:
+    """Accuracy on SEMEION (through --predict's preparation) and on MNIST's test set per writer population."""
+    images, labels = load_semeion(root)
+    predicted, _ = predict.classify(model, as_scans(images))
+    scores = [ExternalScore("SEMEION (other writers, --predict's preparation)", len(labels),
+                            round(100 * float((predicted == labels).float().mean()), 2))]
+    series = test_series(root)
+    predicted, _ = predict.classify(model, mnist_test.images.float() / 255.0)
+    for number, population in SERIES.items():
+        chosen = series == number
+        right = (predicted[chosen] == mnist_test.labels[chosen]).float().mean()
+        scores.append(ExternalScore(f"MNIST test, {population}", int(chosen.sum()), round(100 * float(right), 2)))
+    return scores
