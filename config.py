@@ -68,6 +68,7 @@ class RunConfig:
     verify: bool = True
     cuda_graph: bool | None = None  # CUDA runs only: replay each step from a CUDA graph
     backend: str = "auto"  # how the model runs fast (acceleration.BACKENDS); the same network either way
+    val_split_by: str = "auto"  # writers (QMNIST's writer ids), random (images), auto: writers when present
 
     def to_dict(self) -> dict:
         """The settings, plus the chosen scheduler's fixed constants."""
@@ -80,6 +81,7 @@ SETTINGS = frozenset(f.name for f in fields(RunConfig))
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+VAL_SPLITS = ("auto", "writers", "random")
 
 
 def resolve_device(name: str) -> str:
@@ -148,6 +150,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("seed", f"{cfg.seed} is outside [0, {MAX_SEED}]")
     if not 1 <= cfg.batch_size <= MAX_BATCH_SIZE:
         raise ConfigError("batch_size", f"{cfg.batch_size} is outside [1, {MAX_BATCH_SIZE}]")
+    if cfg.val_split_by not in VAL_SPLITS:
+        raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:
         raise ConfigError("patience", "needs --val-split N > 0 (it watches validation accuracy)")
 

@@ -326,6 +326,42 @@ def load_mnist(root: Path | str, verify: bool = True) -> dict[str, MNISTTensors]
     return splits
 
 
+QMNIST_FILES = {"train": ("QMNIST/raw/qmnist-train-labels-idx2-int.gz", "0058f8dd561b90ffdd0f734c6a30e5e4"),
+                "test": ("QMNIST/raw/qmnist-test-labels-idx2-int.gz", "5b5b05890a5e13444e108efe57b788aa")}
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+
+
+def read_qmnist(root: Path | str, split: str) -> Tensor | None:
+    """QMNIST's extended labels for MNIST's ``split`` in MNIST's order, (N, 8) int32: class, NIST series,
+    writer id, ...; None when the file is not in ``root``. A file that is there is checked by MD5 and format."""
+    name, md5 = QMNIST_FILES[split]
+    path = Path(root) / name
+    if not path.exists():
+        return None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise MNISTDataError(f"{path}: cannot be read ({exc.strerror})") from None
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != md5:
+        raise MNISTDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5})")
+    data = gzip.decompress(raw)
+    rows, cols = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    table = torch.from_numpy(np.frombuffer(data[12:], dtype=">i4").astype(np.int32)).view(rows, cols)
+    return table[: SPLIT_SIZES[split]]
+
+
+def writer_split_indices(writers: Tensor, subset: int | None, val_split: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Training and validation indices that share no writer: whole writers, in a seeded order, are held out
+    until at least ``val_split`` digits of the first ``subset`` images are."""
+    writers = writers[: len(writers) if subset is None else subset]
+    ids, counts = writers.unique(return_counts=True)
+    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))
+    taken = order[: int((counts[order].cumsum(0) < val_split).sum()) + 1]
+    held = torch.isin(writers, ids[taken])
+    return (~held).nonzero().flatten(), held.nonzero().flatten()
+
+
 def split_indices(n: int, subset: int | None, val_split: int, seed: int) -> tuple[Tensor, Tensor]:
     """Training and validation indices: the first ``subset`` images, of which a seeded ``val_split`` are held out."""
     n = n if subset is None else subset
@@ -499,6 +535,7 @@ class DataPipeline:
     num_train: int
     num_val: int
     num_test: int
+    val_kind: str | None = None  # "writers" (no writer in both), "random" (images), None (no validation split)
 
 
 def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
@@ -527,11 +564,15 @@ LOADERS: dict[str, Callable[..., DataPipeline]] = {
 
 def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int, seed: int,
                    device: torch.device | str = "cpu", subset: int | None = None, val_split: int = 0,
-                   augment: bool = True) -> DataPipeline:
-    """Training/validation split, then the chosen loader's batches on ``device``."""
+                   augment: bool = True, writers: Tensor | None = None) -> DataPipeline:
+    """Training/validation split (whole writers when ``writers`` gives each training image's writer, else
+    random images), then the chosen loader's batches on ``device``."""
     if loader not in LOADERS:
         raise ValueError(f"unknown loader {loader!r}; choose from {', '.join(LOADERS)}")
-    train_idx, val_idx = split_indices(len(splits["train"]), subset, val_split, seed)
+    if val_split and writers is not None:
+        train_idx, val_idx = writer_split_indices(writers, subset, val_split, seed)
+    else:
+        train_idx, val_idx = split_indices(len(splits["train"]), subset, val_split, seed)
     train = splits["train"].select(train_idx)
     val = splits["train"].select(val_idx) if val_split else None
     return LOADERS[loader](splits, train, val, batch_size, seed, torch.device(device), augment)

@@ -7,22 +7,20 @@ SEMEION's 16x16 binary digits are handed in the way a user hands in a scan — d
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
 import predict
-from data_utils import MNISTDataError, MNISTTensors
+from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist
 
 SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
-QMNIST_TEST_FILE, QMNIST_TEST_MD5 = "QMNIST/raw/qmnist-test-labels-idx2-int.gz", "5b5b05890a5e13444e108efe57b788aa"
+QMNIST_TEST_FILE = QMNIST_FILES["test"][0]
 SCAN_SIDE = 128
 SERIES = {0: "hsf_0 (Census employees)", 4: "hsf_4 (high-school students)"}
 
@@ -78,12 +76,11 @@ def as_scans(ink: Tensor) -> Tensor:
 
 def test_series(root: Path | str) -> Tensor:
     """The NIST series (0 or 4) of each of MNIST's 10,000 test digits, from QMNIST's test labels."""
-    data = gzip.decompress(_verified(root, QMNIST_TEST_FILE, QMNIST_TEST_MD5))
-    if data[:4] != bytes([0, 0, 0x0C, 2]):
-        raise ExternalDataError(f"{QMNIST_TEST_FILE}: not an IDX file of int32 rows")
-    rows, cols = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
-    table = torch.from_numpy(np.frombuffer(data[12:], dtype=">i4").astype(np.int32)).view(rows, cols)
-    return table[:10_000, 1]  # column 1: the NIST HSF series
+    table = read_qmnist(root, "test")
+    if table is None:
+        raise ExternalDataError(f"{Path(root) / QMNIST_TEST_FILE}: missing; --data-dir must hold {SEMEION_FILE} and"
+                                f" {QMNIST_TEST_FILE} (see the data README)")
+    return table[:, 1]  # column 1: the NIST HSF series
 
 
 def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | str) -> list[ExternalScore]:

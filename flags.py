@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
     add("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
         help="hold out N training images (seeded) as a validation set")
+    add("--val-split-by", default="auto", choices=config.VAL_SPLITS,
+        help="writers: hold out whole writers (QMNIST/raw/ in --data-dir gives each training digit's writer), so no"
+             " writer is in both; random: random images, as before; auto: writers when QMNIST is there")
     add("--patience", type=_number(int, 1, config.MAX_EPOCHS),
         help="stop after K epochs without a higher validation accuracy (needs --val-split)")
     add("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this repository; the"

@@ -61,7 +61,7 @@ def metrics_record(run: training.Run, status: str) -> dict:
         "environment": provenance.environment(cfg.device, cfg.backend, run.graphed if cfg.cuda_graph is not None
                                               else None),
         "data": {"train_images": run.pipeline.num_train, "val_images": run.pipeline.num_val,
-                 "test_images": run.pipeline.num_test},
+                 "test_images": run.pipeline.num_test, "val_split": run.pipeline.val_kind},
         "history": history.to_dict(),
         "summary": {
             "model": run.strategy.key, "params": model_strategy.param_count(run.model), "epochs_run": len(epochs),

@@ -345,8 +345,21 @@ def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | 
     model, _ = acceleration.accelerate(strategy.get_model(cfg.device), cfg.backend)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     config.check_sizes(cfg, len(splits["train"]))
+    writers = None
+    if cfg.val_split and cfg.val_split_by != "random":
+        qmnist = data_utils.read_qmnist(cfg.data_dir, "train")
+        if qmnist is not None and len(qmnist) != len(splits["train"]):
+            qmnist = None  # writer ids belong to MNIST's own training images, not to other data in its format
+        if qmnist is None and cfg.val_split_by == "writers":
+            raise config.ConfigError("val_split_by", f"writers needs {data_utils.QMNIST_FILES['train'][0]} in"
+                                     f" {cfg.data_dir}, for MNIST's {data_utils.SPLIT_SIZES['train']:,} training images")
+        writers = None if qmnist is None else qmnist[:, 2]
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
-                                         cfg.subset, cfg.val_split)
+                                         cfg.subset, cfg.val_split, writers=writers)
+    pipeline.val_kind = None if not cfg.val_split else ("writers" if writers is not None else "random")
+    if pipeline.num_train == 0:
+        raise config.ConfigError("val_split", f"holding out the whole writers of {cfg.val_split} images leaves none to"
+                                 " train on; hold out fewer, or --val-split-by random")
     graphed = bool(cfg.cuda_graph) and optimizers.OPTIMIZERS[cfg.optimizer].graph_safe is not None
     optimizer = optimizers.build_optimizer(cfg.optimizer, model, cfg.max_lr if cfg.lr is None else cfg.lr,
                                            cfg.momentum, cfg.weight_decay, graphed)

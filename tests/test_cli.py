@@ -127,7 +127,7 @@ def test_every_scheduler_trains_through_the_same_loop(synthetic_root: Path, tmp_
                      "--val-split", "32")
     assert metrics["config"]["scheduler"] == scheduler and metrics["config"]["optimizer"] == "adam"
     assert metrics["history"]["epochs"][0]["val_acc"] is not None
-    assert metrics["data"] == {"train_images": 224, "val_images": 32, "test_images": 64}
+    assert metrics["data"] == {"train_images": 224, "val_images": 32, "test_images": 64, "val_split": "random"}
 
 
 def test_explicit_flags_override_the_recipe_and_optimizer_defaults_follow_the_optimizer(synthetic_root, tmp_path):
@@ -206,7 +206,7 @@ def test_real_mnist_subset_run_end_to_end(mnist_root: Path, tmp_path: Path) -> N
 
     cfg = config.resolve("3", {"epochs": 1, "subset": 3000, "data_dir": str(mnist_root), "out_dir": str(tmp_path)})
     metrics = runs.train_and_save(cfg)
-    assert metrics["data"] == {"train_images": 3000, "val_images": 0, "test_images": 10_000}
+    assert metrics["data"] == {"train_images": 3000, "val_images": 0, "test_images": 10_000, "val_split": None}
     assert metrics["summary"]["final_test_acc"] > 20  # 24 steps of a whole OneCycle: well above chance, no more
     json.dumps(metrics)
 

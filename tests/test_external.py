@@ -1,12 +1,14 @@
 """SEMEION and QMNIST's writer series: verified loading, --predict's preparation, clear failures."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 import torch
 
 import artifacts
+import data_utils
 import external
 import main
 
@@ -43,3 +45,33 @@ def test_a_missing_or_altered_external_file_is_named_and_exits_2(external_root, 
     (root / external.SEMEION_FILE).write_text("0 " * 266 + "\n")
     code = main.main(["--model", "1", "--evaluate-external", "--data-dir", str(root)])
     assert code == 2 and "checksum mismatch" in capsys.readouterr().err
+
+
+def test_a_writer_split_holds_out_whole_writers_about_n_digits_and_never_one_writer_on_both_sides(external_root) -> None:
+    writers = data_utils.read_qmnist(external_root, "train")[:, 2]
+    train, val = data_utils.writer_split_indices(writers, None, 6000, seed=1)
+    assert 6000 <= len(val) < 6000 + 1000 and len(train) + len(val) == 60_000
+    assert not set(writers[train].tolist()) & set(writers[val].tolist())
+    again, _ = data_utils.writer_split_indices(writers, None, 6000, seed=1)
+    assert torch.equal(train, again)  # seeded: the same writers every time
+    sub_train, sub_val = data_utils.writer_split_indices(writers, 3000, 300, seed=2)
+    assert int(torch.cat([sub_train, sub_val]).max()) < 3000 and len(sub_val) >= 300
+
+
+def test_runs_say_which_validation_split_they_used(synthetic_root, external_root, tmp_path, capsys) -> None:
+    common = ["--data-dir", str(external_root), "--model", "1", "--epochs", "1", "--subset", "2000", "--val-split",
+              "200", "--batch-size", "128", "--device", "cpu"]
+    for kind, expected in (("auto", "writers"), ("random", "random")):
+        out = tmp_path / kind
+        assert main.main([*common, "--out-dir", str(out), "--val-split-by", kind]) == 0
+        record = json.loads((out / "outputs" / "mnist_model_1_metrics.json").read_text())
+        assert record["data"]["val_split"] == expected and record["config"]["val_split_by"] == kind
+        assert record["data"]["val_images"] >= 200
+    # other data in MNIST's format (here 256 synthetic images) has no writers: auto is random, writers refused
+    shutil.copytree(external_root / "QMNIST", synthetic_root / "QMNIST")
+    other = ["--data-dir", str(synthetic_root), "--no-verify", "--model", "1", "--epochs", "1", "--val-split", "40",
+             "--device", "cpu"]
+    assert main.main([*other, "--out-dir", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / "outputs" / "mnist_model_1_metrics.json").read_text())["data"]["val_split"] == "random"
+    assert main.main([*other, "--out-dir", str(tmp_path / "w"), "--val-split-by", "writers"]) == 2
+    assert "--val-split-by: writers needs QMNIST/raw/qmnist-train-labels-idx2-int.gz" in capsys.readouterr().err
