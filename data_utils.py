@@ -326,6 +326,18 @@ def load_mnist(root: Path | str, verify: bool = True) -> dict[str, MNISTTensors]
     return splits
 
 
+def read_verified(path: Path, md5: str) -> bytes:
+    """A data file's bytes, refused (``MNISTDataError`` naming it) when unreadable or not the expected file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MNISTDataError(f"{path}: cannot be read ({exc.strerror})") from None
+    digest = hashlib.md5(data).hexdigest()
+    if digest != md5:
+        raise MNISTDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5})")
+    return data
+
+
 QMNIST_FILES = {"train": ("QMNIST/raw/qmnist-train-labels-idx2-int.gz", "0058f8dd561b90ffdd0f734c6a30e5e4"),
                 "test": ("QMNIST/raw/qmnist-test-labels-idx2-int.gz", "5b5b05890a5e13444e108efe57b788aa")}
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
@@ -338,14 +350,7 @@ def read_qmnist(root: Path | str, split: str) -> Tensor | None:
     path = Path(root) / name
     if not path.exists():
         return None
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MNISTDataError(f"{path}: cannot be read ({exc.strerror})") from None
-    digest = hashlib.md5(raw).hexdigest()
-    if digest != md5:
-        raise MNISTDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5})")
-    data = gzip.decompress(raw)
+    data = gzip.decompress(read_verified(path, md5))
     rows, cols = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
     table = torch.from_numpy(np.frombuffer(data[12:], dtype=">i4").astype(np.int32)).view(rows, cols)
     return table[: SPLIT_SIZES[split]]

@@ -7,7 +7,6 @@ SEMEION's 16x16 binary digits are handed in the way a user hands in a scan — d
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 import predict
-from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist
+from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
 
 SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
 QMNIST_TEST_FILE = QMNIST_FILES["test"][0]
@@ -44,14 +43,7 @@ def _verified(root: Path | str, name: str, md5: str) -> bytes:
     if not path.is_file():
         raise ExternalDataError(f"{path}: missing; --data-dir must hold {SEMEION_FILE} and {QMNIST_TEST_FILE}"
                                 " (see the data README)")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ExternalDataError(f"{path}: cannot be read ({exc.strerror})") from None
-    digest = hashlib.md5(data).hexdigest()
-    if digest != md5:
-        raise ExternalDataError(f"{path}: checksum mismatch (MD5 {digest}, expected {md5})")
-    return data
+    return read_verified(path, md5)
 
 
 def load_semeion(root: Path | str) -> tuple[Tensor, Tensor]:
