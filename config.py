@@ -150,6 +150,12 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("seed", f"{cfg.seed} is outside [0, {MAX_SEED}]")
     if not 1 <= cfg.batch_size <= MAX_BATCH_SIZE:
         raise ConfigError("batch_size", f"{cfg.batch_size} is outside [1, {MAX_BATCH_SIZE}]")
+    if cfg.subset is not None and not 1 <= cfg.subset <= MAX_IMAGES:
+        raise ConfigError("subset", f"{cfg.subset} is outside [1, {MAX_IMAGES}]")
+    if not 0 <= cfg.val_split <= MAX_IMAGES:
+        raise ConfigError("val_split", f"{cfg.val_split} is outside [0, {MAX_IMAGES}]")
+    if cfg.patience is not None and not 1 <= cfg.patience <= MAX_EPOCHS:
+        raise ConfigError("patience", f"{cfg.patience} is outside [1, {MAX_EPOCHS}]")
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:

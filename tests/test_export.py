@@ -99,20 +99,21 @@ def test_config_reruns_a_recorded_run_exactly_and_flags_override_single_values(s
     assert rerun["config"]["epochs"] == 1 and rerun["config"]["seed"] == 7
 
 
-@pytest.mark.parametrize("text,suffix,message", [
-    ('{"epochs": "two"}', ".json", "epochs must be int"),
-    ('{"lr": true}', ".json", "lr must be float or null"),
-    ('{"colour": "red"}', ".json", "unknown key 'colour'"),
-    ('model = "fc"\nepochs = 1\nfoo = 3\n', ".toml", "unknown key 'foo'"),
-    ("{not json", ".json", "not valid JSON"),
-    ("[1, 2]", ".json", "expected a table of settings"),
+@pytest.mark.parametrize("text,suffix,message,flag", [
+    ('{"epochs": "two"}', ".json", "epochs must be int", "--config"),
+    ('{"lr": true}', ".json", "lr must be float or null", "--config"),
+    ('{"colour": "red"}', ".json", "unknown key 'colour'", "--config"),
+    ('model = "fc"\nepochs = 1\nfoo = 3\n', ".toml", "unknown key 'foo'", "--config"),
+    ("{not json", ".json", "not valid JSON", "--config"),
+    ("[1, 2]", ".json", "expected a table of settings", "--config"),
+    ('{"model": "1", "val_split": -3}', ".json", "-3 is outside [0, 60000]", "--val-split"),
 ])
-def test_a_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, text, suffix, message) -> None:
+def test_a_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, text, suffix, message, flag) -> None:
     path = tmp_path / f"settings{suffix}"
     path.write_text(text)
     assert main.main(["--config", str(path), "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("main.py: error: argument --config: ") and message in err[0]
+    assert len(err) == 1 and err[0].startswith(f"main.py: error: argument {flag}: ") and message in err[0]
 
 
 def test_a_hand_written_toml_file_sets_a_run(synthetic_root, tmp_path) -> None:
