@@ -21,6 +21,7 @@ except ImportError:  # Python 3.10: JSON only
     tomllib = None
 
 import acceleration
+import augmentations
 import lr_schedulers
 import model_strategy
 import optimizers
@@ -69,6 +70,7 @@ class RunConfig:
     cuda_graph: bool | None = None  # CUDA runs only: replay each step from a CUDA graph
     backend: str = "auto"  # how the model runs fast (acceleration.BACKENDS); the same network either way
     val_split_by: str = "auto"  # writers (QMNIST's writer ids), random (images), auto: writers when present
+    augment: str = "rotation"  # a strategy of augmentations.AUGMENTATIONS
 
     def to_dict(self) -> dict:
         """The settings, plus the chosen scheduler's fixed constants."""
@@ -156,6 +158,10 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("val_split", f"{cfg.val_split} is outside [0, {MAX_IMAGES}]")
     if cfg.patience is not None and not 1 <= cfg.patience <= MAX_EPOCHS:
         raise ConfigError("patience", f"{cfg.patience} is outside [1, {MAX_EPOCHS}]")
+    if cfg.augment not in augmentations.AUGMENTATIONS:
+        raise ConfigError("augment", f"unknown augmentation {cfg.augment!r}; valid: {', '.join(augmentations.AUGMENTATIONS)}")
+    if cfg.loader == "torchvision" and cfg.augment not in ("rotation", "none"):
+        raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has rotation or none, not {cfg.augment}")
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:

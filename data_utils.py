@@ -28,16 +28,15 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.datasets import MNIST
 
 from artifacts import atomic_write_bytes
+from augmentations import AUGMENTATIONS, MAX_ROTATION_DEGREES, augment, random_angles, rotate  # noqa: F401 - re-exported
 
 MEAN, STD = 0.1307, 0.3081
-MAX_ROTATION_DEGREES = 7.0
 EVAL_BATCH_SIZE = 1000
 
 # MD5 of each file's uncompressed bytes (the canonical MNIST values).
@@ -402,26 +401,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def rotate(images: Tensor, degrees: Tensor) -> Tensor:
-    """Rotate each image of a float batch (N, 1, H, W) by its own angle, counter-clockwise.
-
-    Nearest-neighbour sampling about the centre with a zero (black) fill: the same pixels as
-    torchvision's ``RandomRotation`` (which defaults to nearest), for the whole batch at once.
-    """
-    rad = torch.deg2rad(degrees.to(images.dtype))
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([cos, -sin, zero, sin, cos, zero], dim=1).view(-1, 2, 3)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-
-
-def random_angles(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
-    """``n`` angles in degrees, uniform in [-7, 7] (the original ``RandomRotation((-7, 7))``)."""
-    u = torch.rand(n, generator=generator, device=device)
-    return u.mul_(2 * MAX_ROTATION_DEGREES).sub_(MAX_ROTATION_DEGREES)
-
-
 Batch = tuple[Tensor, Tensor]
 
 
@@ -432,9 +411,10 @@ class TensorTrainBatches:
     is made at once, a handful of launches instead of twenty per batch (``whole_epoch``).
     """
 
-    def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: bool = True,
+    def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: str | bool = "rotation",
                  whole_epoch: bool | None = None) -> None:
-        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.augment = augmentation_name(augment)
         self.generator = torch.Generator(device=data.images.device)
         self.whole_epoch = data.images.device.type != "cpu" if whole_epoch is None else whole_epoch
 
@@ -453,11 +433,9 @@ class TensorTrainBatches:
                 yield self._make(images, index, gen), labels[index]
 
     def _make(self, images: Tensor, index: Tensor, gen: torch.Generator) -> Tensor:
-        """The images at ``index``, rotated by fresh angles from ``gen``, normalized."""
+        """The images at ``index``, varied by the augmentation with fresh draws from ``gen``, normalized."""
         batch = images[index].unsqueeze(1).float().div_(255.0)
-        if self.augment:
-            batch = rotate(batch, random_angles(len(index), gen, images.device))
-        return normalize(batch, inplace=True)
+        return normalize(augment(self.augment, batch, gen), inplace=True)
 
 
 class TensorEvalBatches:
@@ -477,7 +455,12 @@ class TensorEvalBatches:
 # --------------------------------------------------------------------------- classic pipeline
 
 
-def _classic_dataset(data: MNISTTensors, train: bool, augment: bool) -> datasets.MNIST:
+def augmentation_name(augment: str | bool) -> str:
+    """A strategy of ``augmentations.AUGMENTATIONS``; True and False (the older switch) are rotation and none."""
+    return ("rotation" if augment else "none") if isinstance(augment, bool) else augment
+
+
+def _classic_dataset(data: MNISTTensors, train: bool, augment: str | bool) -> datasets.MNIST:
     """``torchvision.datasets.MNIST`` over already-verified tensors, with the classic transforms."""
     class VerifiedMNIST(datasets.MNIST):
         # torchvision reads only plain files from a writable folder; ours may be gzipped and read-only,
@@ -488,7 +471,10 @@ def _classic_dataset(data: MNISTTensors, train: bool, augment: bool) -> datasets
         def _load_data(self):  # noqa: ANN202
             return data.images, data.labels
 
-    steps = [transforms.RandomRotation((-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES), fill=0)] if augment else []
+    if augmentation_name(augment) not in ("rotation", "none"):
+        raise ValueError(f"the torchvision loader has rotation or none, not {augment!r}")
+    steps = [transforms.RandomRotation((-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES), fill=0)] \
+        if augmentation_name(augment) == "rotation" else []
     steps += [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))]
     return VerifiedMNIST(".", train=train, transform=transforms.Compose(steps))
 
@@ -544,7 +530,7 @@ class DataPipeline:
 
 
 def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
-                     batch_size: int, seed: int, device: torch.device, augment: bool) -> DataPipeline:
+                     batch_size: int, seed: int, device: torch.device, augment: str | bool) -> DataPipeline:
     return DataPipeline(
         train=TensorTrainBatches(train.to(device), batch_size, seed, augment),
         test=TensorEvalBatches(splits["test"].to(device)),
@@ -553,7 +539,7 @@ def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: 
 
 
 def _torchvision_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
-                          batch_size: int, seed: int, device: torch.device, augment: bool) -> DataPipeline:
+                          batch_size: int, seed: int, device: torch.device, augment: str | bool) -> DataPipeline:
     return DataPipeline(
         train=ClassicTrainBatches(train, batch_size, seed, augment, device=device),
         test=ClassicEvalBatches(splits["test"], device=device),
@@ -569,7 +555,7 @@ LOADERS: dict[str, Callable[..., DataPipeline]] = {
 
 def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int, seed: int,
                    device: torch.device | str = "cpu", subset: int | None = None, val_split: int = 0,
-                   augment: bool = True, writers: Tensor | None = None) -> DataPipeline:
+                   augment: str | bool = "rotation", writers: Tensor | None = None) -> DataPipeline:
     """Training/validation split (whole writers when ``writers`` gives each training image's writer, else
     random images), then the chosen loader's batches on ``device``."""
     if loader not in LOADERS:

@@ -1,0 +1,126 @@
+"""Augmentation strategies: how a training batch is varied, a registry like the models and schedulers.
+
+Each strategy maps a float batch (N, 1, 28, 28) in [0, 1] and a generator to a batch of the same shape
+and range, for the whole batch at once on its device (no per-image Python). Its random draws come only
+from the generator, so a batch depends only on (seed, epoch). ``rotation`` is the design card's +-7 deg
+(V1-V3's recipe); the others model how real handwriting varies: pen position and slant (``affine``),
+pen width (``thickness``), the wobble of a hand (``elastic``), scanners (``blur-binarize``), and all of
+them together (``handwriting``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MAX_ROTATION_DEGREES = 7.0
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> Tensor:
+    return torch.rand(n, generator=gen, device=device).mul_(high - low).add_(low)
+
+
+def _warp(images: Tensor, theta: Tensor, mode: str) -> Tensor:
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def rotate(images: Tensor, degrees: Tensor) -> Tensor:
+    """Rotate each image by its own angle, counter-clockwise, nearest-neighbour, black fill: the same pixels
+    as torchvision's ``RandomRotation`` (which defaults to nearest), for the whole batch at once."""
+    rad = torch.deg2rad(degrees.to(images.dtype))
+    cos, sin, zero = torch.cos(rad), torch.sin(rad), torch.zeros_like(rad)
+    return _warp(images, torch.stack([cos, -sin, zero, sin, cos, zero], dim=1).view(-1, 2, 3), "nearest")
+
+
+def random_angles(n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+    """``n`` angles in degrees, uniform in [-7, 7] (the original ``RandomRotation((-7, 7))``)."""
+    u = torch.rand(n, generator=generator, device=device)
+    return u.mul_(2 * MAX_ROTATION_DEGREES).sub_(MAX_ROTATION_DEGREES)
+
+
+def rotation(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Uniform angles in +-7 deg, nearest-neighbour: the design card's augmentation."""
+    return rotate(images, random_angles(len(images), gen, images.device))
+
+
+def affine(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Rotation +-10 deg, scale 0.85-1.15, shear +-12 deg, shift +-2 px; bilinear."""
+    n, device = len(images), images.device
+    angle = torch.deg2rad(_uniform(n, -10, 10, gen, device))
+    scale = _uniform(n, 0.85, 1.15, gen, device)
+    shear = torch.tan(torch.deg2rad(_uniform(n, -12, 12, gen, device)))
+    shift = _uniform(2 * n, -2 / 14, 2 / 14, gen, device).view(n, 2)  # grid units: 14 px per unit on 28 px
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([cos, -sin + shear * cos, shift[:, 0], sin, cos + shear * sin, shift[:, 1]], 1).view(-1, 2, 3)
+    return _warp(images, theta, "bilinear")
+
+
+def thickness(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Each image's strokes made thicker (grey dilation), thinner (grey erosion) or kept, a third each."""
+    choice = torch.randint(0, 3, (len(images), 1, 1, 1), generator=gen, device=images.device)
+    thick = F.max_pool2d(images, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-images, 2, stride=1, padding=1)[..., 1:, 1:]
+    return torch.where(choice == 0, thick, torch.where(choice == 1, thin, images))
+
+
+def elastic(images: Tensor, gen: torch.Generator, strength: float = 0.06) -> Tensor:
+    """A smooth random displacement field per image (4x4 control points, bicubic), bilinear sampling."""
+    n, device = len(images), images.device
+    coarse = torch.randn(n, 2, 4, 4, generator=gen, device=device).mul_(strength)
+    field = F.interpolate(coarse, size=images.shape[-2:], mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    identity = torch.eye(2, 3, device=device).expand(n, 2, 3)
+    grid = F.affine_grid(identity, list(images.shape), align_corners=False) + field
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def blur_binarize(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Each image blurred (Gaussian, sigma 0.5-1.0), binarised at a threshold 0.3-0.7, or kept, a third each."""
+    n, device = len(images), images.device
+    sigma = _uniform(n, 0.5, 1.0, gen, device)
+    taps = torch.arange(-2, 3, device=device, dtype=images.dtype)
+    kernel = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # (N, 5): one separable kernel per image
+    rows = F.conv2d(images.transpose(0, 1), kernel[:, None, None, :], padding=(0, 2), groups=n)
+    blurred = F.conv2d(rows, kernel[:, None, :, None], padding=(2, 0), groups=n).transpose(0, 1)
+    binary = (images > _uniform(n, 0.3, 0.7, gen, device).view(n, 1, 1, 1)).to(images.dtype)
+    choice = torch.randint(0, 3, (n, 1, 1, 1), generator=gen, device=device)
+    return torch.where(choice == 0, blurred, torch.where(choice == 1, binary, images))
+
+
+def handwriting(images: Tensor, gen: torch.Generator) -> Tensor:
+    """``affine``, then ``thickness``, ``elastic`` and ``blur-binarize``: all of them together."""
+    return blur_binarize(elastic(thickness(affine(images, gen), gen), gen), gen)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    name: str
+    apply: Callable[[Tensor, torch.Generator], Tensor]
+    description: str
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {}
+
+
+def register(name: str, apply: Callable[[Tensor, torch.Generator], Tensor]) -> None:
+    AUGMENTATIONS[name] = Augmentation(name, apply, (apply.__doc__ or "").split("\n")[0])
+
+
+register("none", lambda images, gen: images)
+register("rotation", rotation)
+register("affine", affine)
+register("thickness", thickness)
+register("elastic", elastic)
+register("blur-binarize", blur_binarize)
+register("handwriting", handwriting)
+
+
+def augment(name: str, images: Tensor, gen: torch.Generator) -> Tensor:
+    """``images`` varied by the named strategy, clamped to [0, 1]."""
+    out = AUGMENTATIONS[name].apply(images, gen)
+    return out if name in ("none", "rotation") else out.clamp_(0, 1)
+

@@ -1,0 +1,60 @@
+"""Augmentation strategies: same shape and range, a function of the generator's seed only, and each one
+actually varies the batch (rotation is exactly the design card's +-7 deg)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import augmentations
+import config
+import data_utils
+import main
+
+
+def _batch() -> torch.Tensor:
+    images = torch.zeros(16, 1, 28, 28)
+    images[:, :, 6:22, 12:16] = 1.0  # a bar, a "1"
+    images[:, :, 6:9, 8:20] = 0.7
+    return images
+
+
+@pytest.mark.parametrize("name", list(augmentations.AUGMENTATIONS))
+def test_every_augmentation_keeps_shape_and_range_and_repeats_for_a_seed(name) -> None:
+    images = _batch()
+    first = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3))
+    again = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3))
+    other = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(4))
+    assert first.shape == images.shape and first.dtype == images.dtype
+    assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+    assert torch.equal(first, again)
+    if name != "none":
+        assert not torch.equal(first, images) and not torch.equal(first, other)
+
+
+def test_rotation_is_the_design_cards_seven_degrees_nearest_neighbour() -> None:
+    images, gen = _batch(), torch.Generator().manual_seed(9)
+    angles = augmentations.random_angles(16, torch.Generator().manual_seed(9))
+    assert torch.equal(augmentations.augment("rotation", images.clone(), gen), augmentations.rotate(images, angles))
+    assert float(angles.abs().max()) <= 7.0
+
+
+def test_thickness_makes_strokes_thicker_or_thinner() -> None:
+    out = augmentations.thickness(_batch(), torch.Generator().manual_seed(0))
+    ink = (out > 0.5).flatten(1).sum(1)
+    base = int((_batch()[0] > 0.5).sum())
+    assert (ink > base).any() and (ink < base).any()
+
+
+def test_the_classic_loader_refuses_what_it_cannot_do_and_the_run_records_the_augmentation(synthetic_root, tmp_path,
+                                                                                        capsys) -> None:
+    with pytest.raises(config.ConfigError, match="torchvision loader"):
+        config.resolve("1", {"augment": "elastic", "loader": "torchvision"})
+    out = tmp_path / "out"
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), "--no-verify", "--model", "1",
+                      "--epochs", "1", "--device", "cpu", "--augment", "handwriting"]) == 0
+    import json
+    assert json.loads((out / "outputs" / "mnist_model_1_metrics.json").read_text())["config"]["augment"] == "handwriting"
+    batches = data_utils.TensorTrainBatches(data_utils.load_mnist(synthetic_root, verify=False)["train"], 32, 1,
+                                            augment="affine")
+    first, again = next(iter(batches.epoch(1)))[0], next(iter(batches.epoch(1)))[0]
+    assert torch.equal(first, again)  # a batch depends only on (seed, epoch)
