@@ -214,10 +214,6 @@ def torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_write_bytes(path, torch_bytes(obj))
-
-
 def probe_writable(folders: list[Path], files: list[Path] = ()) -> None:
     """Create each folder and write, sync and remove a small file in it; no ``files`` may be a directory.
     Folders the probe had to create are removed again, so a refused run leaves no trace.

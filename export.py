@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from artifacts import atomic_write_bytes
+import data_utils
+import model_strategy
+from artifacts import ArtifactPaths, atomic_write_bytes
 from data_utils import MNISTTensors, normalize
 
 LOGIT_TOLERANCE = 1e-3  # largest |logit difference| allowed between PyTorch and ONNX float32
@@ -165,10 +167,6 @@ def images_per_second(run, images: Tensor, batch_size: int = 256, repeats: int =
 
 def export_saved(cfg, fmt: str, source: Path) -> ExportReport:  # noqa: ANN001 - config.RunConfig
     """``--export``: the model saved under ``source`` as ``fmt``, written under ``cfg.out_dir`` and checked."""
-    import data_utils  # noqa: PLC0415
-    import model_strategy  # noqa: PLC0415
-    from artifacts import ArtifactPaths  # noqa: PLC0415
-
     require_packages()
     strategy = model_strategy.get_strategy(cfg.model)
     model = model_strategy.load_trained(strategy.key, source)
