@@ -104,6 +104,7 @@ class Augmentation:
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
+CLASSIC = ("rotation", "none")  # what the classic torchvision pipeline can do
 
 
 def register(name: str, apply: Callable[[Tensor, torch.Generator], Tensor]) -> None:
@@ -120,7 +121,6 @@ register("handwriting", handwriting)
 
 
 def augment(name: str, images: Tensor, gen: torch.Generator) -> Tensor:
-    """``images`` varied by the named strategy, clamped to [0, 1]."""
-    out = AUGMENTATIONS[name].apply(images, gen)
-    return out if name in ("none", "rotation") else out.clamp_(0, 1)
+    """``images`` varied by the named strategy, clamped to [0, 1] (interpolation can round past either end)."""
+    return AUGMENTATIONS[name].apply(images, gen).clamp_(0, 1)
 

@@ -160,8 +160,9 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("patience", f"{cfg.patience} is outside [1, {MAX_EPOCHS}]")
     if cfg.augment not in augmentations.AUGMENTATIONS:
         raise ConfigError("augment", f"unknown augmentation {cfg.augment!r}; valid: {', '.join(augmentations.AUGMENTATIONS)}")
-    if cfg.loader == "torchvision" and cfg.augment not in ("rotation", "none"):
-        raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has rotation or none, not {cfg.augment}")
+    if cfg.loader == "torchvision" and cfg.augment not in augmentations.CLASSIC:
+        raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has {' or '.join(augmentations.CLASSIC)},"
+                          f" not {cfg.augment}")
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:

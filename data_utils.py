@@ -34,7 +34,7 @@ from torchvision import datasets, transforms
 from torchvision.datasets import MNIST
 
 from artifacts import atomic_write_bytes
-from augmentations import AUGMENTATIONS, MAX_ROTATION_DEGREES, augment, random_angles, rotate  # noqa: F401 - re-exported
+from augmentations import CLASSIC, MAX_ROTATION_DEGREES, augment
 
 MEAN, STD = 0.1307, 0.3081
 EVAL_BATCH_SIZE = 1000
@@ -411,10 +411,9 @@ class TensorTrainBatches:
     is made at once, a handful of launches instead of twenty per batch (``whole_epoch``).
     """
 
-    def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: str | bool = "rotation",
+    def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: str = "rotation",
                  whole_epoch: bool | None = None) -> None:
-        self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.augment = augmentation_name(augment)
+        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
         self.generator = torch.Generator(device=data.images.device)
         self.whole_epoch = data.images.device.type != "cpu" if whole_epoch is None else whole_epoch
 
@@ -455,12 +454,7 @@ class TensorEvalBatches:
 # --------------------------------------------------------------------------- classic pipeline
 
 
-def augmentation_name(augment: str | bool) -> str:
-    """A strategy of ``augmentations.AUGMENTATIONS``; True and False (the older switch) are rotation and none."""
-    return ("rotation" if augment else "none") if isinstance(augment, bool) else augment
-
-
-def _classic_dataset(data: MNISTTensors, train: bool, augment: str | bool) -> datasets.MNIST:
+def _classic_dataset(data: MNISTTensors, train: bool, augment: str) -> datasets.MNIST:
     """``torchvision.datasets.MNIST`` over already-verified tensors, with the classic transforms."""
     class VerifiedMNIST(datasets.MNIST):
         # torchvision reads only plain files from a writable folder; ours may be gzipped and read-only,
@@ -471,10 +465,9 @@ def _classic_dataset(data: MNISTTensors, train: bool, augment: str | bool) -> da
         def _load_data(self):  # noqa: ANN202
             return data.images, data.labels
 
-    if augmentation_name(augment) not in ("rotation", "none"):
-        raise ValueError(f"the torchvision loader has rotation or none, not {augment!r}")
-    steps = [transforms.RandomRotation((-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES), fill=0)] \
-        if augmentation_name(augment) == "rotation" else []
+    if augment not in CLASSIC:
+        raise ValueError(f"the torchvision loader has {' or '.join(CLASSIC)}, not {augment!r}")
+    steps = [transforms.RandomRotation((-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES), fill=0)] if augment == "rotation" else []
     steps += [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))]
     return VerifiedMNIST(".", train=train, transform=transforms.Compose(steps))
 
@@ -503,7 +496,7 @@ class ClassicEvalBatches:
     def __init__(self, data: MNISTTensors, batch_size: int = EVAL_BATCH_SIZE,
                  device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
-        self.loader = DataLoader(_classic_dataset(data.to("cpu"), False, False), batch_size=batch_size)
+        self.loader = DataLoader(_classic_dataset(data.to("cpu"), False, "none"), batch_size=batch_size)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -530,7 +523,7 @@ class DataPipeline:
 
 
 def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
-                     batch_size: int, seed: int, device: torch.device, augment: str | bool) -> DataPipeline:
+                     batch_size: int, seed: int, device: torch.device, augment: str) -> DataPipeline:
     return DataPipeline(
         train=TensorTrainBatches(train.to(device), batch_size, seed, augment),
         test=TensorEvalBatches(splits["test"].to(device)),
@@ -539,7 +532,7 @@ def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: 
 
 
 def _torchvision_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
-                          batch_size: int, seed: int, device: torch.device, augment: str | bool) -> DataPipeline:
+                          batch_size: int, seed: int, device: torch.device, augment: str) -> DataPipeline:
     return DataPipeline(
         train=ClassicTrainBatches(train, batch_size, seed, augment, device=device),
         test=ClassicEvalBatches(splits["test"], device=device),
@@ -555,7 +548,7 @@ LOADERS: dict[str, Callable[..., DataPipeline]] = {
 
 def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int, seed: int,
                    device: torch.device | str = "cpu", subset: int | None = None, val_split: int = 0,
-                   augment: str | bool = "rotation", writers: Tensor | None = None) -> DataPipeline:
+                   augment: str = "rotation", writers: Tensor | None = None) -> DataPipeline:
     """Training/validation split (whole writers when ``writers`` gives each training image's writer, else
     random images), then the chosen loader's batches on ``device``."""
     if loader not in LOADERS:
@@ -566,4 +559,6 @@ def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int
         train_idx, val_idx = split_indices(len(splits["train"]), subset, val_split, seed)
     train = splits["train"].select(train_idx)
     val = splits["train"].select(val_idx) if val_split else None
-    return LOADERS[loader](splits, train, val, batch_size, seed, torch.device(device), augment)
+    pipeline = LOADERS[loader](splits, train, val, batch_size, seed, torch.device(device), augment)
+    pipeline.val_kind = None if not val_split else ("writers" if writers is not None else "random")
+    return pipeline

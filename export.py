@@ -150,8 +150,12 @@ def export(model: nn.Module, fmt: str, path: Path, train: MNISTTensors, test: MN
         raise ExportError(f"the ONNX model does not match PyTorch: same digit on {100 * agree:.2f}% of the test set,"
                           f" logits differ by up to {diff:.2g} (tolerance {LOGIT_TOLERANCE:g}); nothing written")
     atomic_write_bytes(path, data)
-    accuracy = lambda out: round(100.0 * float((out.argmax(1) == test.labels).float().mean()), 2)  # noqa: E731
-    return ExportReport(fmt, str(path), len(data), accuracy(reference), accuracy(logits), agree, diff)
+    return ExportReport(fmt, str(path), len(data), _accuracy(reference, test.labels), _accuracy(logits, test.labels),
+                        agree, diff)
+
+
+def _accuracy(logits: Tensor, labels: Tensor) -> float:
+    return round(100.0 * float((logits.argmax(1) == labels).float().mean()), 2)
 
 
 def images_per_second(run, images: Tensor, batch_size: int = 256, repeats: int = 3) -> float:  # noqa: ANN001

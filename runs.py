@@ -204,6 +204,14 @@ def save_figures(model: torch.nn.Module, strategy: model_strategy.ModelStrategy,
     visualization.save_filters_plot(model, paths.filters_plot, f"{name}: first convolution's kernels")
 
 
+def saved_record(saved: ArtifactPaths, cfg: RunConfig) -> dict:
+    """The metrics record beside saved weights; for weights without a (readable) one, just ``cfg``."""
+    try:
+        return json.loads(saved.metrics.read_text())
+    except (OSError, ValueError):
+        return {"config": cfg.to_dict()}
+
+
 def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
     """``--evaluate``: the model saved under ``source`` (default: ``cfg.out_dir``) on the test set, run as it
     trained (same backend), nothing trained. Its metrics record, with the evaluation, and the figures go
@@ -215,10 +223,7 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
     model, _ = acceleration.accelerate(model, cfg.backend)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device)
-    try:
-        metrics = json.loads(saved.metrics.read_text())
-    except (OSError, ValueError):
-        metrics = {"config": cfg.to_dict()}  # weights without a (readable) record of their training
+    metrics = saved_record(saved, cfg)
     result, mistakes = evaluate(model.eval(), pipeline.test, metrics)
     atomic_save_json(paths.metrics, metrics)
     save_figures(model, strategy, result, mistakes, paths)
@@ -233,10 +238,7 @@ def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
     test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
     scores = external.evaluate_external(model, test, cfg.data_dir)
     saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
-    try:
-        metrics = json.loads(saved.metrics.read_text())
-    except (OSError, ValueError):
-        metrics = {"config": cfg.to_dict()}
+    metrics = saved_record(saved, cfg)
     metrics["external"] = {"scores": [s.to_dict() for s in scores], "params_file": model_strategy.trained_params(
         strategy.key, source).name, "note": "never used to select or tune anything"}
     atomic_save_json(paths.metrics, metrics)

@@ -356,7 +356,6 @@ def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | 
         writers = None if qmnist is None else qmnist[:, 2]
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
                                          cfg.subset, cfg.val_split, augment=cfg.augment, writers=writers)
-    pipeline.val_kind = None if not cfg.val_split else ("writers" if writers is not None else "random")
     if pipeline.num_train == 0:
         raise config.ConfigError("val_split", f"holding out the whole writers of {cfg.val_split} images leaves none to"
                                  " train on; hold out fewer, or --val-split-by random")

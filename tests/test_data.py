@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import augmentations
 import data_utils
 from data_utils import MNISTDataError, idx_bytes, parse_idx
 from tests.conftest import write_idx_set
@@ -155,7 +156,7 @@ def test_real_package_index_source_yields_verified_mnist(tmp_path: Path) -> None
 
 def test_rotation_by_zero_degrees_is_the_identity() -> None:
     x = torch.rand(8, 1, 28, 28)
-    assert torch.allclose(data_utils.rotate(x, torch.zeros(8)), x, atol=1e-6)
+    assert torch.allclose(augmentations.rotate(x, torch.zeros(8)), x, atol=1e-6)
 
 
 def test_rotation_matches_torchvision_rotate_pixel_for_pixel() -> None:
@@ -163,13 +164,13 @@ def test_rotation_matches_torchvision_rotate_pixel_for_pixel() -> None:
 
     x = torch.rand(5, 1, 28, 28)
     angles = torch.tensor([-7.0, -3.3, 0.5, 4.0, 7.0])
-    ours = data_utils.rotate(x, angles)
+    ours = augmentations.rotate(x, angles)
     for i in range(5):
         assert torch.equal(ours[i], TF.rotate(x[i], float(angles[i])))
 
 
 def test_random_angles_stay_within_seven_degrees_and_spread_over_the_range() -> None:
-    angles = data_utils.random_angles(100_000, torch.Generator().manual_seed(0))
+    angles = augmentations.random_angles(100_000, torch.Generator().manual_seed(0))
     assert angles.min() >= -7 and angles.max() <= 7
     assert angles.min() < -6.9 and angles.max() > 6.9
 
@@ -187,7 +188,7 @@ def test_same_seed_and_epoch_give_the_same_batches_and_epochs_differ(synthetic_r
 
 def test_each_epoch_visits_every_training_image_once(synthetic_root: Path) -> None:
     train = data_utils.load_mnist(synthetic_root, verify=False)["train"]
-    batches = data_utils.TensorTrainBatches(train, 32, seed=0, augment=False)
+    batches = data_utils.TensorTrainBatches(train, 32, seed=0, augment="none")
     seen = torch.cat([x for x, _ in batches.epoch(1)])
     expected = data_utils.normalize(train.images)
     assert len(seen) == len(train) == len(batches) * 32
@@ -196,8 +197,8 @@ def test_each_epoch_visits_every_training_image_once(synthetic_root: Path) -> No
 
 def test_classic_and_tensor_pipelines_give_the_same_normalized_tensors_without_augmentation(synthetic_root) -> None:
     splits = data_utils.load_mnist(synthetic_root, verify=False)
-    tensor = data_utils.build_pipeline(splits, "tensor", 64, seed=0, augment=False)
-    classic = data_utils.build_pipeline(splits, "torchvision", 64, seed=0, augment=False)
+    tensor = data_utils.build_pipeline(splits, "tensor", 64, seed=0, augment="none")
+    classic = data_utils.build_pipeline(splits, "torchvision", 64, seed=0, augment="none")
     classic.train.loader.num_workers = 0
     for (xt, yt), (xc, yc) in zip(tensor.test, classic.test):
         assert torch.equal(yt, yc)

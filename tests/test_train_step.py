@@ -124,7 +124,7 @@ def test_a_gpu_epoch_never_waits_for_the_host():
 def test_whole_epoch_batches_are_the_per_batch_ones_made_at_once():
     images = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8)
     data = data_utils.MNISTTensors(images, torch.randint(0, 10, (300,)))
-    made = [list(data_utils.TensorTrainBatches(data, 128, seed=3, augment=False, whole_epoch=whole).epoch(2))
+    made = [list(data_utils.TensorTrainBatches(data, 128, seed=3, augment="none", whole_epoch=whole).epoch(2))
             for whole in (False, True)]
     assert [len(y) for _, y in made[0]] == [len(y) for _, y in made[1]] == [128, 128, 44]
     for (x0, y0), (x1, y1) in zip(*made):
