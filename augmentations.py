@@ -4,8 +4,10 @@ Each strategy maps a float batch (N, 1, 28, 28) in [0, 1] and a generator to a b
 and range, for the whole batch at once on its device (no per-image Python). Its random draws come only
 from the generator, so a batch depends only on (seed, epoch). ``rotation`` is the design card's +-7 deg
 (V1-V3's recipe); the others model how real handwriting varies: pen position and slant (``affine``),
-pen width (``thickness``), the wobble of a hand (``elastic``), scanners (``blur-binarize``), and all of
-them together (``handwriting``).
+pen width (``thickness``), the wobble of a hand (``elastic``), scanners (``blur-binarize``), forms
+and datasets that normalise each axis to fill a box, as SEMEION and USPS do (``stretch``), coarse binary
+scans (``coarse``), and all of them together (``handwriting``); ``scanned`` leaves half of each batch
+to rotation alone, so the network keeps seeing MNIST as it is.
 """
 from __future__ import annotations
 
@@ -91,9 +93,78 @@ def blur_binarize(images: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(choice == 0, blurred, torch.where(choice == 1, binary, images))
 
 
+BOX_HALF = 10 / 14  # MNIST's 20-pixel box, in grid units (14 px per unit on 28 px)
+MAX_STRETCH = 3.0  # a narrow "1" widened further would be a block of ink, not a stroke
+STROKE = 2  # MNIST's typical pen width in pixels
+
+
+def _ink_box(images: Tensor, level: float = 0.1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each image's ink bounding box as centre and half-size in grid units, rows and columns (blank: the box)."""
+    side = images.shape[-1]
+    index = torch.arange(side, device=images.device, dtype=images.dtype)
+
+    def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
+        first = torch.where(mask, index, torch.full_like(index, side)).amin(1)
+        last = torch.where(mask, index, torch.full_like(index, -1)).amax(1)
+        blank = last < first
+        first, last = torch.where(blank, 4.0, first), torch.where(blank, side - 5.0, last)
+        return (first + last + 1) / side - 1, (last + 1 - first) / side  # centre, half-size
+
+    ink = images[:, 0] > level
+    (cy, hy), (cx, hx) = extent(ink.any(2)), extent(ink.any(1))
+    return cx, cy, hx, hy
+
+
+def stretch(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Half of the images stretched, each axis on its own, until the ink fills the 20x20 box (as SEMEION's and
+    USPS's makers normalised their digits: a "1" becomes wide), at most 3x, bilinear, the strokes eroded back to
+a pen's width (the scan was stretched before the pen's width was set). The rest are kept."""
+    n, device = len(images), images.device
+    cx, cy, hx, hy = _ink_box(images)
+    keep = torch.rand(n, generator=gen, device=device) < 0.5
+    sx = torch.where(keep, 1.0, (hx / BOX_HALF).clamp(min=1 / MAX_STRETCH))
+    sy = torch.where(keep, 1.0, (hy / BOX_HALF).clamp(min=1 / MAX_STRETCH))
+    cx, cy, zero = torch.where(keep, 0.0, cx), torch.where(keep, 0.0, cy), torch.zeros_like(cx)
+    wide = _warp(images, torch.stack([sx, zero, cx, zero, sy, cy], 1).view(-1, 2, 3), "bilinear")
+    return _thin(_thin(wide, 1 / sx, dim=-1), 1 / sy, dim=-2)
+
+
+def _thin(images: Tensor, factor: Tensor, dim: int) -> Tensor:
+    """Strokes stretched ``factor`` times along ``dim`` eroded back towards a pen's width: a stroke as wide as
+    ``STROKE`` pixels became ``factor`` times wider, so an erosion of (factor - 1) * STROKE pixels undoes it."""
+    width = ((factor - 1) * STROKE).round().long().clamp(0, 2 * STROKE)  # pixels to remove, per image
+    out = images
+    for w in range(1, 2 * STROKE + 1):
+        size = (1, w + 1) if dim == -1 else (w + 1, 1)
+        pad = (w // 2, w - w // 2, 0, 0) if dim == -1 else (0, 0, w // 2, w - w // 2)
+        eroded = -F.max_pool2d(F.pad(-images, pad, value=0.0), size, stride=1)
+        out = torch.where((width == w).view(-1, 1, 1, 1), eroded, out)
+    return out
+
+
+def coarse(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Half of the images as a coarse binary scan: sampled at 16-22 px across (area), thresholded at
+    0.35-0.65, brought back to 28 px (bilinear). The rest are kept."""
+    n, device, side = len(images), images.device, images.shape[-1]
+    low = int(torch.randint(16, 23, (1,), generator=gen, device=device))
+    small = F.interpolate(images, size=(low, low), mode="area")
+    binary = (small > _uniform(n, 0.35, 0.65, gen, device).view(n, 1, 1, 1)).to(images.dtype)
+    back = F.interpolate(binary, size=(side, side), mode="bilinear", align_corners=False)
+    keep = torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5
+    return torch.where(keep, images, back)
+
+
 def handwriting(images: Tensor, gen: torch.Generator) -> Tensor:
-    """``affine``, then ``thickness``, ``elastic`` and ``blur-binarize``: all of them together."""
-    return blur_binarize(elastic(thickness(affine(images, gen), gen), gen), gen)
+    """``affine``, ``stretch``, ``thickness``, ``elastic``, then ``blur-binarize`` or ``coarse``: all together."""
+    varied = elastic(thickness(stretch(affine(images, gen), gen), gen), gen)
+    scan = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
+    return torch.where(scan, coarse(varied, gen), blur_binarize(varied, gen))
+
+
+def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Half of each batch ``rotation`` (MNIST as it is), the other half ``handwriting``."""
+    mixed = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
+    return torch.where(mixed, handwriting(images, gen), rotation(images, gen))
 
 
 @dataclass(frozen=True)
@@ -117,7 +188,10 @@ register("affine", affine)
 register("thickness", thickness)
 register("elastic", elastic)
 register("blur-binarize", blur_binarize)
+register("stretch", stretch)
+register("coarse", coarse)
 register("handwriting", handwriting)
+register("scanned", scanned)
 
 
 def augment(name: str, images: Tensor, gen: torch.Generator) -> Tensor:

@@ -108,6 +108,14 @@ def mnistify(gray: Tensor) -> Tensor:
     return canvas
 
 
+def pen_width(digits: Tensor) -> Tensor:
+    """The mean stroke width of each (..., H, W) digit in pixels: twice its ink over its outline's length (the
+    sum of absolute differences between neighbours), exact for a long stroke of any grey profile along an axis."""
+    outline = (digits[..., 1:, :] - digits[..., :-1, :]).abs().sum((-2, -1)) \
+        + (digits[..., :, 1:] - digits[..., :, :-1]).abs().sum((-2, -1))
+    return 2 * digits.sum((-2, -1)) / outline.clamp(min=1e-6)
+
+
 def flatten_alpha(image: Image.Image) -> Tensor:
     """Grey levels in [0, 1]; transparent parts become paper that contrasts with the opaque ink."""
     if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:

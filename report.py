@@ -11,6 +11,7 @@ speed-gpu: benchmarks/results/training_speed_gpu.json (the same with --device cu
 leaderboard: outputs/leaderboard.md                  (main.py --model ... --seeds 3)
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 export:   benchmarks/results/export.json              (python -m benchmarks.bench_export ...)
+realworld: benchmarks/results/realworld.json          (python -m benchmarks.realworld ...)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import anatomy
 import model_strategy
 from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
+from benchmarks.realworld import summary as realworld_summary
 from tables import markdown_table
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -116,6 +118,15 @@ def export_table(path: Path = RESULTS_DIR / "export.json") -> str:
             f" {m['date']}; test accuracy on all 10,000 MNIST test images; one run, the three interleaved.\n\n{table}")
 
 
+def realworld_table(path: Path = RESULTS_DIR / "realworld.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the real-world benchmark command above_"
+    runs = json.loads(path.read_text())["runs"]
+    m = runs[0]["machine"]
+    return (f"{m.get('device_name', 'CPU')}, {m['cpu_count']} cores, torch {m['torch']}, {m['date']}; final-epoch weights,"
+            f" {runs[0]['epochs']} epochs, all 60,000 training digits, mean ± std over seeds.\n\n{realworld_summary(runs)}")
+
+
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
@@ -138,7 +149,7 @@ def models_table() -> str:
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
-          "external": external_table}
+          "external": external_table, "realworld": lambda root: realworld_table()}
 
 
 def main() -> None:

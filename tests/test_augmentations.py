@@ -58,3 +58,26 @@ def test_the_classic_loader_refuses_what_it_cannot_do_and_the_run_records_the_au
                                             augment="affine")
     first, again = next(iter(batches.epoch(1)))[0], next(iter(batches.epoch(1)))[0]
     assert torch.equal(first, again)  # a batch depends only on (seed, epoch)
+
+
+def test_stretch_widens_a_narrow_digit_to_the_box_and_keeps_its_strokes_a_pens_width() -> None:
+    images = torch.zeros(64, 1, 28, 28)
+    for row in range(4, 24):  # a slanted 2-pixel "1", 7 columns wide and 20 rows tall
+        col = 10 + (row - 4) * 5 // 19
+        images[:, :, row, col: col + 2] = 1.0
+    out = augmentations.stretch(images, torch.Generator().manual_seed(0))
+    ink = out[:, 0] > 0.25
+    widths = ink.any(1).sum(1)
+    stretched = widths > 7
+    assert stretched.sum() > 10 and (widths == 7).sum() > 10  # about half of them, the rest kept
+    assert (widths[stretched] >= 17).all()  # 7 columns -> close to the 20-pixel box
+    assert int(ink[stretched][:, 6:22].sum(2).max()) <= 4  # each row still crosses one thin stroke
+    assert torch.equal(ink.any(2).sum(1), torch.full((64,), 20))  # its height already filled the box
+
+
+def test_coarse_makes_a_blocky_binary_scan_of_some_images_and_keeps_the_rest() -> None:
+    images = _batch()
+    out = augmentations.coarse(images, torch.Generator().manual_seed(1))
+    changed = (out != images).flatten(1).any(1)
+    assert changed.any() and not changed.all()
+    assert torch.equal(out[~changed], images[~changed])

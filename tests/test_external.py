@@ -75,3 +75,15 @@ def test_runs_say_which_validation_split_they_used(synthetic_root, external_root
     assert json.loads((tmp_path / "s" / "outputs" / "mnist_model_1_metrics.json").read_text())["data"]["val_split"] == "random"
     assert main.main([*other, "--out-dir", str(tmp_path / "w"), "--val-split-by", "writers"]) == 2
     assert "--val-split-by: writers needs QMNIST/raw/qmnist-train-labels-idx2-int.gz" in capsys.readouterr().err
+
+
+def test_binary_scans_stretch_each_digit_to_fill_a_binary_box() -> None:
+    images = torch.zeros(3, 28, 28)
+    images[0, 4:24, 12:16] = 0.9  # a narrow "1"
+    images[1, 10:14, 4:24] = 0.6  # a flat dash
+    scans = external.binary_scans(images)
+    assert scans.shape == (3, 16, 16)
+    assert set(scans.unique().tolist()) <= {0.0, 1.0}
+    for scan in scans[:2]:
+        assert bool(scan[0].any() and scan[-1].any() and scan[:, 0].any() and scan[:, -1].any())
+    assert not scans[2].any()  # a blank image stays blank
