@@ -117,8 +117,8 @@ def _ink_box(images: Tensor, level: float = 0.1) -> tuple[Tensor, Tensor, Tensor
 
 def stretch(images: Tensor, gen: torch.Generator) -> Tensor:
     """Half of the images stretched, each axis on its own, until the ink fills the 20x20 box (as SEMEION's and
-    USPS's makers normalised their digits: a "1" becomes wide), at most 3x, bilinear, the strokes eroded back to
-a pen's width (the scan was stretched before the pen's width was set). The rest are kept."""
+    USPS's makers normalised their digits: a "1" becomes wide), at most 3x, bilinear, the strokes eroded back
+    to a pen's width (the scan was stretched before the pen's width was set). The rest are kept."""
     n, device = len(images), images.device
     cx, cy, hx, hy = _ink_box(images)
     keep = torch.rand(n, generator=gen, device=device) < 0.5

@@ -77,8 +77,7 @@ def binary_scans(images: Tensor, side: int = 16) -> Tensor:
         ink = image > 0.1
         if not ink.any():
             continue
-        rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
-        crop = image[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+        crop = predict.ink_box(image, ink)
         out[i] = F.interpolate(crop[None, None], size=(side, side), mode="area")[0, 0] > 0.5
     return out
 

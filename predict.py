@@ -87,13 +87,18 @@ def clean(gray: Tensor) -> Tensor:
     return (ink / full).clamp(0, 1)
 
 
+def ink_box(image: Tensor, ink: Tensor) -> Tensor:
+    """The part of a (H, W) ``image`` inside the bounding box of its ``ink`` mask (which must hold some ink)."""
+    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
+    return image[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+
+
 def mnistify(gray: Tensor) -> Tensor:
     """A (H, W) float image in [0, 1], any polarity, to a (28, 28) MNIST-style digit in [0, 1]."""
     ink = clean(gray)
     if not (ink > 0).any():
         raise ValueError("no digit found (the image is blank)")
-    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
-    crop = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    crop = ink_box(ink, ink > 0)
     scale = BOX / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     digit = F.interpolate(crop[None, None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0]

@@ -127,9 +127,7 @@ def thin_pen(drawing: torch.Tensor, width: float) -> torch.Tensor:
     preparation step that was tried for thick pens and not kept."""
     if width <= 2.8:
         return drawing
-    ink = drawing > 0
-    rows, cols = ink.any(1).nonzero().flatten(), ink.any(0).nonzero().flatten()
-    scale = predict.BOX / max(int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1)
+    scale = predict.BOX / max(predict.ink_box(drawing, drawing > 0).shape)
     size = 2 * round((width - 2.0) / scale / 2) + 1
     return -torch.nn.functional.max_pool2d(-drawing[None, None], size, stride=1, padding=size // 2)[0, 0]
 
