@@ -4,7 +4,8 @@ The models are stock layers; this layer takes a built model and swaps recognised
 modules with the same children and ``state_dict`` (``fused.py``), backed by C kernels registered as
 ``torch.library`` ops (``ops.py``, ``native.py``, ``kernels/``). Backends:
 
-- ``native``: channels-last weights, conv -> ReLU -> BN -> dropout and 2x2 max-pools through the C kernels (CPU).
+- ``native``: channels-last weights, conv -> ReLU -> BN -> dropout, 1x1 conv -> 2x2 max-pool and the other
+  2x2 max-pools through the C kernels (CPU).
 - ``torch``: channels-last weights, the same block fusion from PyTorch ops: the fallback and test reference (CPU).
 - ``channels-last``: only the memory layout (what GPUs get; cuDNN's narrow convolutions prefer it).
 - ``none``: the model as built: the classic pipeline the benchmark compares against.
@@ -50,6 +51,12 @@ def accelerate(model: nn.Module, backend: str = "auto") -> tuple[nn.Module, str]
     if name == "none":
         return model, name
     model = model.to(memory_format=torch.channels_last)
+    if name == "native":
+        for parent in list(model.modules()):
+            if isinstance(parent, nn.Sequential):
+                for i in range(len(parent) - 1):
+                    if fused.is_pointwise_conv(parent[i]) and fused.is_plain_2x2_pool(parent[i + 1]):
+                        parent[i], parent[i + 1] = fused.PointwiseConvPool(parent[i]), nn.Identity()
     if name in CPU_ONLY:
         for parent in list(model.modules()):
             for child_name, child in list(parent.named_children()):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from acceleration import ops
@@ -135,6 +136,29 @@ def is_plain_2x2_pool(module: nn.Module) -> bool:
     return (type(module) is nn.MaxPool2d and pair(module.kernel_size) == (2, 2) and pair(module.stride) == (2, 2)
             and pair(module.padding) == (0, 0) and pair(module.dilation) == (1, 1) and not module.ceil_mode
             and not module.return_indices)
+
+
+def is_pointwise_conv(module: nn.Module) -> bool:
+    """A 1x1 convolution without bias, stride 1 and no padding: a per-pixel matrix product."""
+    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.stride == (1, 1)
+            and module.padding == (0, 0) and module.dilation == (1, 1) and module.groups == 1 and module.bias is None)
+
+
+class PointwiseConvPool(nn.Conv2d):
+    """A 1x1 convolution that also does the 2x2 max-pool which followed it, in one C kernel where it takes
+    the input; the pool's own slot becomes ``nn.Identity``. Same parameters and ``state_dict`` keys as the
+    convolution; elsewhere (other devices, wide layers, odd sizes, a hook on it) it runs the two in order.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, 1, bias=False, device="meta")  # no init, no RNG draw
+        self.weight = conv.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        hooked = bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks)
+        if not hooked and ops.pointwise_poolable(x, self.weight):
+            return ops.pointwise_pool(x, self.weight)[0]
+        return F.max_pool2d(super().forward(x), 2)
 
 
 class FusedMaxPool2d(nn.MaxPool2d):

@@ -1,13 +1,15 @@
 """The C kernels as PyTorch operators (``torch.library.custom_op``), with autograd and fake kernels.
 
-Registered ops: ``mnist_zoo::relu_bn_drop`` (+ ``_backward``) and ``mnist_zoo::max_pool2x2``
-(+ ``_backward``). The dispatcher checks their schemas, the profiler shows their names, and
-``register_fake`` lets tracing tools (``torch.compile``, export) see output shapes without running C.
-Each op checks dtype, device and layout up front and raises ``ValueError`` on anything else. The ops
+Registered ops: ``mnist_zoo::relu_bn_drop``, ``mnist_zoo::max_pool2x2`` and ``mnist_zoo::pointwise_pool``
+(1x1 convolution then 2x2 max-pool), each with its ``_backward``. The dispatcher checks their schemas, the
+profiler shows their names, and ``register_fake`` lets tracing tools (``torch.compile``, export) see output
+shapes without running C. Each op checks dtype, device and layout up front and raises ``ValueError`` on anything else. The ops
 are functional (autograd cannot be registered on an op that mutates its inputs): ``relu_bn_drop``
 returns the updated running statistics, and the caller copies them into the batch norm's buffers.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
@@ -29,7 +31,13 @@ def _require(x: Tensor, what: str) -> None:
 
 
 def _vectors(x: Tensor) -> int:
-    return library().call("rbd_vectors_per_tile", x.numel() // x.shape[1], x.shape[1])
+    return _vectors_per_tile(x.numel() // x.shape[1], x.shape[1])
+
+
+@functools.lru_cache(maxsize=1024)
+def _vectors_per_tile(rows: int, channels: int) -> int:
+    """The kernel's answer, asked once per shape: a training step asks for the same few every time."""
+    return library().call("rbd_vectors_per_tile", rows, channels)
 
 
 def tileable(x: Tensor) -> bool:
@@ -161,3 +169,78 @@ def _max_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
 
 
 max_pool2x2.register_autograd(_max_pool_grad, setup_context=_max_pool_setup)
+
+
+# --------------------------------------------------------------------------- 1x1 convolution -> 2x2 max-pool
+
+POINTWISE_MAX_CHANNELS = 16  # the kernel holds one pixel's input and output channels in one vector each
+
+
+def pointwise_poolable(x: Tensor, weight: Tensor) -> bool:
+    """Whether the fused 1x1-conv + max-pool kernel takes this input and weight (at most 16 channels each)."""
+    c, k = x.shape[1] if x.dim() == 4 else 0, weight.shape[0]
+    return (library() is not None and _readable(x) and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+            and 0 < c <= POINTWISE_MAX_CHANNELS and 0 < k <= POINTWISE_MAX_CHANNELS
+            and tuple(weight.shape) == (k, c, 1, 1) and weight.dtype == torch.float32 and weight.device.type == "cpu")
+
+
+def _matrix(weight: Tensor) -> Tensor:
+    """A (K, C, 1, 1) weight as its dense (K, C) matrix: both of its layouts hold it in the same order."""
+    return weight.detach().reshape(weight.shape[0], weight.shape[1]).contiguous()
+
+
+@torch.library.custom_op("mnist_zoo::pointwise_pool", mutates_args=(), device_types="cpu")
+def pointwise_pool(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """max_pool2d(conv2d(x, weight), 2) for a (K, C, 1, 1) weight, and each output's winner (0-3, uint8)."""
+    if not pointwise_poolable(x, weight):
+        raise ValueError(f"pointwise_pool takes a 4-D channels-last float32 CPU input of even height and width and a"
+                         f" (K, C, 1, 1) weight, C and K at most {POINTWISE_MAX_CHANNELS}; got"
+                         f" {x.dtype} {tuple(x.shape)} on {x.device} and {tuple(weight.shape)}")
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    out = torch.empty((n, k, h // 2, w // 2), dtype=x.dtype, memory_format=CL)
+    which = torch.empty((n, k, h // 2, w // 2), dtype=torch.uint8, memory_format=CL)
+    if library().call("pp_forward", x, _matrix(weight), out, which, n, h, w, c, k):
+        raise RuntimeError(f"pointwise_pool kernel failed on an input of shape {tuple(x.shape)}")
+    return out, which
+
+
+@pointwise_pool.register_fake
+def _(x, weight):  # noqa: ANN001, ANN202
+    n, _, h, w = x.shape
+    k = weight.shape[0]
+    return (x.new_empty((n, k, h // 2, w // 2)).contiguous(memory_format=CL),
+            x.new_empty((n, k, h // 2, w // 2), dtype=torch.uint8).contiguous(memory_format=CL))
+
+
+@torch.library.custom_op("mnist_zoo::pointwise_pool_backward", mutates_args=(), device_types="cpu")
+def pointwise_pool_backward(grad: Tensor, which: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of ``pointwise_pool`` for its input (channels-last) and weight."""
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    grad = grad.contiguous(memory_format=CL)
+    dx = torch.empty_like(x, memory_format=CL)
+    dw = weight.new_empty((k, c))
+    if library().call("pp_backward", grad, which, x, _matrix(weight), dx, dw, n, h, w, c, k):
+        raise RuntimeError(f"pointwise_pool kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
+    return dx, dw.view(k, c, 1, 1)
+
+
+@pointwise_pool_backward.register_fake
+def _(grad, which, x, weight):  # noqa: ANN001, ANN202
+    return torch.empty_like(x, memory_format=CL), weight.new_empty(weight.shape)
+
+
+def _pointwise_pool_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weight = inputs
+    ctx.save_for_backward(output[1], x, weight)
+    ctx.mark_non_differentiable(output[1])
+
+
+def _pointwise_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
+    which, x, weight = ctx.saved_tensors
+    return pointwise_pool_backward(grad, which, x, weight)
+
+
+pointwise_pool.register_autograd(_pointwise_pool_grad, setup_context=_pointwise_pool_setup)
+

@@ -1,6 +1,7 @@
 """The execution layer: every backend computes what the stock model does (to rounding), same state_dict."""
 from __future__ import annotations
 
+import copy
 import platform
 import shutil
 
@@ -11,7 +12,7 @@ from torch import nn
 import acceleration
 import model_strategy
 from acceleration import fused, native, ops
-from acceleration.fused import FusedConvBlock, FusedMaxPool2d, drop_positions
+from acceleration.fused import FusedConvBlock, FusedMaxPool2d, PointwiseConvPool, drop_positions
 from models.blocks import conv_block
 
 HAS_KERNELS = native.library() is not None
@@ -44,7 +45,9 @@ def test_the_tiny_nets_blocks_and_pool_are_swapped_and_the_none_backend_changes_
     model, name = acceleration.accelerate(model_strategy.get_strategy("3").get_model("cpu"), "native"
                                           if HAS_KERNELS else "torch")
     assert sum(isinstance(m, FusedConvBlock) for m in model.modules()) == 7
-    assert sum(isinstance(m, FusedMaxPool2d) for m in model.modules()) == (1 if HAS_KERNELS else 0)
+    stem = model.features[0]  # ... 1x1 conv -> max-pool: one kernel, the pool's slot passes its output on
+    assert (type(stem[2]), type(stem[3])) == ((PointwiseConvPool, nn.Identity) if HAS_KERNELS else (nn.Conv2d, nn.MaxPool2d))
+    assert not any(isinstance(m, FusedMaxPool2d) for m in model.modules())  # V3's one pool went into the stem
     plain = model_strategy.get_strategy("3").get_model("cpu")
     same, name = acceleration.accelerate(plain, "none")
     assert same is plain and name == "none" and not any(isinstance(m, FusedConvBlock) for m in same.modules())
@@ -146,6 +149,9 @@ def test_ops_reject_what_the_kernels_cannot_read() -> None:
         ops.max_pool2x2(torch.zeros(1, 2, 4, 4))  # default layout
     odd = torch.randn(3, 10, 5, 5).contiguous(memory_format=torch.channels_last)  # 75 pixels x 10: no whole tiles
     assert not ops.tileable(odd)
+    with pytest.raises(ValueError, match="at most 16"):
+        ops.pointwise_pool(torch.zeros(1, 32, 4, 4).contiguous(memory_format=torch.channels_last),
+                           torch.zeros(10, 32, 1, 1))
 
 
 def test_activations_the_kernel_cannot_tile_train_through_torch_ops() -> None:
@@ -161,11 +167,14 @@ def test_ops_are_registered_with_torch_library_and_have_fake_kernels() -> None:
         pytest.skip("the C kernels are not available here")
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    assert hasattr(torch.ops.mnist_zoo, "relu_bn_drop") and hasattr(torch.ops.mnist_zoo, "max_pool2x2")
+    for name in ("relu_bn_drop", "max_pool2x2", "pointwise_pool"):
+        assert hasattr(torch.ops.mnist_zoo, name) and hasattr(torch.ops.mnist_zoo, f"{name}_backward")
     with FakeTensorMode():
         x = torch.empty(4, 16, 8, 8).contiguous(memory_format=torch.channels_last)
         out, which = torch.ops.mnist_zoo.max_pool2x2(x)
         assert out.shape == (4, 16, 4, 4) and which.dtype == torch.uint8
+        out, which = torch.ops.mnist_zoo.pointwise_pool(x, torch.empty(10, 16, 1, 1))
+        assert out.shape == (4, 10, 4, 4) and which.dtype == torch.uint8
 
 
 def _pool_both(x: torch.Tensor, grad_shape=None) -> tuple:
@@ -225,3 +234,46 @@ def test_drop_gaps_follow_the_geometric_distribution() -> None:
     assert abs(gaps.var().item() / ((1 - p) / p**2) - 1) < 0.03
     assert gaps.min().item() >= 1
     assert abs((gaps == 1).double().mean().item() - p) < 0.003  # P(gap = 1) = p
+
+
+def _pointwise_pool_both(x: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """(output, input gradient, weight gradient) of PointwiseConvPool and of the stock conv -> pool."""
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    stock = nn.Sequential(conv, nn.MaxPool2d(2))
+    ours = PointwiseConvPool(copy.deepcopy(conv))
+    results = []
+    for module in (ours, stock):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        out.backward(torch.linspace(-1, 1, out.numel()).view(out.shape))
+        results.append((out, xi.grad, module.weight.grad if module is ours else conv.weight.grad))
+    return results
+
+
+@pytest.mark.parametrize("channels,outputs,size", [(16, 10, 24), (3, 5, 6), (16, 16, 2), (8, 1, 8), (16, 10, 7),
+                                                   (32, 10, 4)])
+def test_pointwise_conv_pool_trains_like_the_convolution_then_the_pool(channels: int, outputs: int, size: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, channels, size, size).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(outputs, channels, 1, 1)
+    if HAS_KERNELS:  # odd sizes and more than 16 channels take the stock path
+        assert ops.pointwise_poolable(x, weight) == (size % 2 == 0 and channels <= 16)
+    (out, dx, dw), (out_stock, dx_stock, dw_stock) = _pointwise_pool_both(x, weight)
+    torch.testing.assert_close(out, out_stock, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, dx_stock, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dw, dw_stock, rtol=1e-4, atol=1e-4)
+    assert dx.is_contiguous(memory_format=torch.channels_last) and dw.shape == (outputs, channels, 1, 1)
+
+
+def test_pointwise_conv_pool_keeps_max_pools_rule_on_ties_and_nan() -> None:
+    x = torch.randn(2, 10, 8, 8)
+    x[0, :, :2, :2] = 1.5  # a window of equal values: the first wins
+    x[1, :, 2, 3] = x[1, :, 3, 2] = 9.0  # two equal winners
+    x[1, :, 4, 5] = float("nan")  # a NaN pixel wins its window in every channel
+    x = x.contiguous(memory_format=torch.channels_last)
+    (out, dx, _), (out_stock, dx_stock, _) = _pointwise_pool_both(x, torch.eye(10).view(10, 10, 1, 1))
+    assert torch.equal(out.isnan(), out_stock.isnan()) and out.isnan().any()
+    assert torch.equal(out.nan_to_num(), out_stock.nan_to_num())
+    assert torch.equal(dx.nan_to_num(), dx_stock.nan_to_num())
