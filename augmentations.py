@@ -11,6 +11,7 @@ to rotation alone, so the network keeps seeing MNIST as it is.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,9 +26,22 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torc
     return torch.rand(n, generator=gen, device=device).mul_(high - low).add_(low)
 
 
+@functools.lru_cache(maxsize=16)
+def _base_grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``affine_grid``'s pixel centres with a column of ones, (1, height*width, 3), made once per size.
+
+    ``affine_grid`` rebuilds this for every call, which took most of a CPU batch's augmentation time;
+    the grid is then the same batched product ``affine_grid`` computes, bit for bit.
+    """
+    identity = torch.eye(2, 3, dtype=dtype, device=device).unsqueeze(0)
+    centres = F.affine_grid(identity, [1, 1, height, width], align_corners=False).view(1, height * width, 2)
+    return torch.cat([centres, torch.ones_like(centres[..., :1])], dim=-1)
+
+
 def _warp(images: Tensor, theta: Tensor, mode: str) -> Tensor:
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    n, _, height, width = images.shape
+    grid = torch.matmul(_base_grid(height, width, theta.dtype, theta.device), theta.transpose(1, 2))
+    return F.grid_sample(images, grid.view(n, height, width, 2), mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def rotate(images: Tensor, degrees: Tensor) -> Tensor:

@@ -72,6 +72,11 @@ def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
     if "epoch_time_ratio_project_over_classic" in r:
         lines += ["", f"Epoch time, project / classic: **{r['epoch_time_ratio_project_over_classic']:.3f}**"
                       f" ({r['speedup']:.2f}× faster)."]
+    if "matmul_gflops" in r:
+        rates = ", ".join(f"{name} {p['training_gflops']:,.1f} GFLOP/s ({100 * p['share_of_matmul_peak']:.0f}%)"
+                          for name, p in r["pipelines"].items())
+        lines += ["", f"Float rate of a training epoch (6 × MACs per image × images/s) and its share of the"
+                      f" {r['matmul_gflops']:,.0f} GFLOP/s that a float32 2048² matrix multiply reaches here: {rates}."]
     return "\n".join(lines)
 
 

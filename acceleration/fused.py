@@ -119,8 +119,8 @@ class FusedConvBlock(nn.Sequential):
         momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
         if self.native and ops.tileable(y):
             positions = drop_positions(y.numel(), drop.p)
-            out, _, _, new_mean, new_var = ops.relu_bn_drop(y, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                                            momentum, bn.eps, 1.0 / (1.0 - drop.p), positions)
+            out, _, _, new_mean, new_var = ops.run(ops.relu_bn_drop, y, bn.weight, bn.bias, bn.running_mean,
+                                                   bn.running_var, momentum, bn.eps, 1.0 / (1.0 - drop.p), positions)
             with torch.no_grad():
                 bn.running_mean.copy_(new_mean)
                 bn.running_var.copy_(new_var)
@@ -157,7 +157,7 @@ class PointwiseConvPool(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         hooked = bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks)
         if not hooked and ops.pointwise_poolable(x, self.weight):
-            return ops.pointwise_pool(x, self.weight)[0]
+            return ops.run(ops.pointwise_pool, x, self.weight)[0]
         return F.max_pool2d(super().forward(x), 2)
 
 
@@ -165,4 +165,4 @@ class FusedMaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d(2)`` through the C kernel where it takes the input (bit-identical results)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.max_pool2x2(x)[0] if ops.poolable(x) else super().forward(x)
+        return ops.run(ops.max_pool2x2, x)[0] if ops.poolable(x) else super().forward(x)

@@ -10,6 +10,7 @@ returns the updated running statistics, and the caller copies them into the batc
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -50,11 +51,45 @@ def poolable(x: Tensor) -> bool:
     return library() is not None and _readable(x) and x.numel() > 0 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
 
 
+def _register(name: str, kernel: Callable) -> torch.library.CustomOpDef:
+    """``kernel`` registered as the CPU op ``mnist_zoo::<name>`` (the schema comes from its annotations)."""
+    return torch.library.custom_op(f"mnist_zoo::{name}", mutates_args=(), device_types="cpu")(kernel)
+
+
+def _backward(ctx, op: Callable, kernel: Callable) -> Callable:  # noqa: ANN001
+    """The backward to call from a gradient formula: the kernel itself under ``eager`` (``run``), the
+    registered op where a tracer recorded the forward as an op."""
+    return kernel if getattr(ctx, "eager", False) else op
+
+
+def _eager(name: str, kernel: Callable, setup_context: Callable, gradient: Callable) -> type[torch.autograd.Function]:
+    """A plain ``autograd.Function`` over an op's own kernel, context setup and gradient formula."""
+
+    def forward(ctx, *inputs):  # noqa: ANN001, ANN002, ANN202
+        output = kernel(*inputs)
+        setup_context(ctx, inputs, output)
+        ctx.eager = True
+        return output
+
+    return type(name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(gradient)})
+
+
+_EAGER: dict[torch.library.CustomOpDef, type[torch.autograd.Function]] = {}
+
+
+def run(op: torch.library.CustomOpDef, *args: object) -> object:
+    """``op(*args)``, the way that costs least: through the dispatcher while ``torch.compile`` or ``export``
+    traces (they need the registered op), otherwise through a plain ``autograd.Function`` over the same
+    kernel, setup and gradient, which skips the dispatcher's several Python round trips per call."""
+    if torch.compiler.is_compiling():
+        return op(*args)
+    return _EAGER[op].apply(*args)
+
+
 # --------------------------------------------------------------------------- ReLU -> batch norm -> dropout
 
 
-@torch.library.custom_op("mnist_zoo::relu_bn_drop", mutates_args=(), device_types="cpu")
-def relu_bn_drop(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
+def _relu_bn_drop(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
                  momentum: float, eps: float, scale: float,
                  positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """dropout(batch_norm(relu(x))) with the dropped storage ``positions`` and scale ``scale`` = 1/(1-p).
@@ -75,6 +110,9 @@ def relu_bn_drop(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, 
     return out, mean, invstd, new_mean, new_var
 
 
+relu_bn_drop = _register("relu_bn_drop", _relu_bn_drop)
+
+
 @relu_bn_drop.register_fake
 def _(x, weight, bias, running_mean, running_var, momentum, eps, scale, positions):  # noqa: ANN001, ANN202
     c = x.shape[1]
@@ -82,8 +120,7 @@ def _(x, weight, bias, running_mean, running_var, momentum, eps, scale, position
             torch.empty_like(running_var))
 
 
-@torch.library.custom_op("mnist_zoo::relu_bn_drop_backward", mutates_args=(), device_types="cpu")
-def relu_bn_drop_backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float, mean: Tensor, invstd: Tensor,
+def _relu_bn_drop_backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float, mean: Tensor, invstd: Tensor,
                           positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of ``relu_bn_drop`` for its input (channels-last), batch-norm weight and bias."""
     _require(x, "relu_bn_drop_backward input")
@@ -93,6 +130,9 @@ def relu_bn_drop_backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float,
                       scale, mean, invstd, positions, positions.numel(), dw, db):
         raise RuntimeError(f"relu_bn_drop kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
     return dx, dw, db
+
+
+relu_bn_drop_backward = _register("relu_bn_drop_backward", _relu_bn_drop_backward)
 
 
 @relu_bn_drop_backward.register_fake
@@ -110,18 +150,19 @@ def _relu_bn_drop_setup(ctx, inputs, output) -> None:  # noqa: ANN001
 
 def _relu_bn_drop_grad(ctx, grad, *_statistics_grads):  # noqa: ANN001, ANN002, ANN202
     x, weight, mean, invstd, positions = ctx.saved_tensors
-    dx, dw, db = relu_bn_drop_backward(grad, x, weight, ctx.scale, mean, invstd, positions)
+    dx, dw, db = _backward(ctx, relu_bn_drop_backward, _relu_bn_drop_backward)(grad, x, weight, ctx.scale, mean,
+                                                                               invstd, positions)
     return dx, dw, db, None, None, None, None, None, None
 
 
 relu_bn_drop.register_autograd(_relu_bn_drop_grad, setup_context=_relu_bn_drop_setup)
+_EAGER[relu_bn_drop] = _eager("relu_bn_drop", _relu_bn_drop, _relu_bn_drop_setup, _relu_bn_drop_grad)
 
 
 # --------------------------------------------------------------------------- 2x2 max-pool
 
 
-@torch.library.custom_op("mnist_zoo::max_pool2x2", mutates_args=(), device_types="cpu")
-def max_pool2x2(x: Tensor) -> tuple[Tensor, Tensor]:
+def _max_pool2x2(x: Tensor) -> tuple[Tensor, Tensor]:
     """2x2, stride-2 max-pool (PyTorch's rule: first max, NaN wins) and each output's winner (0-3, uint8)."""
     if not poolable(x):
         raise ValueError(f"max_pool2x2 input must be a 4-D channels-last float32 CPU tensor of even height and"
@@ -134,6 +175,9 @@ def max_pool2x2(x: Tensor) -> tuple[Tensor, Tensor]:
     return out, which
 
 
+max_pool2x2 = _register("max_pool2x2", _max_pool2x2)
+
+
 @max_pool2x2.register_fake
 def _(x):  # noqa: ANN001, ANN202
     n, c, h, w = x.shape
@@ -141,8 +185,7 @@ def _(x):  # noqa: ANN001, ANN202
             x.new_empty((n, c, h // 2, w // 2), dtype=torch.uint8).contiguous(memory_format=CL))
 
 
-@torch.library.custom_op("mnist_zoo::max_pool2x2_backward", mutates_args=(), device_types="cpu")
-def max_pool2x2_backward(grad: Tensor, which: Tensor) -> Tensor:
+def _max_pool2x2_backward(grad: Tensor, which: Tensor) -> Tensor:
     """The input's gradient (channels-last): each window's winner gets its output's gradient."""
     n, c, ho, wo = grad.shape
     grad = grad.contiguous(memory_format=CL)
@@ -150,6 +193,9 @@ def max_pool2x2_backward(grad: Tensor, which: Tensor) -> Tensor:
     if library().call("mp_backward", grad, which, dx, n, 2 * ho, 2 * wo, c):
         raise RuntimeError(f"max_pool2x2 kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
     return dx
+
+
+max_pool2x2_backward = _register("max_pool2x2_backward", _max_pool2x2_backward)
 
 
 @max_pool2x2_backward.register_fake
@@ -165,10 +211,11 @@ def _max_pool_setup(ctx, inputs, output) -> None:  # noqa: ANN001
 
 def _max_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
     (which,) = ctx.saved_tensors
-    return max_pool2x2_backward(grad, which)
+    return _backward(ctx, max_pool2x2_backward, _max_pool2x2_backward)(grad, which)
 
 
 max_pool2x2.register_autograd(_max_pool_grad, setup_context=_max_pool_setup)
+_EAGER[max_pool2x2] = _eager("max_pool2x2", _max_pool2x2, _max_pool_setup, _max_pool_grad)
 
 
 # --------------------------------------------------------------------------- 1x1 convolution -> 2x2 max-pool
@@ -189,8 +236,7 @@ def _matrix(weight: Tensor) -> Tensor:
     return weight.detach().reshape(weight.shape[0], weight.shape[1]).contiguous()
 
 
-@torch.library.custom_op("mnist_zoo::pointwise_pool", mutates_args=(), device_types="cpu")
-def pointwise_pool(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+def _pointwise_pool(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """max_pool2d(conv2d(x, weight), 2) for a (K, C, 1, 1) weight, and each output's winner (0-3, uint8)."""
     if not pointwise_poolable(x, weight):
         raise ValueError(f"pointwise_pool takes a 4-D channels-last float32 CPU input of even height and width and a"
@@ -205,6 +251,9 @@ def pointwise_pool(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     return out, which
 
 
+pointwise_pool = _register("pointwise_pool", _pointwise_pool)
+
+
 @pointwise_pool.register_fake
 def _(x, weight):  # noqa: ANN001, ANN202
     n, _, h, w = x.shape
@@ -213,8 +262,7 @@ def _(x, weight):  # noqa: ANN001, ANN202
             x.new_empty((n, k, h // 2, w // 2), dtype=torch.uint8).contiguous(memory_format=CL))
 
 
-@torch.library.custom_op("mnist_zoo::pointwise_pool_backward", mutates_args=(), device_types="cpu")
-def pointwise_pool_backward(grad: Tensor, which: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+def _pointwise_pool_backward(grad: Tensor, which: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """Gradients of ``pointwise_pool`` for its input (channels-last) and weight."""
     n, c, h, w = x.shape
     k = weight.shape[0]
@@ -224,6 +272,9 @@ def pointwise_pool_backward(grad: Tensor, which: Tensor, x: Tensor, weight: Tens
     if library().call("pp_backward", grad, which, x, _matrix(weight), dx, dw, n, h, w, c, k):
         raise RuntimeError(f"pointwise_pool kernel failed on a gradient of shape {tuple(grad.shape)} (out of memory)")
     return dx, dw.view(k, c, 1, 1)
+
+
+pointwise_pool_backward = _register("pointwise_pool_backward", _pointwise_pool_backward)
 
 
 @pointwise_pool_backward.register_fake
@@ -239,8 +290,10 @@ def _pointwise_pool_setup(ctx, inputs, output) -> None:  # noqa: ANN001
 
 def _pointwise_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
     which, x, weight = ctx.saved_tensors
-    return pointwise_pool_backward(grad, which, x, weight)
+    return _backward(ctx, pointwise_pool_backward, _pointwise_pool_backward)(grad, which, x, weight)
 
 
 pointwise_pool.register_autograd(_pointwise_pool_grad, setup_context=_pointwise_pool_setup)
+_EAGER[pointwise_pool] = _eager("pointwise_pool", _pointwise_pool, _pointwise_pool_setup,
+                                      _pointwise_pool_grad)
 

@@ -7,8 +7,9 @@
 Both pipelines train the same model with the same seed, batch size, augmentation (uniform +-7 deg
 rotation, nearest, black fill), optimizer and schedule, each in its own process, one after the
 other. Printed: a table and one JSON line with median epoch seconds, images/s, the time ratio,
-seconds from process start to the first epoch at >= 99.4% test accuracy, final accuracy, and the
-peak memory of each run's whole process tree (DataLoader workers included).
+seconds from process start to the first epoch at >= 99.4% test accuracy, final accuracy, the peak
+memory of each run's whole process tree (DataLoader workers included), and the float rate of a
+training epoch beside the rate this machine's float32 matrix multiply reaches (its practical peak).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from artifacts import atomic_save_json
-from benchmarks.common import PIPELINES, epoch_summary, machine, run_training
+from benchmarks.common import PIPELINES, epoch_summary, machine, matmul_gflops, run_training, training_gflops
 from data_utils import default_data_dir
 
 
@@ -39,18 +40,22 @@ def main() -> None:
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "data_dir": args.data_dir,
                 "subset": args.subset}
     results = {}
+    peak = matmul_gflops(args.device)  # before the runs, alone on the machine
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.pipelines.split(","):
             run = run_training(args.model, settings, name, Path(tmp) / name, args.device, Path(tmp) / f"{name}.log")
             results[name] = {**epoch_summary(run.metrics), "wall_s": round(run.wall_seconds, 1),
                              "peak_rss_mb": round(run.peak_rss_mb), "peak_pss_mb": round(run.peak_pss_mb),
                              "epochs_s": [round(e["seconds"], 2) for e in run.metrics["history"]["epochs"]]}
+            rate = training_gflops(args.model, results[name]["images_per_s"])
+            results[name] |= {"training_gflops": round(rate, 1), "share_of_matmul_peak": round(rate / peak, 3)}
             print(f"{name}: median epoch {results[name]['median_epoch_s']} s, final {results[name]['final_test_acc']:.2f}%",
                   file=sys.stderr, flush=True)
 
     record = {"benchmark": "training", "device": args.device, "model": args.model, "epochs": args.epochs,
               "batch_size": args.batch_size,
-              "subset": args.subset, "seed": args.seed, "machine": machine(args.device), "pipelines": results}
+              "subset": args.subset, "seed": args.seed, "machine": machine(args.device),
+              "matmul_gflops": round(peak, 1), "pipelines": results}
     if {"project", "classic"} <= results.keys():
         record["epoch_time_ratio_project_over_classic"] = round(
             results["project"]["median_epoch_s"] / results["classic"]["median_epoch_s"], 3)

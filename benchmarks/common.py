@@ -5,6 +5,7 @@ Each run is its own process so that its memory (workers included) and its clock 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -120,6 +121,33 @@ def epoch_summary(metrics: dict, threshold: float = 99.4) -> dict:
         f"time_to_{threshold}_s": round(reached["elapsed"], 1) if reached else None,
         f"epoch_reaching_{threshold}": reached["epoch"] if reached else None,
     }
+
+
+def matmul_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of float32 matrix multiplication here, the best of ``repeats``: the practical float peak
+    (vendor BLAS near its best) that a training step's rate is compared with."""
+    import torch  # noqa: PLC0415 - the parent stays light until here
+
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first warms up
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def training_gflops(model: str, images_per_s: float) -> float:
+    """The float rate a training pass runs at: 2 FLOPs per multiply-accumulate, three passes of the
+    network's MACs per image (forward, input gradients, weight gradients)."""
+    from anatomy import analyse  # noqa: PLC0415
+    from model_strategy import get_strategy  # noqa: PLC0415
+
+    return 6 * analyse(get_strategy(model).get_model("cpu")).macs * images_per_s / 1e9
 
 
 def machine(device: str = "cpu") -> dict:

@@ -277,3 +277,29 @@ def test_pointwise_conv_pool_keeps_max_pools_rule_on_ties_and_nan() -> None:
     assert torch.equal(out.isnan(), out_stock.isnan()) and out.isnan().any()
     assert torch.equal(out.nan_to_num(), out_stock.nan_to_num())
     assert torch.equal(dx.nan_to_num(), dx_stock.nan_to_num())
+
+
+def _relu_bn_drop_args(x: torch.Tensor) -> tuple:
+    c = x.shape[1]
+    return (x, torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True), torch.zeros(c), torch.ones(c),
+            0.1, 1e-5, 1 / 0.95, torch.tensor([3, 40, 41], dtype=torch.int64))
+
+
+@pytest.mark.parametrize("name", ["relu_bn_drop", "max_pool2x2", "pointwise_pool"])
+def test_eager_run_computes_what_the_registered_op_does_bit_for_bit(name: str) -> None:
+    if not HAS_KERNELS:
+        pytest.skip("the C kernels are not available here")
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    args = {"relu_bn_drop": _relu_bn_drop_args, "max_pool2x2": lambda x: (x,),
+            "pointwise_pool": lambda x: (x, torch.randn(10, 16, 1, 1, requires_grad=True))}[name]
+    op, given = getattr(ops, name), args(x)
+    results = []
+    for call in (lambda *a: op(*a), lambda *a: ops.run(op, *a)):
+        inputs = [a.detach().clone().requires_grad_(a.requires_grad or i == 0) if isinstance(a, torch.Tensor) else a
+                  for i, a in enumerate(given)]
+        out = call(*inputs)[0]
+        out.backward(torch.linspace(-1, 1, out.numel()).view(out.shape))
+        results.append([out] + [a.grad for a in inputs if isinstance(a, torch.Tensor) and a.requires_grad])
+    for ours, registered in zip(*results):
+        assert torch.equal(ours, registered)
