@@ -12,6 +12,7 @@ leaderboard: outputs/leaderboard.md                  (main.py --model ... --seed
 accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 export:   benchmarks/results/export.json              (python -m benchmarks.bench_export ...)
 realworld: benchmarks/results/realworld.json          (python -m benchmarks.realworld ...)
+time-to-accuracy: benchmarks/results/time_to_accuracy.json (python -m benchmarks.time_to_accuracy ...)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import model_strategy
 from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
 from benchmarks.realworld import summary as realworld_summary
+from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
 from tables import markdown_table
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -56,9 +58,11 @@ def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:
         where = f"{m.get('gpu', m.get('device_name'))} (CUDA), host {m.get('cpu', 'CPU')}, {cores} cores"
     else:
         where = f"{cpu}, {cores} cores"
-    lines = [f"Model {r['model']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, one run of each"
-             f" pipeline; {where}, torch {m['torch']}, Python {m['python']}, {m['date']}.", "",
-             ]
+    rounds = r.get("rounds", 1)
+    runs = ("one run of each pipeline" if rounds == 1 else
+            f"{rounds} rounds of the two pipelines alternating, times the medians over the rounds")
+    lines = [f"Model {r['model']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, {runs};"
+             f" {where}, torch {m['torch']}, Python {m['python']}, {m['date']}.", ""]
     cells = []
     for name, p in r["pipelines"].items():
         reach = "not reached" if p["time_to_99.4_s"] is None else f"{p['time_to_99.4_s']:.1f} (epoch {p['epoch_reaching_99.4']})"
@@ -132,6 +136,12 @@ def realworld_table(path: Path = RESULTS_DIR / "realworld.json") -> str:
             f" {runs[0]['epochs']} epochs, all 60,000 training digits, mean ± std over seeds.\n\n{realworld_summary(runs)}")
 
 
+def time_to_accuracy_table(path: Path = RESULTS_DIR / "time_to_accuracy.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the time-to-accuracy command above_"
+    return time_to_accuracy_summary(json.loads(path.read_text()))
+
+
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
@@ -154,7 +164,8 @@ def models_table() -> str:
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
-          "external": external_table, "realworld": lambda root: realworld_table()}
+          "external": external_table, "realworld": lambda root: realworld_table(),
+          "time-to-accuracy": lambda root: time_to_accuracy_table()}
 
 
 def main() -> None:
