@@ -85,8 +85,8 @@ MODES = {
     "list": lambda cmd: print(model_strategy.table()),
     "summary": summary,
     "train": train,
-    "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, leaderboard.train(cmd.keys, cmd.args.seeds, cmd.given,
-                                                                                       cmd.cfgs[0].device)))),
+    "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, leaderboard.train(
+        cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once)))),
     "evaluate": evaluate,
     "predict": run_predict,
     "export": run_export,

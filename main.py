@@ -52,6 +52,8 @@ def parse(argv: list[str]) -> Command:
         if args.seed + args.seeds - 1 > config.MAX_SEED:
             raise config.ConfigError("seeds", f"seeds {args.seed}-{args.seed + args.seeds - 1} go beyond {config.MAX_SEED}")
         mode = "leaderboard"
+    if args.seeds_at_once and args.seeds < 2:
+        raise config.ConfigError("seeds_at_once", "trains several seeds at once: give --seeds K with K >= 2")
     args.data_dir = args.data_dir or str(data_utils.default_data_dir())
     given = {k: v for k, v in vars(args).items() if k in config.SETTINGS and k not in ("model", "device")}
     if mode not in ("list", "predict") or args.predict_csv or args.save_prepared:

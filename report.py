@@ -13,6 +13,7 @@ accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 export:   benchmarks/results/export.json              (python -m benchmarks.bench_export ...)
 realworld: benchmarks/results/realworld.json          (python -m benchmarks.realworld ...)
 time-to-accuracy: benchmarks/results/time_to_accuracy.json (python -m benchmarks.time_to_accuracy ...)
+seeds-at-once: benchmarks/results/seeds_at_once.json  (python -m benchmarks.bench_seeds ...)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import anatomy
 import model_strategy
 from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
+from benchmarks.bench_seeds import summary as seeds_at_once_summary
 from benchmarks.realworld import summary as realworld_summary
 from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
 from tables import markdown_table
@@ -142,6 +144,12 @@ def time_to_accuracy_table(path: Path = RESULTS_DIR / "time_to_accuracy.json") -
     return time_to_accuracy_summary(json.loads(path.read_text()))
 
 
+def seeds_at_once_table(path: Path = RESULTS_DIR / "seeds_at_once.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the seeds-at-once command above_"
+    return seeds_at_once_summary(json.loads(path.read_text()))
+
+
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
@@ -165,7 +173,8 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
           "external": external_table, "realworld": lambda root: realworld_table(),
-          "time-to-accuracy": lambda root: time_to_accuracy_table()}
+          "time-to-accuracy": lambda root: time_to_accuracy_table(),
+          "seeds-at-once": lambda root: seeds_at_once_table()}
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import inspection
 import model_strategy
 import predict
 import provenance
+import seeds_at_once
 import training
 import visualization
 from artifacts import ArtifactPaths, WriteError, atomic_save_json, atomic_write_many, json_bytes, safetensors_bytes, torch_bytes
@@ -77,6 +78,10 @@ def metrics_record(run: training.Run, status: str) -> dict:
                 "note": "chosen on the test set itself: optimistic, not a result"},
             "train_seconds": sum(e.seconds for e in epochs),
             "total_seconds": time.perf_counter() - run.started_at,
+            "seeds_at_once": None if run.together is None else {
+                "seeds": run.together,
+                "note": "trained as one network with these seeds' copies side by side (seeds_at_once.py);"
+                        " epoch seconds are the shared epoch's"},
         },
     }
 
@@ -182,6 +187,25 @@ def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | Non
             raise writer.interrupted(finishing=True) from None
     except WriteError as exc:
         raise RunWriteError(exc, writer.epochs_saved, writer.paths.checkpoint) from None
+
+
+def train_together_and_save(cfgs: list[RunConfig], started_at: float | None = None) -> list[dict]:
+    """Train the seeds of ``cfgs`` at once (``seeds_at_once``), then write each seed's files as its own
+    run's; returns their metrics records. There are no per-epoch checkpoints: an interrupt or a
+    divergence loses the epochs so far and leaves every file written before untouched."""
+    writers = [RunWriter(cfg) for cfg in cfgs]
+    try:
+        try:
+            trained = seeds_at_once.train_together(cfgs, started_at)
+        except KeyboardInterrupt:
+            raise Interrupted(0, None) from None
+        records = []
+        for writer, run in zip(writers, trained):
+            writer.on_start(run)
+            records.append(writer.finish(run))
+        return records
+    except WriteError as exc:
+        raise RunWriteError(exc, 0, writers[0].paths.checkpoint) from None
 
 
 def evaluate(model: torch.nn.Module, test_batches, metrics: dict) -> tuple:  # noqa: ANN001

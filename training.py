@@ -148,10 +148,20 @@ class TrainStep:
         return self.update(images, labels)
 
     def update(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Forward, loss, backward, optimizer step: the body every step runs (or records)."""
+        """Forward, loss, backward, optimizer step: the body every step runs (or records).
+
+        Logits (N, K, classes) with labels (N, K) are K models trained at once (``seeds_at_once``): the
+        loss is each model's mean, the sum of them is what is differentiated, so every model's gradient
+        is the one it would have alone; the K means come back.
+        """
         logits = self.model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        loss.backward()
+        if logits.dim() == 3:
+            loss = F.cross_entropy(logits.movedim(2, 1), labels, label_smoothing=self.label_smoothing,
+                                   reduction="none").mean(0)
+            loss.sum().backward()
+        else:
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+            loss.backward()
         self.optimizer.step()
         return loss.detach(), logits.detach()
 
@@ -212,7 +222,8 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
     """One pass over the training batches; per-batch mean losses and correct counts (on the device), sizes.
 
     Every ``refresh_every`` batches (never when None) the progress bar reads the loss back, which is
-    also the early divergence check; on a GPU that read is the loop's only host synchronisation.
+    also the early divergence check; on a GPU that read is the loop's only host synchronisation. For K
+    models at once (logits (N, K, classes)) losses and counts are per model: (batches, K).
     """
     step.model.train()
     losses, hits, sizes = [], [], []
@@ -221,13 +232,13 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
         loss, logits = step(images, labels)
         schedule.after_batch()
         losses.append(loss)
-        hits.append((logits.argmax(1) == labels).sum())
+        hits.append((logits.argmax(-1) == labels).sum(0))
         sizes.append(len(labels))
         if refresh_every and i % refresh_every == 0:
-            current = loss.item()
+            current = loss.mean().item()
             if not math.isfinite(current):
                 raise DivergenceError(f"training loss became {current} at batch {i + 1}")
-            bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].item() / sizes[-1]:.2f}%",
+            bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].float().mean().item() / sizes[-1]:.2f}%",
                             lr=f"{float(step.optimizer.param_groups[0]['lr']):.4g}", refresh=False)
     return torch.stack(losses).float(), torch.stack(hits), torch.tensor(sizes)
 
@@ -322,6 +333,7 @@ class Run:
     history: History
     graphed: bool  # whether full batches replay a CUDA graph
     started_at: float  # time.perf_counter() at the run's start: the clock of every epoch record
+    together: list[int] | None = None  # the seeds it was trained with as one network (seeds_at_once), if any
 
     def checkpoint(self) -> dict:
         return checkpoint_state(self.model, self.optimizer, self.schedule, self.history, asdict(self.cfg))

@@ -150,6 +150,11 @@ def training_gflops(model: str, images_per_s: float) -> float:
     return 6 * analyse(get_strategy(model).get_model("cpu")).macs * images_per_s / 1e9
 
 
+def machine_line(m: dict) -> str:
+    """A ``machine()`` record in words, for the README's table captions."""
+    return f"{m.get('device_name')}, {m.get('cpu_count')} cores, torch {m['torch']}, {m['date']}"
+
+
 def machine(device: str = "cpu") -> dict:
     """Where a benchmark ran: ``provenance.environment`` plus the date."""
     from provenance import environment  # noqa: PLC0415 - the parent stays light until here

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from artifacts import atomic_save_json
-from benchmarks.common import epoch_summary, machine, run_training
+from benchmarks.common import epoch_summary, machine, machine_line, run_training
 from data_utils import default_data_dir
 from tables import markdown_table
 
@@ -35,10 +35,9 @@ def summary(record: dict) -> str:
                      f"{r['final_test_acc']:.2f}%"))
     table = markdown_table(["seed", f"s from process start to first epoch ≥ {THRESHOLD}%", "that epoch",
                             "median epoch (s)", "final test acc"], "rrrrr", rows)
-    m = record["machine"]
     median = f"{statistics.median(reached):.1f} s" if len(reached) == len(rows) else "not reached by every seed"
     return (f"Model {record['model']}, {record['epochs']} epochs (OneCycle over them), batch {record['batch_size']};"
-            f" {m.get('device_name')}, {m.get('cpu_count')} cores, torch {m['torch']}, {m['date']}.\n\n{table}\n\n"
+            f" {machine_line(record['machine'])}.\n\n{table}\n\n"
             f"Median over {len(rows)} seeds: **{median}**.")
 
 

@@ -1,0 +1,90 @@
+"""K seeds at once against K separate runs: wall time and every seed's final accuracy, one benchmark run.
+
+    python -m benchmarks.bench_seeds --seeds 3 --epochs 15 --json-out benchmarks/results/seeds_at_once.json
+
+Separate: ``main.py``'s default run for seeds 1..K, each in its own process, one after the other.
+At once: ``main.py --model M --seeds K --seeds-at-once`` in one process (``seeds_at_once.py``). Then
+the at-once run again, so that the separate runs sit between two at-once runs and the machine's
+drift touches both. Walls are from process start to exit (every file written); the accuracies are
+the final epoch's, never a selected one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from artifacts import atomic_save_json
+from benchmarks.common import REPO, machine, machine_line, run_training
+from data_utils import default_data_dir
+from tables import markdown_table
+
+
+def at_once(model: str, seeds: int, settings: dict, out: Path, device: str) -> dict:
+    """One ``--seeds-at-once`` run in its own process: its wall time and each seed's final accuracy."""
+    cmd = [sys.executable, "main.py", "--model", model, "--seeds", str(seeds), "--seeds-at-once", "--device", device,
+           "--out-dir", str(out), *[f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-2000:]}")
+    entry = json.loads((out / "outputs" / "leaderboard.json").read_text())["entries"][0]
+    return {"wall_s": round(wall, 1), "seeds": entry["seeds"], "final_test_acc": entry["final_test_acc"]}
+
+
+def summary(record: dict) -> str:
+    """The README's table: separate runs and the at-once runs, wall times and accuracies."""
+    rows = [("separate, one after the other", f"{sum(r['wall_s'] for r in record['separate']):.1f}",
+             ", ".join(f"{r['wall_s']:.1f}" for r in record["separate"]),
+             ", ".join(f"{r['final_test_acc']:.2f}" for r in record["separate"]),
+             f"{statistics.mean(r['final_test_acc'] for r in record['separate']):.2f}")]
+    for i, r in enumerate(record["at_once"], 1):
+        rows.append((f"at once, run {i}", f"{r['wall_s']:.1f}", "-", ", ".join(f"{a:.2f}" for a in r["final_test_acc"]),
+                     f"{statistics.mean(r['final_test_acc']):.2f}"))
+    table = markdown_table(["how", "wall (s)", "wall per seed (s)", "final test acc per seed (%)", "mean (%)"],
+                           "lrrrr", rows)
+    return (f"Model {record['model']}, seeds {record['seeds']}, {record['epochs']} epochs;"
+            f" {machine_line(record['machine'])}.\n\n{table}\n\n"
+            f"At once / one separate seed (median walls): **{record['at_once_over_one_seed']:.2f}×**;"
+            f" at once / all separate: {record['at_once_over_separate']:.2f}×.")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="3")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--subset", type=int, default=None, help="train on the first N images (a quick check)")
+    p.add_argument("--data-dir", default=str(default_data_dir()))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
+    args = p.parse_args()
+
+    settings = {"epochs": args.epochs, "data_dir": args.data_dir, **({"subset": args.subset} if args.subset else {})}
+    record = {"benchmark": "seeds_at_once", "model": args.model, "seeds": f"1-{args.seeds}", "epochs": args.epochs,
+              "subset": args.subset,
+              "device": args.device, "machine": machine(args.device), "separate": [], "at_once": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        record["at_once"].append(at_once(args.model, args.seeds, settings, Path(tmp) / "together0", args.device))
+        for seed in range(1, args.seeds + 1):
+            run = run_training(args.model, {**settings, "seed": seed}, "project", Path(tmp) / f"seed{seed}", args.device)
+            record["separate"].append({"seed": seed, "wall_s": round(run.wall_seconds, 1),
+                                       "final_test_acc": run.metrics["summary"]["final_test_acc"]})
+            print(f"seed {seed} alone: {run.wall_seconds:.1f} s", file=sys.stderr, flush=True)
+        record["at_once"].append(at_once(args.model, args.seeds, settings, Path(tmp) / "together1", args.device))
+    together = statistics.median(r["wall_s"] for r in record["at_once"])
+    record["at_once_over_one_seed"] = round(together / statistics.median(r["wall_s"] for r in record["separate"]), 2)
+    record["at_once_over_separate"] = round(together / sum(r["wall_s"] for r in record["separate"]), 2)
+    print(summary(record))
+    if args.json_out:
+        atomic_save_json(Path(args.json_out), record)
+
+
+if __name__ == "__main__":
+    main()
