@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_seeds --seeds 3 --epochs 15 --json-out benchmarks/results/seeds_at_once.json
 
-Separate: ``main.py``'s default run for seeds 1..K, each in its own process, one after the other.
+Separate: ``main.py``'s default run for seeds S..S+K-1 (``--first-seed S``, default 1), each in its own process, one after the other.
 At once: ``main.py --model M --seeds K --seeds-at-once`` in one process (``seeds_at_once.py``). Then
 the at-once run again, so that the separate runs sit between two at-once runs and the machine's
 drift touches both. Walls are from process start to exit (every file written); the accuracies are
@@ -59,6 +59,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="3")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--subset", type=int, default=None, help="train on the first N images (a quick check)")
     p.add_argument("--data-dir", default=str(default_data_dir()))
@@ -66,13 +67,14 @@ def main() -> None:
     p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
     args = p.parse_args()
 
-    settings = {"epochs": args.epochs, "data_dir": args.data_dir, **({"subset": args.subset} if args.subset else {})}
-    record = {"benchmark": "seeds_at_once", "model": args.model, "seeds": f"1-{args.seeds}", "epochs": args.epochs,
-              "subset": args.subset,
-              "device": args.device, "machine": machine(args.device), "separate": [], "at_once": []}
+    settings = {"epochs": args.epochs, "data_dir": args.data_dir, "seed": args.first_seed,
+                **({"subset": args.subset} if args.subset else {})}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    record = {"benchmark": "seeds_at_once", "model": args.model, "seeds": f"{seeds[0]}-{seeds[-1]}",
+              "epochs": args.epochs, "subset": args.subset, "device": args.device, "machine": machine(args.device), "separate": [], "at_once": []}
     with tempfile.TemporaryDirectory() as tmp:
         record["at_once"].append(at_once(args.model, args.seeds, settings, Path(tmp) / "together0", args.device))
-        for seed in range(1, args.seeds + 1):
+        for seed in seeds:
             run = run_training(args.model, {**settings, "seed": seed}, "project", Path(tmp) / f"seed{seed}", args.device)
             record["separate"].append({"seed": seed, "wall_s": round(run.wall_seconds, 1),
                                        "final_test_acc": run.metrics["summary"]["final_test_acc"]})
