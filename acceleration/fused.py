@@ -147,7 +147,8 @@ def is_pointwise_conv(module: nn.Module) -> bool:
 class PointwiseConvPool(nn.Conv2d):
     """A 1x1 convolution that also does the 2x2 max-pool which followed it, in one C kernel where it takes
     the input; the pool's own slot becomes ``nn.Identity``. Same parameters and ``state_dict`` keys as the
-    convolution; elsewhere (other devices, wide layers, odd sizes, a hook on it) it runs the two in order.
+    convolution; elsewhere (other devices, wide layers, odd sizes) it runs the two in order. Either way
+    its output, and what a hook on it sees, is the pooled one.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -155,8 +156,7 @@ class PointwiseConvPool(nn.Conv2d):
         self.weight = conv.weight
 
     def forward(self, x: Tensor) -> Tensor:
-        hooked = bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks)
-        if not hooked and ops.pointwise_poolable(x, self.weight):
+        if ops.pointwise_poolable(x, self.weight):
             return ops.run(ops.pointwise_pool, x, self.weight)[0]
         return F.max_pool2d(super().forward(x), 2)
 

@@ -75,13 +75,14 @@ def _eager(name: str, kernel: Callable, setup_context: Callable, gradient: Calla
 
 
 _EAGER: dict[torch.library.CustomOpDef, type[torch.autograd.Function]] = {}
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)  # torch < 2.3: never
 
 
 def run(op: torch.library.CustomOpDef, *args: object) -> object:
     """``op(*args)``, the way that costs least: through the dispatcher while ``torch.compile`` or ``export``
     traces (they need the registered op), otherwise through a plain ``autograd.Function`` over the same
     kernel, setup and gradient, which skips the dispatcher's several Python round trips per call."""
-    if torch.compiler.is_compiling():
+    if _compiling():
         return op(*args)
     return _EAGER[op].apply(*args)
 

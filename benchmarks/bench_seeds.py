@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_seeds --seeds 3 --epochs 15 --json-out benchmarks/results/seeds_at_once.json
 
-Separate: ``main.py``'s default run for seeds S..S+K-1 (``--first-seed S``, default 1), each in its own process, one after the other.
+Separate: ``main.py``'s default run for seeds S..S+K-1 (``--first-seed S``, default 1), each in its own
+process, one after the other.
 At once: ``main.py --model M --seeds K --seeds-at-once`` in one process (``seeds_at_once.py``). Then
 the at-once run again, so that the separate runs sit between two at-once runs and the machine's
 drift touches both. Walls are from process start to exit (every file written); the accuracies are
@@ -71,7 +72,8 @@ def main() -> None:
                 **({"subset": args.subset} if args.subset else {})}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     record = {"benchmark": "seeds_at_once", "model": args.model, "seeds": f"{seeds[0]}-{seeds[-1]}",
-              "epochs": args.epochs, "subset": args.subset, "device": args.device, "machine": machine(args.device), "separate": [], "at_once": []}
+              "epochs": args.epochs, "subset": args.subset, "device": args.device, "machine": machine(args.device),
+              "separate": [], "at_once": []}
     with tempfile.TemporaryDirectory() as tmp:
         record["at_once"].append(at_once(args.model, args.seeds, settings, Path(tmp) / "together0", args.device))
         for seed in seeds:
