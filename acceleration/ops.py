@@ -3,9 +3,10 @@
 Registered ops: ``mnist_zoo::relu_bn_drop``, ``mnist_zoo::max_pool2x2`` and ``mnist_zoo::pointwise_pool``
 (1x1 convolution then 2x2 max-pool), each with its ``_backward``. The dispatcher checks their schemas, the
 profiler shows their names, and ``register_fake`` lets tracing tools (``torch.compile``, export) see output
-shapes without running C. Each op checks dtype, device and layout up front and raises ``ValueError`` on anything else. The ops
-are functional (autograd cannot be registered on an op that mutates its inputs): ``relu_bn_drop``
-returns the updated running statistics, and the caller copies them into the batch norm's buffers.
+shapes without running C. Each op checks dtype, device and layout up front and raises ``ValueError`` on
+anything else. The ops are functional (autograd cannot be registered on an op that mutates its inputs):
+``relu_bn_drop`` returns the updated running statistics, and the caller copies them into the batch norm's
+buffers. The fused modules call them through ``run``, which skips the dispatcher in eager mode.
 """
 from __future__ import annotations
 
@@ -91,8 +92,8 @@ def run(op: torch.library.CustomOpDef, *args: object) -> object:
 
 
 def _relu_bn_drop(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,
-                 momentum: float, eps: float, scale: float,
-                 positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  momentum: float, eps: float, scale: float,
+                  positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """dropout(batch_norm(relu(x))) with the dropped storage ``positions`` and scale ``scale`` = 1/(1-p).
 
     Returns the output (channels-last), the batch mean and 1/std per channel, and the running mean and
@@ -122,7 +123,7 @@ def _(x, weight, bias, running_mean, running_var, momentum, eps, scale, position
 
 
 def _relu_bn_drop_backward(grad: Tensor, x: Tensor, weight: Tensor, scale: float, mean: Tensor, invstd: Tensor,
-                          positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                           positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of ``relu_bn_drop`` for its input (channels-last), batch-norm weight and bias."""
     _require(x, "relu_bn_drop_backward input")
     grad = grad.contiguous(memory_format=CL)
@@ -267,6 +268,10 @@ def _pointwise_pool_backward(grad: Tensor, which: Tensor, x: Tensor, weight: Ten
     """Gradients of ``pointwise_pool`` for its input (channels-last) and weight."""
     n, c, h, w = x.shape
     k = weight.shape[0]
+    pooled = (n, k, h // 2, w // 2)
+    if not pointwise_poolable(x, weight) or tuple(grad.shape) != pooled or tuple(which.shape) != pooled:
+        raise ValueError(f"pointwise_pool_backward: a gradient and winners of shape {pooled} for an input of shape"
+                         f" {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(which.shape)}")
     grad = grad.contiguous(memory_format=CL)
     dx = torch.empty_like(x, memory_format=CL)
     dw = weight.new_empty((k, c))
@@ -295,6 +300,5 @@ def _pointwise_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
 
 
 pointwise_pool.register_autograd(_pointwise_pool_grad, setup_context=_pointwise_pool_setup)
-_EAGER[pointwise_pool] = _eager("pointwise_pool", _pointwise_pool, _pointwise_pool_setup,
-                                      _pointwise_pool_grad)
+_EAGER[pointwise_pool] = _eager("pointwise_pool", _pointwise_pool, _pointwise_pool_setup, _pointwise_pool_grad)
 
