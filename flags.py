@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"train each model with seeds --seed, --seed+1, ... (1-{config.MAX_SEEDS}); leaderboard")
     add("--seeds-at-once", action="store_true",
         help="with --seeds K: train the K seeds as one network of K side-by-side copies (grouped layers), then split it"
-             " into K ordinary runs; faster where a GPU has room to spare, not on a small CPU (see README)")
+             " into K ordinary runs; README 'Seeds at once' measures what it saves")
     add("--scheduler", choices=lr_schedulers.available_schedulers(), help="learning-rate schedule (default: recipe)")
     add("--epochs", type=_number(int, 1, config.MAX_EPOCHS), help=f"epochs, 1-{config.MAX_EPOCHS} (default: recipe)")
     add("--max_lr", "--max-lr", dest="max_lr", type=_number(float, 0, low_open=True),

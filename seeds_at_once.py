@@ -12,8 +12,9 @@ independent ones mathematically; the random draws differ (dropout comes from one
 match separate runs statistically, not bit for bit. At the end the stack is split into K ordinary
 ``state_dict``s, and each seed's run is recorded as if trained alone, with a note that it was not.
 
-Whether it is faster depends on the device: on a GPU, one launch per layer serves K models; on a
-small CPU the grouped convolutions cost as much as K separate ones (the README's benchmark row).
+What it saves depends on the device and the model: one process start, one evaluation pass and one
+set of kernel launches serve K models (a GPU's launches are most of a tiny net's step), while the
+arithmetic stays K models' worth; ``benchmarks/bench_seeds.py`` measures it against separate runs.
 """
 from __future__ import annotations
 
