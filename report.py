@@ -13,7 +13,7 @@ accuracy: benchmarks/results/accuracy.json            (benchmarks/accuracy.py)
 export:   benchmarks/results/export.json              (python -m benchmarks.bench_export ...)
 realworld: benchmarks/results/realworld.json          (python -m benchmarks.realworld ...)
 time-to-accuracy: benchmarks/results/time_to_accuracy.json (python -m benchmarks.time_to_accuracy ...)
-seeds-at-once: benchmarks/results/seeds_at_once.json  (python -m benchmarks.bench_seeds ...)
+seeds-at-once: benchmarks/results/seeds_at_once*.json (python -m benchmarks.bench_seeds ..., one file per set of seeds)
 """
 from __future__ import annotations
 
@@ -144,10 +144,12 @@ def time_to_accuracy_table(path: Path = RESULTS_DIR / "time_to_accuracy.json") -
     return time_to_accuracy_summary(json.loads(path.read_text()))
 
 
-def seeds_at_once_table(path: Path = RESULTS_DIR / "seeds_at_once.json") -> str:
-    if not path.is_file():
+def seeds_at_once_table(results: Path = RESULTS_DIR) -> str:
+    """Every ``seeds_at_once*.json`` (one per set of seeds), in name order."""
+    paths = sorted(results.glob("seeds_at_once*.json"))
+    if not paths:
         return "_not measured yet: run the seeds-at-once command above_"
-    return seeds_at_once_summary(json.loads(path.read_text()))
+    return "\n\n".join(seeds_at_once_summary(json.loads(path.read_text())) for path in paths)
 
 
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:

@@ -90,12 +90,11 @@ class SeedStack(nn.Module):
         self.template = {name: tensor.shape for name, tensor in models[0].state_dict().items()}
         first = next(models[0].parameters())
         self.net = widen(models[0], self.k).to_empty(device=first.device).to(first.dtype)
-        states = [m.state_dict() for m in models]
+        states, wide = [m.state_dict() for m in models], self.net.state_dict()
         joined = {}
-        for name, shape in self.template.items():
+        for name, shape in self.template.items():  # stacked where the wide layer adds a seed axis, else joined
             parts = [state[name] for state in states]
-            wide_shape = self.net.state_dict()[name].shape
-            joined[name] = (parts[0] if len(shape) == 0 else torch.stack(parts) if wide_shape == (self.k, *shape)
+            joined[name] = (parts[0] if len(shape) == 0 else torch.stack(parts) if wide[name].dim() == len(shape) + 1
                             else torch.cat(parts))
         self.net.load_state_dict(joined)  # strict: every parameter and buffer of the stack is filled
 
