@@ -4,8 +4,9 @@ Every export is checked before it is trusted: onnxruntime runs it on the whole M
 predictions are compared with PyTorch's (float32: the same digit for every image and logits within
 ``LOGIT_TOLERANCE``; int8: its accuracy is reported next to float32's). int8 is calibrated on training
 images only, never on the test set; weights are quantized per output channel, activations per tensor,
-into ONNX's quantized operators (QLinearConv, QLinearMatMul, ...). The exporter's per-node metadata
-(source stack traces) is dropped: the files hold the graph and the weights.
+into ONNX's quantized operators (QLinearConv, QLinearMatMul, ...). Before either is written, batch norms
+are folded into neighbouring layers where that is exact and the file is compacted (``onnx_rewrite``): it
+holds the graph and the weights, not the exporter's metadata.
 """
 from __future__ import annotations
 
@@ -66,22 +67,25 @@ def onnx_bytes(model: nn.Module) -> bytes:
                                         output_names=["logits"], dynamic_shapes=({0: batch},), external_data=False,
                                         verbose=False)
             program.save(str(path))
-            return _lean(path.read_bytes())
+            return _lean(path.read_bytes(), fold=True)
     except Exception as exc:  # the exporter raises many kinds; one line says which and why
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")\
             from None
 
 
-def _lean(onnx_file: bytes) -> bytes:
-    """The model without the exporter's per-node metadata (source stack traces) and cached shapes: the
-    graph and weights only, often half the file for a tiny net."""
+def _lean(onnx_file: bytes, fold: bool = False) -> bytes:
+    """The model without the exporter's metadata (source stack traces), cached shapes and long names, its
+    batch norms folded when ``fold``: the graph and weights only, under half the file for a tiny net."""
     import onnx  # noqa: PLC0415 - optional until an export is asked for
+
+    import onnx_rewrite  # noqa: PLC0415 - needs onnx
 
     model = onnx.load_from_string(onnx_file)
     for node in model.graph.node:
         del node.metadata_props[:]
-    del model.graph.value_info[:]
-    return model.SerializeToString()
+    if fold:
+        onnx_rewrite.fold_batchnorm(model)
+    return onnx_rewrite.compact(model).SerializeToString()
 
 
 def int8_bytes(float_onnx: bytes, calibration: Tensor) -> bytes:

@@ -36,7 +36,7 @@ def test_int8_v3_stays_within_a_tenth_of_a_point_of_float32_on_a_test_subset(mni
     subset = data_utils.MNISTTensors(splits["test"].images[:4000], splits["test"].labels[:4000])
     report = export.export(model_strategy.load_trained("3"), "int8", tmp_path / "v3_int8.onnx", splits["train"], subset)
     assert abs(report.export_test_acc - report.torch_test_acc) <= 0.10
-    assert report.size_bytes < 0.6 * len(export.onnx_bytes(model_strategy.load_trained("3")))
+    assert report.size_bytes <= len(export.onnx_bytes(model_strategy.load_trained("3"))) / 3  # the size target
 
 
 def test_a_missing_export_package_is_one_line_and_exit_2(synthetic_root, tmp_path, monkeypatch, capsys) -> None:
