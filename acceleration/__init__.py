@@ -5,7 +5,8 @@ modules with the same children and ``state_dict`` (``fused.py``), backed by C ke
 ``torch.library`` ops (``ops.py``, ``native.py``, ``kernels/``). Backends:
 
 - ``native``: channels-last weights, conv -> ReLU -> BN -> dropout, 1x1 conv -> 2x2 max-pool and the other
-  2x2 max-pools through the C kernels (CPU).
+  2x2 max-pools through the C kernels (CPU); a block whose output goes straight into the 1x1 conv and pool
+  runs with them as one kernel (``fused.FusedSequential``).
 - ``torch``: channels-last weights, the same block fusion from PyTorch ops: the fallback and test reference (CPU).
 - ``channels-last``: only the memory layout (what GPUs get; cuDNN's narrow convolutions prefer it).
 - ``none``: the model as built: the classic pipeline the benchmark compares against.
@@ -64,4 +65,12 @@ def accelerate(model: nn.Module, backend: str = "auto") -> tuple[nn.Module, str]
                     setattr(parent, child_name, fused.FusedConvBlock(child, native=name == "native"))
                 elif name == "native" and fused.is_plain_2x2_pool(child):
                     setattr(parent, child_name, fused.FusedMaxPool2d(2))
+    if name == "native":
+        for qualified, module in list(model.named_modules()):
+            if type(module) is nn.Sequential and fused.has_fusable_pair(module):
+                if qualified == "":
+                    model = fused.FusedSequential(module)
+                else:
+                    parent_name, _, child_name = qualified.rpartition(".")
+                    setattr(model.get_submodule(parent_name), child_name, fused.FusedSequential(module))
     return model, name

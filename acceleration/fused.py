@@ -11,6 +11,7 @@ devices and hooks on a child run the children in order.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -110,23 +111,53 @@ class FusedConvBlock(nn.Sequential):
         self.native = native
 
     def forward(self, x: Tensor) -> Tensor:
-        conv, relu, bn, drop = self
-        y = conv(x)
-        hooked = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in (relu, bn, drop))
-        if not self.training or y.device.type != "cpu" or dense_layout(y) is None or hooked:
+        return self._after_conv(self[0](x))
+
+    def _after_conv(self, y: Tensor) -> Tensor:
+        _, relu, bn, drop = self
+        if not self.training or y.device.type != "cpu" or dense_layout(y) is None or _hooked(relu, bn, drop):
             return drop(bn(relu(y)))
-        bn.num_batches_tracked.add_(1)  # as nn.BatchNorm2d counts; momentum None is its cumulative average
-        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        momentum = _count_batch(bn)
         if self.native and ops.tileable(y):
             positions = drop_positions(y.numel(), drop.p)
             out, _, _, new_mean, new_var = ops.run(ops.relu_bn_drop, y, bn.weight, bn.bias, bn.running_mean,
                                                    bn.running_var, momentum, bn.eps, 1.0 / (1.0 - drop.p), positions)
-            with torch.no_grad():
-                bn.running_mean.copy_(new_mean)
-                bn.running_var.copy_(new_var)
+            _set_running_stats(bn, new_mean, new_var)
             return out
         return ReluBatchNormDrop.apply(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, momentum, bn.eps,
                                        drop.p)
+
+    def through_pointwise_pool(self, x: Tensor, pointwise: PointwiseConvPool) -> Tensor:
+        """``pointwise(self(x))``, as one kernel after the convolution where ``ops.relu_bn_drop_pointwise_pool``
+        takes it (the block's output and its gradient are never written); otherwise the two in turn."""
+        y = self[0](x)
+        _, _, bn, drop = self
+        if not (self.native and self.training and dense_layout(y) is not None
+                and ops.block_pointwise_poolable(y, pointwise.weight)):
+            return pointwise(self._after_conv(y))
+        momentum = _count_batch(bn)
+        positions = drop_positions(y.numel(), drop.p)
+        out, *_, new_mean, new_var = ops.run(ops.relu_bn_drop_pointwise_pool, y, bn.weight, bn.bias, bn.running_mean,
+                                             bn.running_var, momentum, bn.eps, 1.0 / (1.0 - drop.p), positions,
+                                             pointwise.weight)
+        _set_running_stats(bn, new_mean, new_var)
+        return out
+
+
+def _hooked(*modules: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules)
+
+
+def _count_batch(bn: nn.BatchNorm2d) -> float:
+    """Count a training batch as nn.BatchNorm2d does; the momentum for it (None: the cumulative average)."""
+    bn.num_batches_tracked.add_(1)
+    return bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+
+
+def _set_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor) -> None:
+    with torch.no_grad():
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
 
 
 def is_plain_2x2_pool(module: nn.Module) -> bool:
@@ -166,3 +197,32 @@ class FusedMaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.run(ops.max_pool2x2, x)[0] if ops.poolable(x) else super().forward(x)
+
+
+class FusedSequential(nn.Sequential):
+    """A Sequential in which a native conv block followed by a ``PointwiseConvPool`` runs as one kernel after
+    the block's convolution while training (``FusedConvBlock.through_pointwise_pool``). Same children and
+    ``state_dict``; with a hook on any module of the pair, or in evaluation, the children run in turn.
+    """
+
+    def __init__(self, sequential: nn.Sequential) -> None:
+        super().__init__(OrderedDict(sequential.named_children()))
+        self.train(sequential.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        modules, i = list(self), 0
+        while i < len(modules):
+            if i + 1 < len(modules) and fusable_pair(modules[i], modules[i + 1]) and self.training \
+                    and not _hooked(modules[i + 1], *modules[i].modules()):
+                x, i = modules[i].through_pointwise_pool(x, modules[i + 1]), i + 2
+            else:
+                x, i = modules[i](x), i + 1
+        return x
+
+
+def fusable_pair(block: nn.Module, pointwise: nn.Module) -> bool:
+    return isinstance(block, FusedConvBlock) and block.native and type(pointwise) is PointwiseConvPool
+
+
+def has_fusable_pair(sequential: nn.Sequential) -> bool:
+    return any(fusable_pair(a, b) for a, b in zip(sequential, list(sequential)[1:]))

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 SOURCES = tuple(sorted((Path(__file__).parent / "kernels").glob("*.c")))
+HEADERS = tuple(sorted((Path(__file__).parent / "kernels").glob("*.h")))  # included by the sources
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 SWITCH = "MNIST_ZOO_NATIVE"
 
@@ -72,7 +73,8 @@ def _cache_dir() -> Path:
 def _build(compiler: str, texts: list[str]) -> Path:
     """The shared library for these sources, compiler and CPU; compiled unless already cached."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256("\0".join([*texts, " ".join(FLAGS), version, _cpu_signature()]).encode())
+    headers = [header.read_text() for header in HEADERS]
+    key = hashlib.sha256("\0".join([*texts, *headers, " ".join(FLAGS), version, _cpu_signature()]).encode())
     target = _cache_dir() / f"kernels-{key.hexdigest()[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The C kernels as PyTorch operators (``torch.library.custom_op``), with autograd and fake kernels.
 
-Registered ops: ``mnist_zoo::relu_bn_drop``, ``mnist_zoo::max_pool2x2`` and ``mnist_zoo::pointwise_pool``
-(1x1 convolution then 2x2 max-pool), each with its ``_backward``. The dispatcher checks their schemas, the
+Registered ops: ``mnist_zoo::relu_bn_drop``, ``mnist_zoo::max_pool2x2``, ``mnist_zoo::pointwise_pool``
+(1x1 convolution then 2x2 max-pool) and ``mnist_zoo::relu_bn_drop_pointwise_pool`` (the first, then the
+third, without writing the block's output), each with its ``_backward``. The dispatcher checks their schemas, the
 profiler shows their names, and ``register_fake`` lets tracing tools (``torch.compile``, export) see output
 shapes without running C. Each op checks dtype, device and layout up front and raises ``ValueError`` on
 anything else. The ops are functional (autograd cannot be registered on an op that mutates its inputs):
@@ -302,3 +303,105 @@ def _pointwise_pool_grad(ctx, grad, _which_grad):  # noqa: ANN001, ANN202
 pointwise_pool.register_autograd(_pointwise_pool_grad, setup_context=_pointwise_pool_setup)
 _EAGER[pointwise_pool] = _eager("pointwise_pool", _pointwise_pool, _pointwise_pool_setup, _pointwise_pool_grad)
 
+
+
+# --------------------------------------------------------------------------- ReLU -> BN -> dropout -> 1x1 conv -> 2x2 max-pool
+
+
+def block_pointwise_poolable(x: Tensor, weight: Tensor) -> bool:
+    """Whether the fused block + 1x1-conv + max-pool kernel takes this conv output and 1x1 weight."""
+    return pointwise_poolable(x, weight) and _vectors(x) > 0
+
+
+def _relu_bn_drop_pointwise_pool(x: Tensor, bn_weight: Tensor, bn_bias: Tensor, running_mean: Tensor,
+                                 running_var: Tensor, momentum: float, eps: float, scale: float, positions: Tensor,
+                                 weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """max_pool2d(conv2d(relu_bn_drop(x, ...), weight), 2) without writing relu_bn_drop's output.
+
+    Returns the pooled output and its winners (as ``pointwise_pool``), the dropped positions as bits
+    (two bytes per pixel), the per-channel affine (a, b) that made the block's output, the batch mean and
+    1/std, and the running mean and variance after this batch (as ``relu_bn_drop``).
+    """
+    if not block_pointwise_poolable(x, weight):
+        raise ValueError(f"relu_bn_drop_pointwise_pool takes a 4-D channels-last float32 CPU input of even height and"
+                         f" width and a (K, C, 1, 1) weight, C and K at most {POINTWISE_MAX_CHANNELS}; got"
+                         f" {x.dtype} {tuple(x.shape)} on {x.device} and {tuple(weight.shape)}")
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    mean, invstd, a, b = (x.new_empty(c) for _ in range(4))
+    new_mean, new_var = running_mean.clone(), running_var.clone()  # the kernel updates these in place
+    if library().call("rbd_statistics", x, n * h * w, c, bn_weight.detach().contiguous(), bn_bias.detach().contiguous(),
+                      scale, eps, momentum, new_mean, new_var, mean, invstd, a, b):
+        raise RuntimeError(f"relu_bn_drop_pointwise_pool kernel failed on an input of shape {tuple(x.shape)}")
+    out = torch.empty((n, k, h // 2, w // 2), dtype=x.dtype, memory_format=CL)
+    which = torch.empty((n, k, h // 2, w // 2), dtype=torch.uint8, memory_format=CL)
+    bits = torch.empty(2 * n * h * w, dtype=torch.uint8)
+    if library().call("rbdpp_forward", x, a, b, positions, positions.numel(), _matrix(weight), out, which, bits,
+                      n, h, w, c, k):
+        raise RuntimeError(f"relu_bn_drop_pointwise_pool kernel failed on an input of shape {tuple(x.shape)}"
+                           f" (a dropped position outside it?)")
+    return out, which, bits, a, b, mean, invstd, new_mean, new_var
+
+
+relu_bn_drop_pointwise_pool = _register("relu_bn_drop_pointwise_pool", _relu_bn_drop_pointwise_pool)
+
+
+@relu_bn_drop_pointwise_pool.register_fake
+def _(x, bn_weight, bn_bias, running_mean, running_var, momentum, eps, scale, positions, weight):  # noqa: ANN001, ANN202
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    return (x.new_empty((n, k, h // 2, w // 2)).contiguous(memory_format=CL),
+            x.new_empty((n, k, h // 2, w // 2), dtype=torch.uint8).contiguous(memory_format=CL),
+            x.new_empty(2 * n * h * w, dtype=torch.uint8), *(x.new_empty(c) for _ in range(4)),
+            torch.empty_like(running_mean), torch.empty_like(running_var))
+
+
+def _relu_bn_drop_pointwise_pool_backward(grad: Tensor, which: Tensor, bits: Tensor, x: Tensor, weight: Tensor,
+                                          a: Tensor, b: Tensor, bn_weight: Tensor, scale: float, mean: Tensor,
+                                          invstd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of ``relu_bn_drop_pointwise_pool`` for x (channels-last), the 1x1 weight and the batch norm's
+    weight and bias."""
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    pooled = (n, k, h // 2, w // 2)
+    if not block_pointwise_poolable(x, weight) or tuple(grad.shape) != pooled or tuple(which.shape) != pooled \
+            or bits.numel() != 2 * n * h * w:
+        raise ValueError(f"relu_bn_drop_pointwise_pool_backward: a gradient and winners of shape {pooled} for an input"
+                         f" of shape {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(which.shape)}")
+    grad = grad.contiguous(memory_format=CL)
+    dx = torch.empty_like(x, memory_format=CL)
+    dw, dbn_w, dbn_b = weight.new_empty((k, c)), x.new_empty(c), x.new_empty(c)
+    if library().call("rbdpp_backward", grad, which.contiguous(memory_format=CL), x, bits, _matrix(weight), a, b,
+                      bn_weight.detach().contiguous(), scale, mean, invstd, dx, dw, dbn_w, dbn_b, n, h, w, c, k):
+        raise RuntimeError(f"relu_bn_drop_pointwise_pool kernel failed on a gradient of shape {tuple(grad.shape)}")
+    return dx, dw.view(k, c, 1, 1), dbn_w, dbn_b
+
+
+relu_bn_drop_pointwise_pool_backward = _register("relu_bn_drop_pointwise_pool_backward",
+                                                 _relu_bn_drop_pointwise_pool_backward)
+
+
+@relu_bn_drop_pointwise_pool_backward.register_fake
+def _(grad, which, bits, x, weight, a, b, bn_weight, scale, mean, invstd):  # noqa: ANN001, ANN202
+    c = x.shape[1]
+    return torch.empty_like(x, memory_format=CL), weight.new_empty(weight.shape), x.new_empty(c), x.new_empty(c)
+
+
+def _rbdpp_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, bn_weight, _, _, _, _, _, scale, _, weight = inputs
+    _, which, bits, a, b, mean, invstd, new_mean, new_var = output
+    ctx.save_for_backward(which, bits, x, weight, a, b, bn_weight, mean, invstd)
+    ctx.mark_non_differentiable(which, bits, a, b, mean, invstd, new_mean, new_var)
+    ctx.scale = scale
+
+
+def _rbdpp_grad(ctx, grad, *_other_grads):  # noqa: ANN001, ANN002, ANN202
+    which, bits, x, weight, a, b, bn_weight, mean, invstd = ctx.saved_tensors
+    backward = _backward(ctx, relu_bn_drop_pointwise_pool_backward, _relu_bn_drop_pointwise_pool_backward)
+    dx, dw, dbn_w, dbn_b = backward(grad, which, bits, x, weight, a, b, bn_weight, ctx.scale, mean, invstd)
+    return dx, dbn_w, dbn_b, None, None, None, None, None, None, dw
+
+
+relu_bn_drop_pointwise_pool.register_autograd(_rbdpp_grad, setup_context=_rbdpp_setup)
+_EAGER[relu_bn_drop_pointwise_pool] = _eager("relu_bn_drop_pointwise_pool", _relu_bn_drop_pointwise_pool,
+                                             _rbdpp_setup, _rbdpp_grad)

@@ -12,7 +12,7 @@ from torch import nn
 import acceleration
 import model_strategy
 from acceleration import fused, native, ops
-from acceleration.fused import FusedConvBlock, FusedMaxPool2d, PointwiseConvPool, drop_positions
+from acceleration.fused import FusedConvBlock, FusedMaxPool2d, FusedSequential, PointwiseConvPool, drop_positions
 from models.blocks import conv_block
 
 HAS_KERNELS = native.library() is not None
@@ -47,6 +47,7 @@ def test_the_tiny_nets_blocks_and_pool_are_swapped_and_the_none_backend_changes_
     assert sum(isinstance(m, FusedConvBlock) for m in model.modules()) == 7
     stem = model.features[0]  # ... 1x1 conv -> max-pool: one kernel, the pool's slot passes its output on
     assert (type(stem[2]), type(stem[3])) == ((PointwiseConvPool, nn.Identity) if HAS_KERNELS else (nn.Conv2d, nn.MaxPool2d))
+    assert type(stem) is (FusedSequential if HAS_KERNELS else nn.Sequential)  # block -> 1x1 conv -> pool: one kernel
     assert not any(isinstance(m, FusedMaxPool2d) for m in model.modules())  # V3's one pool went into the stem
     plain = model_strategy.get_strategy("3").get_model("cpu")
     same, name = acceleration.accelerate(plain, "none")
@@ -285,14 +286,16 @@ def _relu_bn_drop_args(x: torch.Tensor) -> tuple:
             0.1, 1e-5, 1 / 0.95, torch.tensor([3, 40, 41], dtype=torch.int64))
 
 
-@pytest.mark.parametrize("name", ["relu_bn_drop", "max_pool2x2", "pointwise_pool"])
+@pytest.mark.parametrize("name", ["relu_bn_drop", "max_pool2x2", "pointwise_pool", "relu_bn_drop_pointwise_pool"])
 def test_eager_run_computes_what_the_registered_op_does_bit_for_bit(name: str) -> None:
     if not HAS_KERNELS:
         pytest.skip("the C kernels are not available here")
     torch.manual_seed(0)
     x = torch.randn(4, 16, 6, 6).contiguous(memory_format=torch.channels_last)
     args = {"relu_bn_drop": _relu_bn_drop_args, "max_pool2x2": lambda x: (x,),
-            "pointwise_pool": lambda x: (x, torch.randn(10, 16, 1, 1, requires_grad=True))}[name]
+            "pointwise_pool": lambda x: (x, torch.randn(10, 16, 1, 1, requires_grad=True)),
+            "relu_bn_drop_pointwise_pool": lambda x: (*_relu_bn_drop_args(x),
+                                                      torch.randn(10, 16, 1, 1, requires_grad=True))}[name]
     op, given = getattr(ops, name), args(x)
     results = []
     for call in (lambda *a: op(*a), lambda *a: ops.run(op, *a)):
@@ -303,3 +306,57 @@ def test_eager_run_computes_what_the_registered_op_does_bit_for_bit(name: str) -
         results.append([out] + [a.grad for a in inputs if isinstance(a, torch.Tensor) and a.requires_grad])
     for ours, registered in zip(*results):
         assert torch.equal(ours, registered)
+
+
+def _stem_pair() -> tuple[nn.Module, nn.Module]:
+    """V1-V3's stem accelerated (block -> 1x1 conv -> pool fused) and the same children run one by one."""
+    torch.manual_seed(0)
+    fast, _ = acceleration.accelerate(nn.Sequential(conv_block(1, 8, 0.05), conv_block(8, 16, 0.05),
+                                                    nn.Conv2d(16, 10, 1, bias=False), nn.MaxPool2d(2)), "native")
+    with torch.no_grad():
+        for bn in (fast[0][2], fast[1][2]):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    return fast, nn.Sequential(*copy.deepcopy(list(fast)))
+
+
+def _train_once(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
+    torch.manual_seed(5)  # the same dropped positions for both
+    x = x.clone().requires_grad_()
+    out = model.train()(x)
+    out.backward(torch.linspace(-1, 1, out.numel()).view(out.shape))
+    grads = {name: p.grad for name, p in model.named_parameters()} | {"input": x.grad}
+    return out, grads, model.state_dict()
+
+
+@pytest.mark.skipif(not HAS_KERNELS, reason="the C kernels are not available here")
+@pytest.mark.parametrize("hook", [False, True])
+def test_a_block_fused_with_the_pointwise_pool_trains_like_the_layers_in_turn(hook: bool) -> None:
+    fast, slow = _stem_pair()
+    assert type(fast) is FusedSequential and type(slow) is nn.Sequential and list(fast.state_dict()) == list(slow.state_dict())
+    seen = []
+    if hook:  # a hook on the 1x1 conv must see the block's output: the pair then runs unfused
+        fast[2].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    x = torch.randn(6, 1, 26, 26).contiguous(memory_format=torch.channels_last)
+    (out, grads, state), (out_slow, grads_slow, state_slow) = _train_once(fast, x), _train_once(slow, x)
+    assert torch.equal(out, out_slow)
+    for name, expected in grads_slow.items():  # sums over the batch, in another order: rounding relative to the largest
+        torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()), msg=name)
+    for name in state_slow:
+        assert torch.equal(state[name], state_slow[name]), name
+    assert seen == ([torch.Size([6, 16, 22, 22])] if hook else [])
+    torch.testing.assert_close(fast.eval()(x), slow.eval()(x))  # evaluation runs the children in turn
+
+
+@pytest.mark.skipif(not HAS_KERNELS, reason="the C kernels are not available here")
+def test_the_fused_block_kernel_refuses_what_it_cannot_take() -> None:
+    x = torch.randn(2, 16, 4, 4).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(10, 16, 1, 1)
+    args = _relu_bn_drop_args(x)
+    with pytest.raises(RuntimeError, match="dropped position"):
+        ops.relu_bn_drop_pointwise_pool(*args[:-1], torch.tensor([x.numel()]), weight)
+    with pytest.raises(ValueError, match="at most 16"):
+        ops.relu_bn_drop_pointwise_pool(*args, torch.randn(10, 16, 1, 1)[:, :8].contiguous())
+    out, which, bits, a, b, mean, invstd, *_ = ops.relu_bn_drop_pointwise_pool(*args, weight)
+    with pytest.raises(ValueError, match="winners of shape"):
+        ops.relu_bn_drop_pointwise_pool_backward(out[:1], which, bits, x, weight, a, b, args[1], 1.0, mean, invstd)

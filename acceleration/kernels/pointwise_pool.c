@@ -15,30 +15,11 @@
  * `z > best || isnan(z)`), winner = its q. Backward: the winner pixel gets g[k] in its z, the others 0;
  * dx_q = sum_k gz_q[k] * w[k], dw[k] = sum over all pixels of gz_q[k] * x_q. The weight gradient is
  * summed in float over blocks of 64 windows and the block sums in double, threads added in thread order. */
-#include <omp.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-#define LANES 16
+#include "vectors.h"
+
 #define BLOCK 64
-
-/* This thread's share [*lo, *hi) of n items. */
-static inline void share(int64_t n, int64_t *lo, int64_t *hi) {
-    int k = omp_get_num_threads(), i = omp_get_thread_num();
-    *lo = n * i / k; *hi = n * (i + 1) / k;
-}
-
-/* C floats into a vector, zero beyond them. */
-static inline vf load_part(const float *p, const int C) {
-    vf v = {0};
-    memcpy(&v, p, sizeof(float) * C);
-    return v;
-}
-
-static inline vf pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 
 /* The top-left input pixel of output pixel p, and the offsets of the window's four pixels from it. */
 static inline const float *window(const float *x, int64_t p, int64_t Ho, int64_t Wo, int64_t Wd, int C) {

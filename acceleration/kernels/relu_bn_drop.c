@@ -19,27 +19,17 @@
  * float over blocks of 64 tiles and the block sums in double. Threads: the OpenMP runtime PyTorch loaded
  * (same thread count as torch.get_num_threads()). */
 #include <math.h>
-#include <omp.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-#define W 16              /* floats per vector */
+#include "vectors.h"
+
+#define W LANES          /* floats per vector */
 #define MAXV 16           /* vectors per tile at most (L <= 256) */
 #define BLOCK 64          /* tiles summed in float before the sums are added up in double */
 
 static inline vf load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static inline vf relu(vf x) { return (vf)((vi)x & (x > 0)); }
 static inline vf where_positive(vf x, vf v) { return (vf)((vi)v & (x > 0)); }
-
-/* This thread's share [*lo, *hi) of n tiles. */
-static inline void share(int64_t n, int64_t *lo, int64_t *hi) {
-    int k = omp_get_num_threads(), i = omp_get_thread_num();
-    *lo = n * i / k; *hi = n * (i + 1) / k;
-}
 
 /* The loops take V (vectors per tile) as a constant in the common cases (C = 8 or 16: 1; C = 10: 5), so
    that the compiler keeps the accumulators in registers; SPECIALIZE picks the instance. */
@@ -174,6 +164,10 @@ int rbd_vectors_per_tile(int64_t M, int C) {
     return (C > 0 && L <= MAXV * W && (M * C) % L == 0) ? L / W : 0;
 }
 
+int rbd_statistics(const float *x, int64_t M, int C, const float *w, const float *b, double scale, double eps,
+                   double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd, float *a,
+                   float *bb);
+
 /* Forward: out = dropout(batchnorm(relu(x))), the dropout's scale folded into the affine; positions
    (indices into the M*C floats) are the dropped ones. Writes the batch mean and 1/std (for backward) and
    updates the running statistics (unbiased variance), as nn.BatchNorm2d does. */
@@ -181,12 +175,28 @@ int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, co
                 double eps, double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd,
                 const int64_t *pos, int64_t npos) {
     int V = rbd_vectors_per_tile(M, C);
+    float a[MAXV * W], bb[MAXV * W];
+    if (!V || rbd_statistics(x, M, C, w, b, scale, eps, momentum, run_mean, run_var, save_mean, save_invstd, a, bb))
+        return -1;
+    vf A[MAXV], B[MAXV];
+    tile(a, A, C, V); tile(bb, B, C, V);
+    tile_affine(x, out, M * C / (V * W), V, A, B);
+    for (int64_t i = 0; i < npos; i++) out[pos[i]] = 0.f;
+    return 0;
+}
+
+/* The statistics pass of rbd_forward on its own (for kernels that apply the affine themselves): writes
+   the batch mean and 1/std, updates the running statistics, and writes a and bb (C floats each) with
+   dropout(batchnorm(relu(x))) = relu(x) * a + bb where not dropped. */
+int rbd_statistics(const float *x, int64_t M, int C, const float *w, const float *b, double scale, double eps,
+                   double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd, float *a,
+                   float *bb) {
+    int V = rbd_vectors_per_tile(M, C);
     if (!V) return -1;  /* C <= L <= MAXV * W whenever V > 0 */
     int64_t ntiles = M * C / (V * W);
     double s1[MAXV * W] = {0}, s2[MAXV * W] = {0}, m1[MAXV * W], m2[MAXV * W];
     if (tile_sums(x, 0, ntiles, V, 0, 0, s1, s2)) return -1;
     fold(s1, m1, C, V); fold(s2, m2, C, V);
-    float a[MAXV * W], bb[MAXV * W];
     for (int c = 0; c < C; c++) {
         double mean = m1[c] / M, var = m2[c] / M - mean * mean;
         if (var < 0) var = 0;
@@ -196,10 +206,6 @@ int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, co
         run_var[c] = (float)((1 - momentum) * run_var[c] + momentum * var * M / (M > 1 ? M - 1 : 1));
         a[c] = (float)(w[c] * scale * invstd); bb[c] = (float)((b[c] - mean * w[c] * invstd) * scale);
     }
-    vf A[MAXV], B[MAXV];
-    tile(a, A, C, V); tile(bb, B, C, V);
-    tile_affine(x, out, ntiles, V, A, B);
-    for (int64_t i = 0; i < npos; i++) out[pos[i]] = 0.f;
     return 0;
 }
 

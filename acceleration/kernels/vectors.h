@@ -1,0 +1,32 @@
+/* What the kernels share: 16-float vectors (gcc/clang vector extensions, one AVX-512 register or two
+ * AVX2 ones; the compiler picks the instructions for the machine it builds on) and the threads' split
+ * of a loop. Included by the kernels; native.py counts it in the build's cache key. */
+#ifndef MNIST_ZOO_VECTORS_H
+#define MNIST_ZOO_VECTORS_H
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+#define LANES 16
+
+/* This thread's share [*lo, *hi) of n items. */
+static inline void share(int64_t n, int64_t *lo, int64_t *hi) {
+    int k = omp_get_num_threads(), i = omp_get_thread_num();
+    *lo = n * i / k; *hi = n * (i + 1) / k;
+}
+
+/* C floats into a vector, zero beyond them. */
+static inline vf load_part(const float *p, const int C) {
+    vf v = {0};
+    memcpy(&v, p, sizeof(float) * C);
+    return v;
+}
+
+static inline vf relu(vf x) { return (vf)((vi)x & (x > 0)); }
+
+/* a where the mask is set, else b. */
+static inline vf pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+#endif
