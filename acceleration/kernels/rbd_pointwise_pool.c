@@ -65,16 +65,7 @@ void forward_range(const float *x, const uint8_t *bits, vf a, vf b, const vf *co
         vf z[4] = {{0}};
         for (int c = 0; c < C; c++)  /* the four pixels' sums are independent chains */
             for (int q = 0; q < 4; q++) z[q] += y[q][c] * cols[c];
-        vf best = z[0];
-        vi win = {0};
-        for (int q = 1; q < 4; q++) {
-            vi m = (z[q] > best) | (z[q] != z[q]), qv = {0};
-            qv += q;
-            best = pick(m, z[q], best);
-            win = (win & ~m) | (qv & m);
-        }
-        memcpy(out + p * K, &best, sizeof(float) * K);
-        for (int k = 0; k < K; k++) which[p * K + k] = (uint8_t)win[k];
+        pool4(z, out + p * K, which + p * K, K);
     }
 }
 

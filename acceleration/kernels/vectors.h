@@ -29,4 +29,19 @@ static inline vf relu(vf x) { return (vf)((vi)x & (x > 0)); }
 /* a where the mask is set, else b. */
 static inline vf pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 
+/* A 2x2 window's four projections z[0..3] (row-major) max-pooled per lane: the first largest, or the last
+   NaN (max_pool2d's rule); K lanes of the result into out and each one's winner (0-3) into which. */
+static inline void pool4(const vf *z, float *out, uint8_t *which, int K) {
+    vf best = z[0];
+    vi win = {0};
+    for (int q = 1; q < 4; q++) {
+        vi m = (z[q] > best) | (z[q] != z[q]), qv = {0};
+        qv += q;
+        best = pick(m, z[q], best);
+        win = (win & ~m) | (qv & m);
+    }
+    memcpy(out, &best, sizeof(float) * K);
+    for (int k = 0; k < K; k++) which[k] = (uint8_t)win[k];
+}
+
 #endif
