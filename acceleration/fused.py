@@ -221,8 +221,10 @@ class FusedSequential(nn.Sequential):
 
 
 def fusable_pair(block: nn.Module, pointwise: nn.Module) -> bool:
+    """A native conv block and the fused 1x1 conv + pool right after it: what ``FusedSequential`` runs as one."""
     return isinstance(block, FusedConvBlock) and block.native and type(pointwise) is PointwiseConvPool
 
 
 def has_fusable_pair(sequential: nn.Sequential) -> bool:
+    """Whether ``accelerate`` should make ``sequential`` a ``FusedSequential``."""
     return any(fusable_pair(a, b) for a, b in zip(sequential, list(sequential)[1:]))
