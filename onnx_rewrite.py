@@ -23,7 +23,9 @@ from onnx import helper, numpy_helper
 
 # Ops between a folded batch norm and the layer that absorbs it: per-channel affine maps pass through.
 _PASS_THROUGH = {"AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape"}
-# Attribute values that ONNX assumes when the attribute is absent (for the ops these graphs hold).
+# Attribute values that ONNX assumes when the attribute is absent, for the convolution and pooling ops.
+_WINDOW_OPS = {"Conv", "ConvInteger", "ConvTranspose", "QLinearConv", "MaxPool", "AveragePool", "LpPool",
+               "QLinearAveragePool"}
 _SCALAR_DEFAULTS = {"auto_pad": b"NOTSET", "group": 1, "ceil_mode": 0, "storage_order": 0, "count_include_pad": 0}
 _LIST_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}
 
@@ -170,7 +172,7 @@ def compact(model: onnx.ModelProto) -> onnx.ModelProto:
     model.doc_string = graph.doc_string = ""
     for node in graph.node:
         node.name = node.doc_string = ""
-        for a in list(node.attribute):
+        for a in list(node.attribute) if node.op_type in _WINDOW_OPS else []:
             value = helper.get_attribute_value(a)
             if (a.name in _SCALAR_DEFAULTS and value == _SCALAR_DEFAULTS[a.name]) \
                     or (a.name in _LIST_DEFAULTS and all(v == _LIST_DEFAULTS[a.name] for v in value)):
