@@ -200,7 +200,9 @@ def main() -> None:
         torch.set_num_threads(threads)
         with ThreadPoolExecutor(args.jobs) as pool:
             for result in pool.map(run, todo):
-                record["runs"].append(result)
+                key = (result["model"], result["augment"], result["seed"], result["epochs"])
+                record["runs"] = [r for r in record["runs"] if (r["model"], r["augment"], r["seed"], r["epochs"]) != key]
+                record["runs"].append(result)  # one record per run: a rerun replaces the one before
                 atomic_save_json(path, record)
                 print(f"model {result['model']} --augment {result['augment']} seed {result['seed']}: {result['scores']}",
                       flush=True)

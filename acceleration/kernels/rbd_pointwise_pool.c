@@ -32,7 +32,7 @@ static inline vi kept(const uint8_t *bits, int64_t pixel) {
     return (b & lane) == 0;
 }
 
-/* Window p's top-left pixel index (n, 2i, 2j) and the offsets of its four pixels from it. */
+/* The index of window p's top-left pixel (n, 2i, 2j); its four pixels are that + 0, 1, W, W + 1. */
 static inline int64_t corner(int64_t p, int64_t Ho, int64_t Wo, int64_t Wd) {
     int64_t n = p / (Ho * Wo), r = p % (Ho * Wo), i = r / Wo, j = r % Wo;
     return (n * 2 * Ho + 2 * i) * Wd + 2 * j;
