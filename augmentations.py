@@ -75,12 +75,35 @@ def affine(images: Tensor, gen: torch.Generator) -> Tensor:
     return _warp(images, theta, "bilinear")
 
 
+def _window(images: Tensor, before: int, after: int, dim: int, op: Callable[[Tensor, Tensor], Tensor],
+            fill: float) -> Tensor:
+    """``op`` (torch.maximum or torch.minimum) over each pixel's window [i - before, i + after] along ``dim``,
+    ``fill`` outside the image. What max_pool2d with a stride of 1 computes, as a few element-wise passes:
+    on a CPU those are several times faster than its kernel for thin windows on 28x28 images, and exact."""
+    padded = F.pad(images, (before, after, 0, 0) if dim == -1 else (0, 0, before, after), value=fill)
+    size = images.shape[dim]
+    out = padded.narrow(dim, 0, size)
+    for k in range(1, before + after + 1):
+        out = op(out, padded.narrow(dim, k, size))
+    return out
+
+
+def dilate3x3(images: Tensor) -> Tensor:
+    """Grey dilation: the maximum over each pixel's 3x3 neighbourhood (max_pool2d(images, 3, 1, padding=1))."""
+    inf = float("inf")
+    return _window(_window(images, 1, 1, -1, torch.maximum, -inf), 1, 1, -2, torch.maximum, -inf)
+
+
+def erode2x2(images: Tensor) -> Tensor:
+    """Grey erosion: the minimum over each pixel's 2x2 block to its right and below, the image's own pixels only."""
+    inf = float("inf")
+    return _window(_window(images, 0, 1, -1, torch.minimum, inf), 0, 1, -2, torch.minimum, inf)
+
+
 def thickness(images: Tensor, gen: torch.Generator) -> Tensor:
     """Each image's strokes made thicker (grey dilation), thinner (grey erosion) or kept, a third each."""
     choice = torch.randint(0, 3, (len(images), 1, 1, 1), generator=gen, device=images.device)
-    thick = F.max_pool2d(images, 3, stride=1, padding=1)
-    thin = -F.max_pool2d(-images, 2, stride=1, padding=1)[..., 1:, 1:]
-    return torch.where(choice == 0, thick, torch.where(choice == 1, thin, images))
+    return torch.where(choice == 0, dilate3x3(images), torch.where(choice == 1, erode2x2(images), images))
 
 
 def elastic(images: Tensor, gen: torch.Generator, strength: float = 0.06) -> Tensor:
@@ -148,10 +171,8 @@ def _thin(images: Tensor, factor: Tensor, dim: int) -> Tensor:
     ``STROKE`` pixels became ``factor`` times wider, so an erosion of (factor - 1) * STROKE pixels undoes it."""
     width = ((factor - 1) * STROKE).round().long().clamp(0, 2 * STROKE)  # pixels to remove, per image
     out = images
-    for w in range(1, 2 * STROKE + 1):
-        size = (1, w + 1) if dim == -1 else (w + 1, 1)
-        pad = (w // 2, w - w // 2, 0, 0) if dim == -1 else (0, 0, w // 2, w - w // 2)
-        eroded = -F.max_pool2d(F.pad(-images, pad, value=0.0), size, stride=1)
+    for w in range(1, 2 * STROKE + 1):  # a window of w + 1 pixels, zero beyond the image
+        eroded = _window(images, w // 2, w - w // 2, dim, torch.minimum, 0.0)
         out = torch.where((width == w).view(-1, 1, 1, 1), eroded, out)
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import augmentations
 import config
@@ -81,3 +82,13 @@ def test_coarse_makes_a_blocky_binary_scan_of_some_images_and_keeps_the_rest() -
     changed = (out != images).flatten(1).any(1)
     assert changed.any() and not changed.all()
     assert torch.equal(out[~changed], images[~changed])
+
+
+def test_the_stroke_windows_compute_what_max_pool2d_does() -> None:
+    images = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # either sign: the padding matters
+    assert torch.equal(augmentations.dilate3x3(images), F.max_pool2d(images, 3, stride=1, padding=1))
+    assert torch.equal(augmentations.erode2x2(images), -F.max_pool2d(-images, 2, stride=1, padding=1)[..., 1:, 1:])
+    for w in range(1, 5):  # stretch's erosion back to a pen's width: windows of w + 1 pixels, zeros beyond the image
+        for dim, size, pad in ((-1, (1, w + 1), (w // 2, w - w // 2, 0, 0)), (-2, (w + 1, 1), (0, 0, w // 2, w - w // 2))):
+            expected = -F.max_pool2d(F.pad(-images, pad, value=0.0), size, stride=1)
+            assert torch.equal(augmentations._window(images, w // 2, w - w // 2, dim, torch.minimum, 0.0), expected)
