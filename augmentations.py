@@ -111,8 +111,9 @@ def elastic(images: Tensor, gen: torch.Generator, strength: float = 0.06) -> Ten
     n, device = len(images), images.device
     coarse = torch.randn(n, 2, 4, 4, generator=gen, device=device).mul_(strength)
     field = F.interpolate(coarse, size=images.shape[-2:], mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
-    identity = torch.eye(2, 3, device=device).expand(n, 2, 3)
-    grid = F.affine_grid(identity, list(images.shape), align_corners=False) + field
+    height, width = images.shape[-2:]
+    centres = _base_grid(height, width, images.dtype, device)[..., :2].view(1, height, width, 2)  # affine_grid's, cached
+    grid = centres + field
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
