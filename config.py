@@ -132,7 +132,7 @@ def resolve(model: str, given: dict[str, Any], device: str = "cpu", soft: frozen
     settings = dict(
         model=strategy.key, scheduler=scheduler, epochs=recipe.epochs, optimizer=optimizer,
         lr=rates.lr, max_lr=rates.max_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-        batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, seed=1, device=device,
+        batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, augment=recipe.augment, seed=1, device=device,
         data_dir=".", loader="tensor", subset=None, val_split=0, out_dir=None, cuda_graph=True)
     settings |= values
     settings |= {"model": strategy.key, "device": device,
@@ -162,7 +162,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("augment", f"unknown augmentation {cfg.augment!r}; valid: {', '.join(augmentations.AUGMENTATIONS)}")
     if cfg.loader == "torchvision" and cfg.augment not in augmentations.CLASSIC:
         raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has {' or '.join(augmentations.CLASSIC)},"
-                          f" not {cfg.augment}")
+                          f" not {cfg.augment} (model {cfg.model}'s recipe:"
+                          f" {model_strategy.get_strategy(cfg.model).recipe.augment}); add --augment rotation")
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:

@@ -92,3 +92,11 @@ def test_the_stroke_windows_compute_what_max_pool2d_does() -> None:
         for dim, size, pad in ((-1, (1, w + 1), (w // 2, w - w // 2, 0, 0)), (-2, (w + 1, 1), (0, 0, w // 2, w - w // 2))):
             expected = -F.max_pool2d(F.pad(-images, pad, value=0.0), size, stride=1)
             assert torch.equal(augmentations._window(images, w // 2, w - w // 2, dim, torch.minimum, 0.0), expected)
+
+
+def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_otherwise() -> None:
+    assert config.resolve("1", {}).augment == "scanned"  # picked for V1 on held-out writers (README)
+    assert config.resolve("3", {}).augment == "rotation"
+    assert config.resolve("1", {"augment": "rotation"}).augment == "rotation"
+    with pytest.raises(config.ConfigError, match="add --augment rotation"):
+        config.check(config.resolve("1", {"loader": "torchvision"}))

@@ -170,7 +170,7 @@ def test_modes_are_mutually_exclusive(tmp_path, capsys, argv) -> None:
 
 def test_torchvision_loader_runs_the_same_loop(synthetic_root: Path, tmp_path: Path) -> None:
     metrics = _train(synthetic_root, tmp_path, "--model", "1", "--epochs", "1", "--loader", "torchvision",
-                     "--batch-size", "64")
+                     "--augment", "rotation", "--batch-size", "64")
     assert metrics["config"]["loader"] == "torchvision" and len(metrics["history"]["epochs"]) == 1
 
 
