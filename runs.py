@@ -86,6 +86,15 @@ def metrics_record(run: training.Run, status: str) -> dict:
     }
 
 
+def architecture_summary(strategy: model_strategy.ModelStrategy) -> str:
+    """The torchsummary text of the model as ``models/`` builds it (what ``--summary-only`` writes), not of the
+    run's accelerated copy, whose fused modules are how it ran, not what it is. The throwaway build's
+    initialisation does not touch the caller's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        model = strategy.get_model("cpu")
+    return visualization.summary_file(model, strategy.title(model))
+
+
 class RunWriter:
     """Everything a run writes, and when; nothing else writes a run's files."""
 
@@ -153,7 +162,7 @@ class RunWriter:
             self.paths.params: torch_bytes(run.model.state_dict()),
             self.paths.safetensors: safetensors_bytes(run.model.state_dict()),
             self.paths.metrics: json_bytes(record),
-            self.paths.summary: visualization.summary_file(run.model, run.strategy.title(run.model)).encode()})
+            self.paths.summary: architecture_summary(run.strategy).encode()})
         visualization.save_training_plot(
             record["history"], self.paths.plot, f"{run.strategy.stem} ({record['summary']['params']:,} params):"
             f" final test accuracy {run.history.epochs[-1].test_acc:.2f}%")

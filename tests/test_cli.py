@@ -218,3 +218,11 @@ def test_help_states_each_default_once_and_never_as_none() -> None:
     assert all(h.count("(default:") <= 1 for h in helps.values())  # a help naming its default gets no second
     assert not any("(default: None)" in h for h in helps.values())
     assert helps["loader"].endswith("(default: %(default)s)")  # a plain default is still shown
+
+
+def test_a_runs_summary_describes_the_model_as_built_not_its_accelerated_copy(synthetic_root: Path, tmp_path: Path) -> None:
+    _train(synthetic_root, tmp_path, "--model", "3", "--epochs", "1", "--batch-size", "64", "--augment", "none")
+    written = (tmp_path / "summaries" / "mnist_model_3_summary.txt").read_text()
+    main.main(["--model", "3", "--summary-only", "--out-dir", str(tmp_path / "alone")])
+    assert written == (tmp_path / "alone" / "summaries" / "mnist_model_3_summary.txt").read_text()
+    assert "MaxPool2d" in written and "PointwiseConvPool" not in written and "Identity" not in written
