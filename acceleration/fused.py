@@ -132,8 +132,7 @@ class FusedConvBlock(nn.Sequential):
         takes it (the block's output and its gradient are never written); otherwise the two in turn."""
         y = self[0](x)
         _, _, bn, drop = self
-        if not (self.native and self.training and dense_layout(y) is not None
-                and ops.block_pointwise_poolable(y, pointwise.weight)):
+        if not (self.native and self.training and ops.block_pointwise_poolable(y, pointwise.weight)):
             return pointwise(self._after_conv(y))
         momentum = _count_batch(bn)
         positions = drop_positions(y.numel(), drop.p)

@@ -164,28 +164,7 @@ int rbd_vectors_per_tile(int64_t M, int C) {
     return (C > 0 && L <= MAXV * W && (M * C) % L == 0) ? L / W : 0;
 }
 
-int rbd_statistics(const float *x, int64_t M, int C, const float *w, const float *b, double scale, double eps,
-                   double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd, float *a,
-                   float *bb);
-
-/* Forward: out = dropout(batchnorm(relu(x))), the dropout's scale folded into the affine; positions
-   (indices into the M*C floats) are the dropped ones. Writes the batch mean and 1/std (for backward) and
-   updates the running statistics (unbiased variance), as nn.BatchNorm2d does. */
-int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, const float *b, double scale,
-                double eps, double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd,
-                const int64_t *pos, int64_t npos) {
-    int V = rbd_vectors_per_tile(M, C);
-    float a[MAXV * W], bb[MAXV * W];
-    if (!V || rbd_statistics(x, M, C, w, b, scale, eps, momentum, run_mean, run_var, save_mean, save_invstd, a, bb))
-        return -1;
-    vf A[MAXV], B[MAXV];
-    tile(a, A, C, V); tile(bb, B, C, V);
-    tile_affine(x, out, M * C / (V * W), V, A, B);
-    for (int64_t i = 0; i < npos; i++) out[pos[i]] = 0.f;
-    return 0;
-}
-
-/* The statistics pass of rbd_forward on its own (for kernels that apply the affine themselves): writes
+/* The statistics pass of rbd_forward, on its own for kernels that apply the affine themselves: writes
    the batch mean and 1/std, updates the running statistics, and writes a and bb (C floats each) with
    dropout(batchnorm(relu(x))) = relu(x) * a + bb where not dropped. */
 int rbd_statistics(const float *x, int64_t M, int C, const float *w, const float *b, double scale, double eps,
@@ -206,6 +185,23 @@ int rbd_statistics(const float *x, int64_t M, int C, const float *w, const float
         run_var[c] = (float)((1 - momentum) * run_var[c] + momentum * var * M / (M > 1 ? M - 1 : 1));
         a[c] = (float)(w[c] * scale * invstd); bb[c] = (float)((b[c] - mean * w[c] * invstd) * scale);
     }
+    return 0;
+}
+
+/* Forward: out = dropout(batchnorm(relu(x))), the dropout's scale folded into the affine; positions
+   (indices into the M*C floats) are the dropped ones. Writes the batch mean and 1/std (for backward) and
+   updates the running statistics (unbiased variance), as nn.BatchNorm2d does. */
+int rbd_forward(const float *x, float *out, int64_t M, int C, const float *w, const float *b, double scale,
+                double eps, double momentum, float *run_mean, float *run_var, float *save_mean, float *save_invstd,
+                const int64_t *pos, int64_t npos) {
+    int V = rbd_vectors_per_tile(M, C);
+    float a[MAXV * W], bb[MAXV * W];
+    if (!V || rbd_statistics(x, M, C, w, b, scale, eps, momentum, run_mean, run_var, save_mean, save_invstd, a, bb))
+        return -1;
+    vf A[MAXV], B[MAXV];
+    tile(a, A, C, V); tile(bb, B, C, V);
+    tile_affine(x, out, M * C / (V * W), V, A, B);
+    for (int64_t i = 0; i < npos; i++) out[pos[i]] = 0.f;
     return 0;
 }
 
