@@ -7,7 +7,9 @@ from the generator, so a batch depends only on (seed, epoch). ``rotation`` is th
 pen width (``thickness``), the wobble of a hand (``elastic``), scanners (``blur-binarize``), forms
 and datasets that normalise each axis to fill a box, as SEMEION and USPS do (``stretch``), coarse binary
 scans (``coarse``), and all of them together (``handwriting``); ``scanned`` leaves half of each batch
-to rotation alone, so the network keeps seeing MNIST as it is.
+to rotation alone, so the network keeps seeing MNIST as it is. ``scan`` makes SEMEION's format exactly as
+the external evaluation hands it to ``--predict`` (a 16x16 binary scan of the stretched digit, prepared
+by ``mnistify``), batched; ``rotation-scan`` and ``writers-scan`` mix it with MNIST as it is.
 """
 from __future__ import annotations
 
@@ -203,6 +205,115 @@ def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(mixed, handwriting(images, gen), rotation(images, gen))
 
 
+SCAN_SIDE = 16  # SEMEION's cells across
+SCAN_UPSCALE = 8  # the 16x16 scan handed to --predict as a 128x128 image (external.as_scans)
+MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field
+
+
+def _extent(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """First index and length of the True run's hull along the last axis of an (N, L) mask (0, 0 when empty)."""
+    index = torch.arange(mask.shape[-1], device=mask.device)
+    first = torch.where(mask, index, mask.shape[-1]).amin(-1)
+    last = torch.where(mask, index, -1).amax(-1)
+    return first.clamp(max=mask.shape[-1] - 1), (last + 1 - first).clamp(min=0)
+
+
+def _area_rows(first: Tensor, length: Tensor, size: int, out: int) -> Tensor:
+    """(N, out, size) matrices averaging each image's rows [first, first + length) into ``out`` rows with
+    adaptive average pooling's windows (``F.interpolate(mode="area")``): output i averages input rows
+    floor(i * length / out) to ceil((i + 1) * length / out) - 1 of the crop."""
+    i = torch.arange(out, device=first.device).view(1, out, 1)
+    length = length.clamp(min=1).view(-1, 1, 1)
+    start = first.view(-1, 1, 1) + torch.div(i * length, out, rounding_mode="floor")
+    end = first.view(-1, 1, 1) + torch.div((i + 1) * length + out - 1, out, rounding_mode="floor")
+    j = torch.arange(size, device=first.device).view(1, 1, size)
+    window = ((j >= start) & (j < end)).float()
+    return window / window.sum(-1, keepdim=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _resize_table(device: torch.device) -> Tensor:
+    """(17, 21, 20, 16): entry [n, L] maps n scan cells, each 8 pixels wide, to L pixels the way
+    ``predict.mnistify`` resizes a crop (bilinear, antialiased), in its top-left corner; zeros elsewhere.
+    The resize is separable and linear, so a whole scan is ``rows @ cells @ columns.T``."""
+    table = torch.zeros(SCAN_SIDE + 1, MNIST_BOX + 1, MNIST_BOX, SCAN_SIDE)
+    for n in range(1, SCAN_SIDE + 1):
+        pixels = SCAN_UPSCALE * n
+        upscale = torch.eye(n).repeat_interleave(SCAN_UPSCALE, dim=0)  # (pixels, n): nearest-neighbour
+        for length in range(1, MNIST_BOX + 1):
+            resize = F.interpolate(torch.eye(pixels)[None, None], size=(length, pixels), mode="bilinear",
+                                   antialias=True, align_corners=False)[0, 0]
+            table[n, length, :length, :n] = resize @ upscale
+    return table.to(device)
+
+
+def binary_scan(images: Tensor, threshold: Tensor) -> Tensor:
+    """(N, 1, 28, 28) digits as SEMEION stores digits, (N, 16, 16) in {0, 1}: each ink box (pixels above 0.1)
+    stretched on both axes to 16x16 by area sampling, then thresholded per image. A blank image gives zeros."""
+    ink = images[:, 0] > 0.1
+    (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
+    side = images.shape[-1]
+    rows, cols = _area_rows(top, height, side, SCAN_SIDE), _area_rows(left, width, side, SCAN_SIDE)
+    area = rows @ images[:, 0] @ cols.transpose(1, 2)
+    return ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
+
+
+def prepare_scan(cells: Tensor) -> Tensor:
+    """(N, 16, 16) binary scans to (N, 1, 28, 28) the way ``--predict`` prepares each one handed in as a 128x128
+    image: the ink box scaled to 20 pixels by its larger side (bilinear, antialiased), brought to full ink,
+    centre of mass at the centre. Blank scans stay blank."""
+    n, device = len(cells), cells.device
+    ink = cells > 0
+    (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
+    longer = torch.maximum(height, width).clamp(min=1).double()
+
+    def pixels(cells_: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
+        crop = (SCAN_UPSCALE * cells_).double()
+        return torch.round(crop * (MNIST_BOX / (SCAN_UPSCALE * longer))).long().clamp(1, MNIST_BOX)
+
+    out_h, out_w = pixels(height), pixels(width)
+    table = _resize_table(device)
+    shift = torch.arange(SCAN_SIDE, device=device)
+    rows_in = (top.view(-1, 1) + shift).clamp(max=SCAN_SIDE - 1)  # the ink box moved to the top-left corner
+    cols_in = (left.view(-1, 1) + shift).clamp(max=SCAN_SIDE - 1)
+    moved = cells.gather(1, rows_in.view(n, SCAN_SIDE, 1).expand(n, SCAN_SIDE, SCAN_SIDE))
+    moved = moved.gather(2, cols_in.view(n, 1, SCAN_SIDE).expand(n, SCAN_SIDE, SCAN_SIDE))
+    digit = table[height, out_h] @ moved @ table[width, out_w].transpose(1, 2)  # (N, 20, 20)
+    digit = (digit / digit.amax((1, 2), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
+    total = digit.sum((1, 2)).clamp(min=1e-12)
+    index = torch.arange(MNIST_BOX, device=device, dtype=digit.dtype)
+    cy, cx = (digit.sum(2) * index).sum(1) / total, (digit.sum(1) * index).sum(1) / total
+    first_row = torch.minimum(torch.round((MNIST_SIDE - 1) / 2 - cy).clamp(min=0).long(), MNIST_SIDE - out_h)
+    first_col = torch.minimum(torch.round((MNIST_SIDE - 1) / 2 - cx).clamp(min=0).long(), MNIST_SIDE - out_w)
+    place = torch.arange(MNIST_SIDE, device=device).view(1, MNIST_SIDE, 1)
+    box = torch.arange(MNIST_BOX, device=device).view(1, 1, MNIST_BOX)
+    put_rows = (place == first_row.view(-1, 1, 1) + box).to(digit.dtype)  # (N, 28, 20) one-hot placement
+    put_cols = (place == first_col.view(-1, 1, 1) + box).to(digit.dtype)
+    return (put_rows @ digit @ put_cols.transpose(1, 2)).unsqueeze(1)
+
+
+def scan(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Each image as a 16x16 binary scan (threshold 0.35-0.65) handed to ``--predict``: SEMEION's format, made
+    exactly as the external evaluation makes it. Images whose scan is blank are kept."""
+    cells = binary_scan(images, _uniform(len(images), 0.35, 0.65, gen, images.device))
+    blank = (cells.amax((1, 2)) == 0).view(-1, 1, 1, 1)
+    return torch.where(blank, images, prepare_scan(cells))
+
+
+
+def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
+    """``rotation`` for every image, then half of them as 16x16 binary scans (``scan``)."""
+    rotated = rotation(images, gen)
+    scanned_half = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
+    return torch.where(scanned_half, scan(rotated, gen), rotated)
+
+
+def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Half ``rotation``; the other half ``affine``, ``thickness`` and ``elastic`` (another hand), then ``scan``."""
+    other_hand = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
+    varied = scan(elastic(thickness(affine(images, gen), gen), gen), gen)
+    return torch.where(other_hand, varied, rotation(images, gen))
+
 @dataclass(frozen=True)
 class Augmentation:
     name: str
@@ -228,6 +339,9 @@ register("stretch", stretch)
 register("coarse", coarse)
 register("handwriting", handwriting)
 register("scanned", scanned)
+register("scan", scan)
+register("rotation-scan", rotation_scan)
+register("writers-scan", writers_scan)
 
 
 def augment(name: str, images: Tensor, gen: torch.Generator) -> Tensor:

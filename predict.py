@@ -29,6 +29,7 @@ BOX = 20
 SIZE = 28
 NOISE_SIGMAS = 4.0  # ink must stand this many noise deviations above the paper
 MIN_CONTRAST = 0.08  # ... and this far (of full scale): flat paper with no digit stays blank
+DARK_GROUND = 2 / 3  # the share of an image a dark shade must cover to be read as the ground, not ink
 WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
 
 
@@ -65,17 +66,20 @@ def clean(gray: Tensor) -> Tensor:
     """A (H, W) photo in [0, 1], any polarity, as light ink on exact black: paper and noise removed.
 
     Dark ink on light paper is divided by the paper's level (light falls on ink and paper alike, so a
-    shadow scales both); light ink on a dark ground has the ground's level subtracted.
+    shadow scales both); light ink on a dark ground has the ground's level subtracted. Ink is taken to be
+    dark unless the dark shade covers two thirds of the image: a digit cropped tight (a thick "1" stretched
+    to fill its box, as SEMEION stores digits) can cover more than half of its paper.
     """
     smooth = F.avg_pool2d(gray[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
-    paper, darkest, lightest = float(gray.median()), float(smooth.min()), float(smooth.max())
-    if paper - darkest > lightest - paper:  # most of a page is paper: the median is paper
+    shade, darkest, lightest = float(gray.quantile(DARK_GROUND)), float(smooth.min()), float(smooth.max())
+    if shade - darkest > lightest - shade:  # less than two thirds of the image is dark: dark ink on paper
         ink = (1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)).clamp(min=0)
     else:
         ink = (gray - paper_level(gray)).clamp(min=0)
-    centre = ink.median()
-    sigma = 1.4826 * float((ink - centre).abs().median())  # robust noise level of the paper
     peak = float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1)[0, 0].max())  # a stroke, not a speck
+    paper = ink[ink < 0.5 * peak]  # the paper's noise, however much of the image the ink covers
+    centre = paper.median() if paper.numel() else ink.new_tensor(0.0)
+    sigma = 1.4826 * float((paper - centre).abs().median()) if paper.numel() else 0.0  # robust noise level
     threshold = float(centre) + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
     if peak <= threshold:
         return torch.zeros_like(ink)

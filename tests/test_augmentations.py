@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import augmentations
 import config
 import data_utils
+import external
 import main
 
 
@@ -100,3 +101,23 @@ def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_othe
     assert config.resolve("1", {"augment": "rotation"}).augment == "rotation"
     with pytest.raises(config.ConfigError, match="add --augment rotation"):
         config.check(config.resolve("1", {"loader": "torchvision"}))
+
+
+def test_scan_makes_the_scans_the_external_evaluation_makes_for_the_whole_batch_at_once(mnist_root) -> None:
+    digits = data_utils.load_mnist(mnist_root)["train"].images[:400].float() / 255.0
+    cells = augmentations.binary_scan(digits[:, None], torch.full((400,), 0.5))
+    reference = external.binary_scans(digits)  # one digit at a time, F.interpolate's area sampling
+    assert int((cells != reference).sum()) <= 4  # float rounding at the threshold, out of 400 x 256 cells
+    prepared = augmentations.prepare_scan(reference)[:, 0]
+    by_predict = external.as_scans(reference)  # each one a 128x128 PNG through --predict's mnistify
+    same = (prepared - by_predict).abs().amax((1, 2)) < 1e-4
+    assert float(same.float().mean()) >= 0.98  # the rest: scans that are mostly ink, which mnistify cleans differently
+    out = augmentations.scan(digits[:64, None], torch.Generator().manual_seed(0))
+    assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))  # brought to full ink like every prepared digit
+
+
+def test_a_blank_digit_is_kept_by_scan() -> None:
+    images = _batch()
+    images[3] = 0.0
+    out = augmentations.scan(images, torch.Generator().manual_seed(0))
+    assert not out[3].any() and not torch.equal(out[0], images[0])

@@ -37,6 +37,26 @@ def test_mnistify_centres_the_digit_in_a_20_pixel_box_and_inverts_light_paper() 
     assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
 
 
+@pytest.mark.parametrize("bar", [64, 75])
+def test_dark_ink_covering_more_than_half_of_a_tight_crop_is_still_read_as_ink(bar) -> None:
+    gray = torch.ones(128, 128)  # a thick "L" stretched to fill its box, as SEMEION stores digits
+    gray[:, :bar] = 0.0
+    gray[112:] = 0.0
+    assert 0.55 < float((gray < 0.5).float().mean()) < 0.65
+    digit = predict.mnistify(gray)
+    rows, cols = (digit > 0).any(1).nonzero().flatten(), (digit > 0).any(0).nonzero().flatten()
+    assert len(rows) == len(cols) == 20  # the whole image is the ink's box
+    top, left = int(rows[0]), int(cols[0])
+    assert digit[top + 5, left + 2] > 0.9 and digit[top + 5, left + 18] == 0  # the bar is ink, beside it paper
+
+
+def test_a_light_digit_on_a_dark_ground_is_still_read_as_light_ink() -> None:
+    gray = torch.zeros(96, 96)
+    gray[10:86, 40:52] = 1.0
+    digit = predict.mnistify(gray)
+    assert digit.max() > 0.9 and digit[0].max() == 0 and int((digit > 0.5).sum()) < 28 * 28 // 3
+
+
 def test_a_blank_image_is_refused() -> None:
     with pytest.raises(ValueError, match="no digit"):
         predict.mnistify(torch.ones(28, 28))
