@@ -77,9 +77,9 @@ def clean(gray: Tensor) -> Tensor:
     else:
         ink = (gray - paper_level(gray)).clamp(min=0)
     peak = float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1)[0, 0].max())  # a stroke, not a speck
-    paper = ink[ink < 0.5 * peak]  # the paper's noise, however much of the image the ink covers
+    paper = ink if float(ink.median()) < 0.5 * peak else ink[ink < 0.5 * peak]  # ink on most of the image: the rest
     centre = paper.median() if paper.numel() else ink.new_tensor(0.0)
-    sigma = 1.4826 * float((paper - centre).abs().median()) if paper.numel() else 0.0  # robust noise level
+    sigma = 1.4826 * float((paper - centre).abs().median()) if paper.numel() else 0.0  # robust noise of the paper
     threshold = float(centre) + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
     if peak <= threshold:
         return torch.zeros_like(ink)

@@ -8,8 +8,8 @@ process; ``--jobs 2`` runs two at once with one thread each (on two cores, faste
 the other with two threads). The final-epoch weights are then scored on MNIST's test set, on SEMEION
 through ``--predict``'s preparation and on the test set per writer population (``external.py``). Every
 finished run is appended to ``benchmarks/results/realworld.json`` at once; a rerun skips runs already
-recorded. Nothing here selects anything: the recipe is chosen before, on writer-disjoint validation
-(``--select``), and these numbers only report it.
+recorded; ``--rescore`` scores the recorded runs' saved weights again. Nothing here selects anything:
+the recipe is chosen before, on writer-disjoint validation (``--select``), and these numbers only report it.
 
     python -m benchmarks.realworld --select --models 3 --augments rotation,scanned,handwriting --data-dir ../shared/data
 
@@ -160,6 +160,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each with (cores / jobs) threads")
     p.add_argument("--select", action="store_true", help="recipe selection on held-out training writers (see above)")
     p.add_argument("--report", action="store_true", help="only print the table of recorded runs")
+    p.add_argument("--rescore", action="store_true", help="score every recorded run's saved weights again (after a change"
+                   " to the evaluation or --predict's preparation) and record when")
     p.add_argument("--check-preparation", action="store_true",
                    help="compare --predict's prepared digits with MNIST's, and thick pens on the --select runs")
     args = p.parse_args()
@@ -196,6 +198,16 @@ def main() -> None:
                 "scores": score(model, out, args.data_dir), "command": "python " + " ".join(argv[:-2]),
                 "threads": threads, "machine": machine()}
 
+    if args.rescore:  # the preparation changed, the weights did not: score the recorded runs again
+        for r in record["runs"]:
+            out = work / f"{r['model']}_{r['augment']}_seed{r['seed']}"
+            if not trained_params(r["model"], out).is_file():
+                raise SystemExit(f"{out}: no trained weights to score again (train it: leave out --rescore)")
+            r["scores"] = score(r["model"], out, args.data_dir)
+            r["scored"] = {key: machine()[key] for key in ("git", "date")}
+            print(f"model {r['model']} --augment {r['augment']} seed {r['seed']}: {r['scores']}", flush=True)
+        atomic_save_json(path, record)
+        todo = []
     if not args.report:
         torch.set_num_threads(threads)
         with ThreadPoolExecutor(args.jobs) as pool:
