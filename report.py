@@ -134,8 +134,16 @@ def realworld_table(path: Path = RESULTS_DIR / "realworld.json") -> str:
         return "_not measured yet: run the real-world benchmark command above_"
     runs = json.loads(path.read_text())["runs"]
     m = runs[0]["machine"]
-    return (f"{m.get('device_name', 'CPU')}, {m['cpu_count']} cores, torch {m['torch']}, {m['date']}; final-epoch weights,"
-            f" {runs[0]['epochs']} epochs, all 60,000 training digits, mean ± std over seeds.\n\n{realworld_summary(runs)}")
+
+    def span(dates: set[str]) -> str:
+        ordered = sorted(dates)
+        return ordered[0] if len(ordered) == 1 else f"{ordered[0]} to {ordered[-1]}"
+
+    trained = span({r["machine"]["date"] for r in runs})
+    scored = span({r.get("scored", r["machine"])["date"] for r in runs})
+    return (f"{m.get('device_name', 'CPU')}, {m['cpu_count']} cores, torch {m['torch']}; trained {trained}, scored {scored};"
+            f" final-epoch weights, {runs[0]['epochs']} epochs, all 60,000 training digits, mean ± std over seeds."
+            f"\n\n{realworld_summary(runs)}")
 
 
 def time_to_accuracy_table(path: Path = RESULTS_DIR / "time_to_accuracy.json") -> str:

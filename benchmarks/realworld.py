@@ -20,7 +20,7 @@ the final validation accuracy on those writers' digits as they are and as binary
     python -m benchmarks.realworld --check-preparation --data-dir ../shared/data
 
 compares the digits ``--predict`` prepares with MNIST's own (pen width, ink box, ink, grey share; no labels)
-and scores the ``--select`` runs on the held-out writers' digits drawn with thicker pens.
+and scores V3's ``--select`` runs on the held-out writers' digits drawn with thicker pens.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def check_preparation(data_dir: str, select_dir: Path) -> None:
     _, held = data_utils.writer_split_indices(qmnist[:, 2], None, VAL_SPLIT, 1)
     images, labels = splits["train"].images[held].float() / 255.0, splits["train"].labels[held]
     big = torch.nn.functional.interpolate(images[:, None], scale_factor=4, mode="bilinear", align_corners=False)
-    nets = {run.name: load_trained(run.name.split("_")[1], run, "cpu") for run in sorted(select_dir.glob("select_*_seed1"))}
+    nets = {run.name: load_trained(run.name.split("_")[1], run, "cpu") for run in sorted(select_dir.glob("select_3_*_seed1"))}
     cells = []
     for radius in (0, 2, 4, 6):  # pixels of a 112-pixel drawing: pens up to about 3x MNIST's
         drawn = big if radius == 0 else torch.nn.functional.max_pool2d(big, 2 * radius + 1, stride=1, padding=radius)
