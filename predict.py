@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,9 @@ def clean(gray: Tensor) -> Tensor:
     to fill its box, as SEMEION stores digits) can cover more than half of its paper.
     """
     smooth = F.avg_pool2d(gray[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
-    shade, darkest, lightest = float(gray.quantile(DARK_GROUND)), float(smooth.min()), float(smooth.max())
+    values = gray.flatten()  # kthvalue: older torch's quantile refuses photos above 16M pixels
+    shade = float(values.kthvalue(max(1, math.ceil(DARK_GROUND * values.numel()))).values)
+    darkest, lightest = float(smooth.min()), float(smooth.max())
     if shade - darkest > lightest - shade:  # less than two thirds of the image is dark: dark ink on paper
         ink = (1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)).clamp(min=0)
     else:
