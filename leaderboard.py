@@ -26,7 +26,7 @@ from model_strategy import get_strategy  # noqa: E402
 from tables import markdown_table, mean_std  # noqa: E402
 
 SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
-                   "label_smoothing", "subset", "val_split", "val_split_by", "backend")
+                   "label_smoothing", "augment", "subset", "val_split", "val_split_by", "backend")
 
 
 @dataclass
