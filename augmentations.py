@@ -207,11 +207,12 @@ def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
 
 SCAN_SIDE = 16  # SEMEION's cells across
 SCAN_UPSCALE = 8  # the 16x16 scan handed to --predict as a 128x128 image (external.as_scans)
-MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field
+MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field (predict.BOX, predict.SIZE)
 
 
 def _extent(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """First index and length of the True run's hull along the last axis of an (N, L) mask (0, 0 when empty)."""
+    """First index and length of the hull of the True entries along the last axis of an (N, L) mask (length 0
+    when there are none)."""
     index = torch.arange(mask.shape[-1], device=mask.device)
     first = torch.where(mask, index, mask.shape[-1]).amin(-1)
     last = torch.where(mask, index, -1).amax(-1)
@@ -267,8 +268,8 @@ def prepare_scan(cells: Tensor) -> Tensor:
     (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
     longer = torch.maximum(height, width).clamp(min=1).double()
 
-    def pixels(cells_: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
-        crop = (SCAN_UPSCALE * cells_).double()
+    def pixels(count: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
+        crop = (SCAN_UPSCALE * count).double()
         return torch.round(crop * (MNIST_BOX / (SCAN_UPSCALE * longer))).long().clamp(1, MNIST_BOX)
 
     out_h, out_w = pixels(height), pixels(width)
@@ -300,7 +301,6 @@ def scan(images: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(blank, images, prepare_scan(cells))
 
 
-
 def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     """``rotation`` for every image, then half of them as 16x16 binary scans (``scan``)."""
     rotated = rotation(images, gen)
@@ -313,6 +313,7 @@ def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     other_hand = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
     varied = scan(elastic(thickness(affine(images, gen), gen), gen), gen)
     return torch.where(other_hand, varied, rotation(images, gen))
+
 
 @dataclass(frozen=True)
 class Augmentation:
