@@ -138,17 +138,23 @@ MAX_STRETCH = 3.0  # a narrow "1" widened further would be a block of ink, not a
 STROKE = 2  # MNIST's typical pen width in pixels
 
 
+def _extent(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """First index and length of the hull of the True entries along the last axis of an (N, L) mask (length 0
+    when there are none)."""
+    index = torch.arange(mask.shape[-1], device=mask.device)
+    first = torch.where(mask, index, mask.shape[-1]).amin(-1)
+    last = torch.where(mask, index, -1).amax(-1)
+    return first.clamp(max=mask.shape[-1] - 1), (last + 1 - first).clamp(min=0)
+
+
 def _ink_box(images: Tensor, level: float = 0.1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Each image's ink bounding box as centre and half-size in grid units, rows and columns (blank: the box)."""
     side = images.shape[-1]
-    index = torch.arange(side, device=images.device, dtype=images.dtype)
 
     def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
-        first = torch.where(mask, index, torch.full_like(index, side)).amin(1)
-        last = torch.where(mask, index, torch.full_like(index, -1)).amax(1)
-        blank = last < first
-        first, last = torch.where(blank, 4.0, first), torch.where(blank, side - 5.0, last)
-        return (first + last + 1) / side - 1, (last + 1 - first) / side  # centre, half-size
+        first, length = (t.to(images.dtype) for t in _extent(mask))
+        first, length = torch.where(length == 0, 4.0, first), torch.where(length == 0, side - 8.0, length)
+        return (2 * first + length) / side - 1, length / side  # centre, half-size
 
     ink = images[:, 0] > level
     (cy, hy), (cx, hx) = extent(ink.any(2)), extent(ink.any(1))
@@ -208,15 +214,6 @@ def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
 SCAN_SIDE = 16  # SEMEION's cells across
 SCAN_UPSCALE = 8  # the 16x16 scan handed to --predict as a 128x128 image (external.as_scans)
 MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field (predict.BOX, predict.SIZE)
-
-
-def _extent(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """First index and length of the hull of the True entries along the last axis of an (N, L) mask (length 0
-    when there are none)."""
-    index = torch.arange(mask.shape[-1], device=mask.device)
-    first = torch.where(mask, index, mask.shape[-1]).amin(-1)
-    last = torch.where(mask, index, -1).amax(-1)
-    return first.clamp(max=mask.shape[-1] - 1), (last + 1 - first).clamp(min=0)
 
 
 def _area_rows(first: Tensor, length: Tensor, size: int, out: int) -> Tensor:

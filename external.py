@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+import augmentations
 import predict
 from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
 
@@ -67,19 +67,13 @@ def as_scans(ink: Tensor) -> Tensor:
     return torch.stack(digits)
 
 
-def binary_scans(images: Tensor, side: int = 16) -> Tensor:
+def binary_scans(images: Tensor) -> Tensor:
     """MNIST digits (N, 28, 28) in [0, 1] as another dataset's maker would store them: each digit's ink box
-    stretched on both axes to ``side`` x ``side`` (area sampling) and thresholded at one half, like SEMEION's
-    16x16 binary scans. Built from training writers held out for validation, it is a development set for
-    scanned input that never touches SEMEION or MNIST's test set."""
-    out = torch.zeros(len(images), side, side)
-    for i, image in enumerate(images):
-        ink = image > 0.1
-        if not ink.any():
-            continue
-        crop = predict.ink_box(image, ink)
-        out[i] = F.interpolate(crop[None, None], size=(side, side), mode="area")[0, 0] > 0.5
-    return out
+    stretched on both axes to 16 x 16 (area sampling) and thresholded at one half, like SEMEION's binary
+    scans (``augmentations.binary_scan``, which the ``scan`` augmentation trains on). Built from training
+    writers held out for validation, it is a development set for scanned input that never touches SEMEION
+    or MNIST's test set."""
+    return augmentations.binary_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
 def test_series(root: Path | str) -> Tensor:

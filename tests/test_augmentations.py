@@ -11,6 +11,7 @@ import config
 import data_utils
 import external
 import main
+import predict
 
 
 def _batch() -> torch.Tensor:
@@ -108,7 +109,8 @@ def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_othe
 def test_scan_makes_the_scans_the_external_evaluation_makes_for_the_whole_batch_at_once(mnist_root) -> None:
     digits = data_utils.load_mnist(mnist_root)["train"].images[:400].float() / 255.0
     cells = augmentations.binary_scan(digits[:, None], torch.full((400,), 0.5))
-    reference = external.binary_scans(digits)  # one digit at a time, F.interpolate's area sampling
+    reference = torch.stack([F.interpolate(predict.ink_box(d, d > 0.1)[None, None], size=(16, 16), mode="area")[0, 0] > 0.5
+                             for d in digits]).float()  # one digit at a time, F.interpolate's own area sampling
     assert int((cells != reference).sum()) <= 4  # float rounding at the threshold, out of 400 x 256 cells
     prepared = augmentations.prepare_scan(reference)[:, 0]
     by_predict = external.as_scans(reference)  # each one a 128x128 PNG through --predict's mnistify
