@@ -30,8 +30,10 @@ BOX = 20
 SIZE = 28
 NOISE_SIGMAS = 4.0  # ink must stand this many noise deviations above the paper
 MIN_CONTRAST = 0.08  # ... and this far (of full scale): flat paper with no digit stays blank
-DARK_GROUND = 2 / 3  # the share of an image a dark shade must cover to be read as the ground, not ink
+FRAME_GROUND = 0.6  # the share of the image's edge one shade must cover to be read as the ground
+DARK_GROUND = 2 / 3  # otherwise: the share of the image a dark shade must cover to be read as the ground, not ink
 WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
+MAX_SHADOW = 0.75  # a paper level that rises further than this towards the ink's peak has followed the ink
 
 
 class PredictionInputError(Exception):
@@ -53,37 +55,75 @@ def _filter(x: Tensor, size: int, largest: bool) -> Tensor:
 
 def paper_level(ink: Tensor) -> Tensor:
     """The background under light-on-dark ``ink``: a grey opening wider than any stroke, computed at low
-    resolution (the paper's level varies slowly), smoothed and brought back to full size."""
+    resolution (the paper's level varies slowly), smoothed and brought back to full size. Where the strokes
+    are as wide as the opening (a digit cropped tight, stretched to fill its box), what it keeps is ink,
+    not shadow: a level that climbs most of the way to the ink's peak is taken as flat paper instead."""
     h, w = ink.shape
     factor = max(1, min(h, w) // WORK_SIDE)
     small = F.avg_pool2d(ink[None, None], factor, ceil_mode=True)[0, 0] if factor > 1 else ink
     size = max(5, min(small.shape) // 3) | 1
     opened = _filter(_filter(small, size, largest=False), size, largest=True)
     smooth = F.avg_pool2d(opened[None, None], 3, stride=1, padding=1, count_include_pad=False)
-    return F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    level = F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    base, peak = float(level.min()), float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1).max())
+    if float(level.max()) - base > MAX_SHADOW * (peak - base):  # strokes wider than the opening: a tight crop
+        return torch.full_like(ink, base)
+    return level
+
+
+def paper_noise(raw: Tensor, peak: float, bins: int = 64) -> tuple[float, float]:
+    """The paper's level and noise in a (H, W) image of ink above its paper (``raw``, not clipped at zero).
+
+    The level is the most common value below half the ``peak``; the noise is read on the values below that
+    level alone: ink only adds to the paper, so that side of its spread holds no ink, however much of the
+    image the ink covers (a digit cropped tight, its strokes grey at the edges, can cover most of it).
+    """
+    low = raw[raw < 0.5 * peak]
+    if not low.numel():
+        return 0.0, 0.0
+    lo, hi = float(low.min()), 0.5 * peak
+    width = max((hi - lo) / bins, 1e-6)
+    k = int(torch.histc(low, bins=bins, min=lo, max=lo + bins * width).argmax())
+    near = low[(low >= lo + (k - 1) * width) & (low < lo + (k + 2) * width)]  # the fullest bin and its two neighbours
+    level = float(near.median())
+    below = low[low <= level]
+    return level, 1.4826 * float((level - below).median())
+
+
+def dark_ink(gray: Tensor) -> bool:
+    """Whether a (H, W) image in [0, 1] holds dark ink on light paper, or light ink on a dark ground.
+
+    The ground is the shade of most of the image's edge: a digit touches its edge at a few places even when
+    cropped tight, and its strokes, grey at their edges, can then cover most of the image. When the edge is
+    split (a digit stretched to fill its box, as SEMEION stores them, runs along it), ink is taken to be
+    dark unless the dark shade covers two thirds of the image.
+    """
+    smooth = F.avg_pool2d(gray[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
+    darkest, lightest = float(smooth.min()), float(smooth.max())
+    edge = torch.cat([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    light_edge = float((edge > (darkest + lightest) / 2).float().mean())
+    if light_edge >= FRAME_GROUND or light_edge <= 1 - FRAME_GROUND:
+        return light_edge >= FRAME_GROUND
+    values = gray.flatten()  # kthvalue: older torch's quantile refuses photos above 16M pixels
+    shade = float(values.kthvalue(max(1, math.ceil(DARK_GROUND * values.numel()))).values)
+    return shade - darkest > lightest - shade  # less than two thirds of the image is dark: dark ink on paper
 
 
 def clean(gray: Tensor) -> Tensor:
     """A (H, W) photo in [0, 1], any polarity, as light ink on exact black: paper and noise removed.
 
     Dark ink on light paper is divided by the paper's level (light falls on ink and paper alike, so a
-    shadow scales both); light ink on a dark ground has the ground's level subtracted. Ink is taken to be
-    dark unless the dark shade covers two thirds of the image: a digit cropped tight (a thick "1" stretched
-    to fill its box, as SEMEION stores digits) can cover more than half of its paper.
+    shadow scales both); light ink on a dark ground has the ground's level subtracted (``dark_ink`` tells
+    which). Then what does not stand clear of the paper's noise is paper.
     """
-    smooth = F.avg_pool2d(gray[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
-    values = gray.flatten()  # kthvalue: older torch's quantile refuses photos above 16M pixels
-    shade = float(values.kthvalue(max(1, math.ceil(DARK_GROUND * values.numel()))).values)
-    darkest, lightest = float(smooth.min()), float(smooth.max())
-    if shade - darkest > lightest - shade:  # less than two thirds of the image is dark: dark ink on paper
-        ink = (1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)).clamp(min=0)
+    if dark_ink(gray):
+        raw = 1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)
     else:
-        ink = (gray - paper_level(gray)).clamp(min=0)
+        raw = gray - paper_level(gray)
+    ink = raw.clamp(min=0)
     peak = float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1)[0, 0].max())  # a stroke, not a speck
-    paper = ink if float(ink.median()) < 0.5 * peak else ink[ink < 0.5 * peak]  # ink on most of the image: the rest
-    centre = paper.median() if paper.numel() else ink.new_tensor(0.0)
-    sigma = 1.4826 * float((paper - centre).abs().median()) if paper.numel() else 0.0  # robust noise of the paper
-    threshold = float(centre) + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
+    centre, sigma = paper_noise(raw, peak)
+    threshold = centre + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
     if peak <= threshold:
         return torch.zeros_like(ink)
     ink = torch.where(ink > threshold, ink, torch.zeros_like(ink))
