@@ -44,11 +44,11 @@ class Recipe:
 # selection picked for V1-V3 (README, "Handwriting the models never saw").
 TINY = Recipe(augment="rotation-scan")
 # The baselines keep their origins' optimizer (Adam) with a OneCycle peak of 3e-3 and the zoo's +-7 deg
-# rotation; epochs per model below (why each: the README's Recipes section). The fully connected ones add
-# the binary scans, picked on held-out writers like V1-V3's (cnn failed that selection; cnn-bn was not run).
+# rotation; epochs per model below (why each: the README's Recipes section). The fully connected ones and
+# cnn-bn add the binary scans, picked on held-out writers like V1-V3's (cnn failed that selection).
 FC_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=20, augment="rotation-scan")
 CNN_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=15)
-CNN_BN_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=20)
+CNN_BN_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=20, augment="rotation-scan")
 
 
 def param_count(model: nn.Module) -> int:

@@ -21,6 +21,11 @@ the final validation accuracy on those writers' digits as they are and as binary
 
 compares the digits ``--predict`` prepares with MNIST's own (pen width, ink box, ink, grey share; no labels)
 and scores V3's ``--select`` runs on the held-out writers' digits drawn with thicker pens.
+
+    python -m benchmarks.realworld --check-renderings --data-dir ../shared/data
+
+hands 1,000 of the held-out writers' digits to ``--predict`` as image files, rendered the way people and
+other digit sets make them (``benchmarks/renderings.py``), and scores V3's ``--select`` runs on each.
 """
 from __future__ import annotations
 
@@ -29,15 +34,18 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 import data_utils
 import external
 import predict
 from artifacts import REPO_ROOT, atomic_save_json
+from benchmarks import renderings
 from benchmarks.common import machine
 from model_strategy import load_trained, trained_params
 from tables import markdown_table, mean_std
@@ -69,11 +77,17 @@ def score(model: str, out: Path, data_dir: str) -> dict:
     return scores
 
 
-def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
-    """Final weights on the held-out training writers: their digits as they are, and as binary scans."""
+def held_out_writers(data_dir: str, seed: int = 1) -> tuple[Tensor, Tensor]:
+    """The digits (uint8) and labels of the training writers ``--val-split 6000`` holds out with ``seed``."""
     splits, qmnist = data_utils.load_mnist(data_dir), data_utils.read_qmnist(data_dir, "train")
     _, held = data_utils.writer_split_indices(qmnist[:, 2], None, VAL_SPLIT, seed)
-    images, labels = splits["train"].images[held].float() / 255.0, splits["train"].labels[held]
+    return splits["train"].images[held], splits["train"].labels[held]
+
+
+def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
+    """Final weights on the held-out training writers: their digits as they are, and as binary scans."""
+    images, labels = held_out_writers(data_dir, seed)
+    images = images.float() / 255.0
     net = load_trained(model, out, "cpu")
     accuracy = {}
     for name, digits in (("validation writers", images),
@@ -101,9 +115,8 @@ def check_preparation(data_dir: str, select_dir: Path) -> None:
     print(markdown_table(["digits", "pen width (px)", "ink height", "ink width", "ink mass", "grey share of ink"],
                          "lrrrrr", cells))
     print("\n10th / 50th / 90th percentiles; ink = pixels above 0.1\n")
-    qmnist = data_utils.read_qmnist(data_dir, "train")
-    _, held = data_utils.writer_split_indices(qmnist[:, 2], None, VAL_SPLIT, 1)
-    images, labels = splits["train"].images[held].float() / 255.0, splits["train"].labels[held]
+    images, labels = held_out_writers(data_dir)
+    images = images.float() / 255.0
     big = torch.nn.functional.interpolate(images[:, None], scale_factor=4, mode="bilinear", align_corners=False)
     nets = {run.name: load_trained(run.name.split("_")[1], run, "cpu") for run in sorted(select_dir.glob("select_3_*_seed1"))}
     cells = []
@@ -119,6 +132,31 @@ def check_preparation(data_dir: str, select_dir: Path) -> None:
         cells.append(row)
     columns = [f"{name}{kind}" for name in nets for kind in ("", ", pen thinned")]
     print(markdown_table(["pen dilation (px at 112)", "pen width after mnistify", *columns], "rr" + "r" * len(columns), cells))
+
+
+def check_renderings(data_dir: str, select_dir: Path, count: int = 1000) -> None:
+    """V3's ``--select`` runs on held-out writers' digits handed to ``--predict`` as files, per rendering."""
+    images, labels = held_out_writers(data_dir)
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]
+    nets = {run.name: load_trained(run.name.split("_")[1], run, "cpu") for run in sorted(select_dir.glob("select_3_*_seed1"))}
+    kinds = {**renderings.RENDERINGS, **renderings.CROPS, **renderings.HARD}
+    cells = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, render in kinds.items():
+            gen = torch.Generator().manual_seed(1)
+            paths = [render(images[i], Path(scratch) / f"{name}_{i}", gen) for i in chosen.tolist()]
+            read, digits, problems = predict.prepare_images(paths)
+            position = {path: i for i, path in enumerate(paths)}
+            right = labels[chosen][[position[path] for path in read]]
+            row = [name, f"{len(problems)}"]
+            for net in nets.values():
+                said = predict.classify(net, digits)[0] if read else torch.zeros(0, dtype=torch.long)
+                row.append(f"{100 * float((said == right).sum()) / count:.1f}")
+            cells.append(row)
+            for path in paths:
+                path.unlink()
+    print(markdown_table(["rendering", "no digit found", *nets], "lr" + "r" * len(nets), cells))
+    print(f"\n% of {count} digits of the held-out writers read right (an image with no digit found counts as wrong)")
 
 
 def thin_pen(drawing: torch.Tensor, width: float) -> torch.Tensor:
@@ -164,6 +202,8 @@ def main() -> None:
                    " to the evaluation or --predict's preparation) and record when")
     p.add_argument("--check-preparation", action="store_true",
                    help="compare --predict's prepared digits with MNIST's, and thick pens on the --select runs")
+    p.add_argument("--check-renderings", action="store_true",
+                   help="the --select runs on held-out writers' digits handed to --predict as files, rendered many ways")
     args = p.parse_args()
     path, work = RESULTS, Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -173,6 +213,9 @@ def main() -> None:
 
     if args.check_preparation:
         check_preparation(args.data_dir, work)
+        return
+    if args.check_renderings:
+        check_renderings(args.data_dir, work)
         return
     if args.select:
         def select(item: tuple[str, str, int]) -> str:

@@ -100,7 +100,8 @@ def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_othe
     assert config.resolve("1", {}).augment == "rotation-scan"  # picked for V1-V3 on held-out writers (README)
     assert config.resolve("3", {}).augment == "rotation-scan"
     assert config.resolve("fc-bn", {}).augment == "rotation-scan"
-    assert config.resolve("cnn-bn", {}).augment == "rotation"
+    assert config.resolve("cnn-bn", {}).augment == "rotation-scan"
+    assert config.resolve("cnn", {}).augment == "rotation"  # failed the selection
     assert config.resolve("1", {"augment": "rotation"}).augment == "rotation"
     with pytest.raises(config.ConfigError, match="add --augment rotation"):
         config.check(config.resolve("1", {"loader": "torchvision"}))

@@ -20,7 +20,7 @@ import model_strategy
 import predict
 import runs
 import training
-from tests.photo_digits import RENDERINGS
+from benchmarks.renderings import RENDERINGS
 
 TRAIN = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 
