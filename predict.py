@@ -33,6 +33,8 @@ MIN_CONTRAST = 0.08  # ... and this far (of full scale): flat paper with no digi
 FRAME_GROUND = 0.6  # the share of the image's edge one shade must cover to be read as the ground
 DARK_GROUND = 2 / 3  # otherwise: the share of the image a dark shade must cover to be read as the ground, not ink
 WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
+LINE_SPAN = 0.9  # a band of rows (columns) inked along this share of the image and no thicker than
+LINE_WIDTH = 1 / 40  # this share of its height (width) is a printed line (see without_printed_lines)
 MAX_SHADOW = 0.75  # a paper level that rises further than this towards the ink's peak has followed the ink
 
 
@@ -129,9 +131,42 @@ def clean(gray: Tensor) -> Tensor:
     ink = torch.where(ink > threshold, ink, torch.zeros_like(ink))
     support = F.avg_pool2d((ink > 0).float()[None, None], 3, stride=1, padding=1)[0, 0]
     ink = torch.where(support >= 3 / 9, ink, torch.zeros_like(ink))  # isolated specks are noise
+    ink = without_printed_lines(ink)
     strokes = ink[ink > 0]
     full = float(strokes.quantile(0.75)) if strokes.numel() else 1.0  # a stroke's core is full ink, as in MNIST
     return (ink / full).clamp(0, 1)
+
+
+def _bands(line: Tensor) -> list[tuple[int, int]]:
+    """The runs of consecutive True values in a 1-D mask, as (first, last) pairs."""
+    edges = torch.diff(F.pad(line.int(), (1, 1))).nonzero().flatten().tolist()
+    return [(first, last - 1) for first, last in zip(edges[::2], edges[1::2])]
+
+
+def without_printed_lines(ink: Tensor) -> Tensor:
+    """``ink`` without ruled or squared paper's printed lines: thin bands of rows (columns) inked along
+    ``LINE_SPAN`` of the image, cleared when at least one of them has no ink just beside it (other than the
+    other direction's lines): a line in the margin, where no digit's stroke is. A digit alone does not make
+    one — its bars are joined to strokes above or below, or lie at the image's edge, or are thicker than a
+    printed line — so a digit cropped tight keeps its bars."""
+    inked = ink > 0
+    lines = []
+    for dim in (0, 1):  # 0: horizontal lines, along rows
+        full = inked.float().mean(1 - dim) >= LINE_SPAN
+        thin = [(a, b) for a, b in _bands(full) if b - a + 1 <= LINE_WIDTH * ink.shape[dim]]
+        mask = torch.zeros_like(full)
+        for a, b in thin:
+            mask[a: b + 1] = True
+        lines.append((thin, mask))
+    kept = ink.clone()
+    for dim in (0, 1):
+        other = lines[1 - dim][1]
+        beside = (inked & (~other[None, :] if dim == 0 else ~other[:, None])).any(1 - dim)
+        thin = lines[dim][0]
+        if any(a > 0 and b < len(beside) - 1 and not beside[a - 1] and not beside[b + 1] for a, b in thin):
+            for a, b in thin:
+                kept.narrow(dim, a, b - a + 1).zero_()
+    return kept
 
 
 def ink_box(image: Tensor, ink: Tensor) -> Tensor:

@@ -120,4 +120,5 @@ CROPS = {f"{how}-{side}-{shade}-ink": _crop_rendering(side, "stretched" in how, 
                                                       shade == "dark")
          for how, side in (("tight", 16), ("tight", 64), ("stretched", 16), ("binary-stretched", 16))
          for shade in ("dark", "light")}
-HARD = {"ruled": ruled, "squared": squared, "dark-desk": dark_desk}  # not read right yet: the README says why
+LINED = {"ruled": ruled, "squared": squared}
+HARD = {"dark-desk": dark_desk}  # not read right yet: the README says why

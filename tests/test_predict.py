@@ -75,6 +75,34 @@ def test_a_small_grey_digit_cropped_tight_is_found(side) -> None:
     assert digit[14, 14] == 0 and digit[14, 5] > 0.9
 
 
+@pytest.mark.parametrize("squared", [False, True])
+def test_the_printed_lines_of_ruled_and_squared_paper_are_not_taken_for_ink(tmp_path, squared) -> None:
+    seven = _draw_seven(tmp_path / "seven.png", size=120)
+    with Image.open(seven) as drawn:
+        page = Image.new("L", (200, 200), 255)
+        page.paste(drawn.crop((10, 10, 110, 110)), (50, 50))  # the drawing, its paper white
+    for step in range(12, 200, 25):  # grey lines across the page, through the digit too
+        ImageDraw.Draw(page).line([(0, step), (199, step)], fill=150, width=2)
+        if squared:
+            ImageDraw.Draw(page).line([(step, 0), (step, 199)], fill=150, width=2)
+    page.save(tmp_path / "lined.png")
+    ink = predict.clean(predict.read_gray(tmp_path / "lined.png"))
+    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
+    assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150  # only the digit
+    [prediction] = predict.predict_images(model_strategy.load_trained("3"), [tmp_path / "lined.png"])
+    assert prediction.digit == 7
+
+
+def test_a_bar_across_a_tight_crop_is_kept_as_part_of_the_digit() -> None:
+    four = torch.zeros(64, 64)  # a "4" stretched to its box: a bar across it, joined to strokes above and below
+    four[36:42] = 1.0
+    four[:, 44:50] = 1.0
+    for row in range(36):
+        four[row, max(0, 36 - row - 3): 36 - row + 3] = 1.0
+    assert float(four[38].mean()) == 1.0 and float(four[:, 46].mean()) == 1.0  # the bar and the stem span the image
+    assert torch.equal(predict.without_printed_lines(four), four)
+
+
 def test_a_blank_image_is_refused() -> None:
     with pytest.raises(ValueError, match="no digit"):
         predict.mnistify(torch.ones(28, 28))
