@@ -7,6 +7,7 @@ SEMEION's 16x16 binary digits are handed in the way a user hands in a scan — d
 """
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,6 +77,14 @@ def binary_scans(images: Tensor) -> Tensor:
     return augmentations.binary_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
+@functools.lru_cache(maxsize=2)
+def prepared_semeion(root: str) -> tuple[Tensor, Tensor]:
+    """SEMEION's digits as ``--predict`` prepares them (``as_scans``) and their labels, prepared once per
+    process: scoring several models on them prepares 1,593 images only once."""
+    images, labels = load_semeion(root)
+    return as_scans(images), labels
+
+
 def test_series(root: Path | str) -> Tensor:
     """The NIST series (0 or 4) of each of MNIST's 10,000 test digits, from QMNIST's test labels."""
     table = read_qmnist(root, "test")
@@ -87,8 +96,8 @@ def test_series(root: Path | str) -> Tensor:
 
 def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | str) -> list[ExternalScore]:
     """Accuracy on SEMEION (through --predict's preparation) and on MNIST's test set per writer population."""
-    images, labels = load_semeion(root)
-    predicted, _ = predict.classify(model, as_scans(images))
+    digits, labels = prepared_semeion(str(root))
+    predicted, _ = predict.classify(model, digits)
     scores = [ExternalScore("SEMEION (other writers, --predict's preparation)", len(labels),
                             round(100 * float((predicted == labels).float().mean()), 2))]
     series = test_series(root)

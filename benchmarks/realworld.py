@@ -30,6 +30,7 @@ other digit sets make them (``benchmarks/renderings.py``), and scores V3's ``--s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -84,14 +85,21 @@ def held_out_writers(data_dir: str, seed: int = 1) -> tuple[Tensor, Tensor]:
     return splits["train"].images[held], splits["train"].labels[held]
 
 
-def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
-    """Final weights on the held-out training writers: their digits as they are, and as binary scans."""
+@functools.lru_cache(maxsize=2)
+def held_out_digits(data_dir: str, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The held-out writers' digits in [0, 1], the same as binary scans prepared as ``--predict`` prepares
+    them, and their labels: prepared once for all the runs one command scores."""
     images, labels = held_out_writers(data_dir, seed)
     images = images.float() / 255.0
+    return images, external.as_scans(external.binary_scans(images)), labels
+
+
+def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
+    """Final weights on the held-out training writers: their digits as they are, and as binary scans."""
+    images, scans, labels = held_out_digits(data_dir, seed)
     net = load_trained(model, out, "cpu")
     accuracy = {}
-    for name, digits in (("validation writers", images),
-                         ("validation writers as binary scans", external.as_scans(external.binary_scans(images)))):
+    for name, digits in (("validation writers", images), ("validation writers as binary scans", scans)):
         accuracy[name] = round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
     return accuracy
 

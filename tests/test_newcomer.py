@@ -20,7 +20,7 @@ import model_strategy
 import predict
 import runs
 import training
-from benchmarks.renderings import RENDERINGS
+from benchmarks.renderings import CROPS, LINED, RENDERINGS
 
 TRAIN = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 
@@ -101,6 +101,23 @@ def test_v3_reads_mnist_digits_photographed_on_grey_paper_transparent_or_small_o
     assert code == 1 and "missing.png: no such file" in captured.err and len(said) == len(labels)
     right = sum(s == t for s, t in zip(said, labels))
     assert right / len(labels) >= 0.98, f"{right}/{len(labels)} read right"
+
+
+def test_v3_reads_digits_cropped_the_way_other_digit_sets_store_them_and_on_ruled_or_squared_paper(mnist_root,
+                                                                                                    tmp_path) -> None:
+    test = data_utils.load_mnist(mnist_root)["test"]
+    gen = torch.Generator().manual_seed(8)
+    chosen = torch.randperm(len(test), generator=gen)[:40].tolist()
+    paths, labels = [], []
+    for name, render in {**CROPS, **LINED}.items():  # 16/64 px, grey or binary, stretched or not, either polarity
+        for i in chosen:
+            paths.append(render(test.images[i], tmp_path / f"{name}_{i}", gen))
+            labels.append(int(test.labels[i]))
+    read, digits, _ = predict.prepare_images(paths)  # an image read as blank counts as wrong
+    said = predict.classify(model_strategy.load_trained("3"), digits)[0].tolist()
+    truth = dict(zip(paths, labels))
+    right = sum(s == truth[p] for s, p in zip(said, read))
+    assert right / len(labels) >= 0.96, f"{right}/{len(labels)} read right"
 
 
 def test_save_prepared_writes_the_28x28_digit_the_model_saw(tmp_path, monkeypatch, capsys) -> None:
