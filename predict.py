@@ -35,6 +35,7 @@ DARK_GROUND = 2 / 3  # otherwise: the share of the image a dark shade must cover
 WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
 LINE_SPAN = 0.9  # a band of rows (columns) inked along this share of the image and no thicker than
 LINE_WIDTH = 1 / 40  # this share of its height (width) is a printed line (see without_printed_lines)
+SURROUNDING_WIDTH = 3.0  # ink at the image's edge this many times wider than the digit's strokes is not the digit
 MAX_SHADOW = 0.75  # a paper level that rises further than this towards the ink's peak has followed the ink
 
 
@@ -132,6 +133,7 @@ def clean(gray: Tensor) -> Tensor:
     support = F.avg_pool2d((ink > 0).float()[None, None], 3, stride=1, padding=1)[0, 0]
     ink = torch.where(support >= 3 / 9, ink, torch.zeros_like(ink))  # isolated specks are noise
     ink = without_printed_lines(ink)
+    ink = without_surroundings(ink)
     strokes = ink[ink > 0]
     full = float(strokes.quantile(0.75)) if strokes.numel() else 1.0  # a stroke's core is full ink, as in MNIST
     return (ink / full).clamp(0, 1)
@@ -167,6 +169,36 @@ def without_printed_lines(ink: Tensor) -> Tensor:
             for a, b in thin:
                 kept.narrow(dim, a, b - a + 1).zero_()
     return kept
+
+
+def reaching_the_edge(mask: Tensor) -> Tensor:
+    """The part of a (H, W) boolean ``mask`` connected (8-neighbours) to the image's edge."""
+    edge = torch.zeros_like(mask)
+    edge[0], edge[-1], edge[:, 0], edge[:, -1] = True, True, True, True
+    reached = mask & edge
+    while True:
+        grown = F.max_pool2d(reached.float()[None, None], 3, stride=1, padding=1)[0, 0].bool() & mask
+        if torch.equal(grown, reached):
+            return reached
+        reached = grown
+
+
+def without_surroundings(ink: Tensor) -> Tensor:
+    """``ink`` without what surrounds the paper in a photo (the desk along its edges): ink connected to the
+    image's edge, cleared when it stays out of the image's middle and its strokes are at least
+    ``SURROUNDING_WIDTH`` times as wide as those of the ink that does not reach the edge — a digit in the
+    middle of its sheet. A digit cropped tight reaches the middle with its ink and is left as it is, as is
+    a part of a digit that touches the edge with the digit's own pen."""
+    inked = ink > 0
+    outer = reaching_the_edge(inked)
+    inner = inked & ~outer
+    if not outer.any() or not inner.any():
+        return ink
+    h, w = ink.shape
+    if outer[h // 4: h - h // 4, w // 4: w - w // 4].any():  # it reaches the middle of the image: a digit's stroke
+        return ink
+    widths = pen_width(torch.stack([outer, inner]).float())
+    return torch.where(outer, torch.zeros_like(ink), ink) if widths[0] >= SURROUNDING_WIDTH * widths[1] else ink
 
 
 def ink_box(image: Tensor, ink: Tensor) -> Tensor:

@@ -103,6 +103,30 @@ def test_a_bar_across_a_tight_crop_is_kept_as_part_of_the_digit() -> None:
     assert torch.equal(predict.without_printed_lines(four), four)
 
 
+def test_a_photo_with_the_desk_showing_along_two_edges_is_read_from_the_sheet(tmp_path) -> None:
+    with Image.open(_draw_seven(tmp_path / "seven.png", size=120)) as drawn:
+        photo = Image.new("L", (200, 200), 215)  # the sheet, a little grey
+        photo.paste(drawn.crop((10, 10, 110, 110)), (50, 50))
+    ImageDraw.Draw(photo).rectangle([0, 0, 199, 19], fill=40)  # the desk along the top and the right
+    ImageDraw.Draw(photo).rectangle([175, 0, 199, 199], fill=40)
+    photo.save(tmp_path / "desk.png")
+    ink = predict.clean(predict.read_gray(tmp_path / "desk.png"))
+    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
+    assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150  # only the digit
+    [prediction] = predict.predict_images(model_strategy.load_trained("3"), [tmp_path / "desk.png"])
+    assert prediction.digit == 7
+
+
+def test_a_part_of_a_digit_at_the_edge_of_a_tight_crop_is_kept() -> None:
+    five = torch.zeros(64, 48)  # a "5" whose top bar, written apart, touches the image's top edge
+    five[0:6, 8:44] = 1.0
+    five[10:36, 8:14] = 1.0
+    five[30:36, 8:40] = 1.0
+    five[30:58, 34:40] = 1.0
+    five[52:58, 8:40] = 1.0
+    assert torch.equal(predict.without_surroundings(five), five)
+
+
 def test_a_blank_image_is_refused() -> None:
     with pytest.raises(ValueError, match="no digit"):
         predict.mnistify(torch.ones(28, 28))
