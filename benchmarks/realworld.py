@@ -147,7 +147,7 @@ def check_renderings(data_dir: str, select_dir: Path, count: int = 1000) -> None
     images, labels = held_out_writers(data_dir)
     chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]
     nets = {run.name: load_trained(run.name.split("_")[1], run, "cpu") for run in sorted(select_dir.glob("select_3_*_seed1"))}
-    kinds = {**renderings.RENDERINGS, **renderings.CROPS, **renderings.LINED, **renderings.HARD}
+    kinds = {**renderings.RENDERINGS, **renderings.CROPS, **renderings.LINED, **renderings.DESK}
     cells = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, render in kinds.items():

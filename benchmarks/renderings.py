@@ -121,4 +121,4 @@ CROPS = {f"{how}-{side}-{shade}-ink": _crop_rendering(side, "stretched" in how, 
          for how, side in (("tight", 16), ("tight", 64), ("stretched", 16), ("binary-stretched", 16))
          for shade in ("dark", "light")}
 LINED = {"ruled": ruled, "squared": squared}
-HARD = {"dark-desk": dark_desk}  # not read right yet: the README says why
+DESK = {"dark-desk": dark_desk}

@@ -20,7 +20,7 @@ import model_strategy
 import predict
 import runs
 import training
-from benchmarks.renderings import CROPS, LINED, RENDERINGS
+from benchmarks.renderings import CROPS, DESK, LINED, RENDERINGS
 
 TRAIN = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 
@@ -103,13 +103,13 @@ def test_v3_reads_mnist_digits_photographed_on_grey_paper_transparent_or_small_o
     assert right / len(labels) >= 0.98, f"{right}/{len(labels)} read right"
 
 
-def test_v3_reads_digits_cropped_the_way_other_digit_sets_store_them_and_on_ruled_or_squared_paper(mnist_root,
-                                                                                                    tmp_path) -> None:
+def test_v3_reads_digits_cropped_as_other_digit_sets_store_them_on_lined_paper_or_on_a_sheet_on_a_desk(mnist_root,
+                                                                                                      tmp_path) -> None:
     test = data_utils.load_mnist(mnist_root)["test"]
     gen = torch.Generator().manual_seed(8)
     chosen = torch.randperm(len(test), generator=gen)[:40].tolist()
     paths, labels = [], []
-    for name, render in {**CROPS, **LINED}.items():  # 16/64 px, grey or binary, stretched or not, either polarity
+    for name, render in {**CROPS, **LINED, **DESK}.items():  # crops: 16/64 px, grey or binary, stretched or not
         for i in chosen:
             paths.append(render(test.images[i], tmp_path / f"{name}_{i}", gen))
             labels.append(int(test.labels[i]))

@@ -75,22 +75,31 @@ def test_a_small_grey_digit_cropped_tight_is_found(side) -> None:
     assert digit[14, 14] == 0 and digit[14, 5] > 0.9
 
 
+def _seven_on_a_page(tmp_path: Path, paper: int) -> Image.Image:
+    """The drawn 7 in the middle of a 200 x 200 page of shade ``paper``: its ink in rows and columns 50-150."""
+    with Image.open(_draw_seven(tmp_path / "seven.png", size=120)) as drawn:
+        page = Image.new("L", (200, 200), paper)
+        page.paste(drawn.crop((10, 10, 110, 110)), (50, 50))
+    return page
+
+
+def _only_the_seven_is_read(path: Path) -> None:
+    ink = predict.clean(predict.read_gray(path))
+    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
+    assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150
+    [prediction] = predict.predict_images(model_strategy.load_trained("3"), [path])
+    assert prediction.digit == 7
+
+
 @pytest.mark.parametrize("squared", [False, True])
 def test_the_printed_lines_of_ruled_and_squared_paper_are_not_taken_for_ink(tmp_path, squared) -> None:
-    seven = _draw_seven(tmp_path / "seven.png", size=120)
-    with Image.open(seven) as drawn:
-        page = Image.new("L", (200, 200), 255)
-        page.paste(drawn.crop((10, 10, 110, 110)), (50, 50))  # the drawing, its paper white
+    page = _seven_on_a_page(tmp_path, 255)
     for step in range(12, 200, 25):  # grey lines across the page, through the digit too
         ImageDraw.Draw(page).line([(0, step), (199, step)], fill=150, width=2)
         if squared:
             ImageDraw.Draw(page).line([(step, 0), (step, 199)], fill=150, width=2)
     page.save(tmp_path / "lined.png")
-    ink = predict.clean(predict.read_gray(tmp_path / "lined.png"))
-    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
-    assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150  # only the digit
-    [prediction] = predict.predict_images(model_strategy.load_trained("3"), [tmp_path / "lined.png"])
-    assert prediction.digit == 7
+    _only_the_seven_is_read(tmp_path / "lined.png")
 
 
 def test_a_bar_across_a_tight_crop_is_kept_as_part_of_the_digit() -> None:
@@ -104,17 +113,11 @@ def test_a_bar_across_a_tight_crop_is_kept_as_part_of_the_digit() -> None:
 
 
 def test_a_photo_with_the_desk_showing_along_two_edges_is_read_from_the_sheet(tmp_path) -> None:
-    with Image.open(_draw_seven(tmp_path / "seven.png", size=120)) as drawn:
-        photo = Image.new("L", (200, 200), 215)  # the sheet, a little grey
-        photo.paste(drawn.crop((10, 10, 110, 110)), (50, 50))
+    photo = _seven_on_a_page(tmp_path, 215)  # the sheet, a little grey
     ImageDraw.Draw(photo).rectangle([0, 0, 199, 19], fill=40)  # the desk along the top and the right
     ImageDraw.Draw(photo).rectangle([175, 0, 199, 199], fill=40)
     photo.save(tmp_path / "desk.png")
-    ink = predict.clean(predict.read_gray(tmp_path / "desk.png"))
-    rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
-    assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150  # only the digit
-    [prediction] = predict.predict_images(model_strategy.load_trained("3"), [tmp_path / "desk.png"])
-    assert prediction.digit == 7
+    _only_the_seven_is_read(tmp_path / "desk.png")
 
 
 def test_a_part_of_a_digit_at_the_edge_of_a_tight_crop_is_kept() -> None:
