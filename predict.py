@@ -171,16 +171,23 @@ def without_printed_lines(ink: Tensor) -> Tensor:
     return kept
 
 
-def reaching_the_edge(mask: Tensor) -> Tensor:
-    """The part of a (H, W) boolean ``mask`` connected (8-neighbours) to the image's edge."""
-    edge = torch.zeros_like(mask)
+def reaching_the_edge(mask: Tensor, side: int = 128) -> Tensor:
+    """The part of a (H, W) boolean ``mask`` connected (8-neighbours) to the image's edge, traced on the mask
+    max-pooled to at most ``side`` pixels (a photo's megapixels would take thousands of steps) and brought
+    back to full size: ink within a pooled cell of what reaches the edge counts as reaching it."""
+    h, w = mask.shape
+    factor = max(1, math.ceil(max(h, w) / side))
+    small = F.max_pool2d(mask.float()[None, None], factor, ceil_mode=True)[0, 0].bool()
+    edge = torch.zeros_like(small)
     edge[0], edge[-1], edge[:, 0], edge[:, -1] = True, True, True, True
-    reached = mask & edge
+    reached = small & edge
     while True:
-        grown = F.max_pool2d(reached.float()[None, None], 3, stride=1, padding=1)[0, 0].bool() & mask
+        grown = F.max_pool2d(reached.float()[None, None], 3, stride=1, padding=1)[0, 0].bool() & small
         if torch.equal(grown, reached):
-            return reached
+            break
         reached = grown
+    full = reached.repeat_interleave(factor, 0).repeat_interleave(factor, 1)[:h, :w]
+    return full & mask
 
 
 def without_surroundings(ink: Tensor) -> Tensor:
