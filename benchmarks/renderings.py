@@ -5,10 +5,13 @@ grey or binary, aspect kept or stretched to fill the box, dark or light ink). Ea
 (28, 28) uint8 digit, a path without suffix and a generator, writes one file and returns its path."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from PIL import Image
+
+Rendering = Callable[[torch.Tensor, Path, torch.Generator], Path]
 
 
 def _enlarged(digit: torch.Tensor, side: int) -> torch.Tensor:
@@ -60,7 +63,6 @@ def large_page(digit: torch.Tensor, path: Path, gen: torch.Generator) -> Path:
     return _save_gray(page, path.with_suffix(".jpg"), quality=85)
 
 
-
 def _lined(digit: torch.Tensor, path: Path, gen: torch.Generator, squared: bool) -> Path:
     """Dark ink on white notebook paper with grey printed lines every 25 pixels (and columns, ``squared``)."""
     side = int(torch.randint(96, 140, (1,), generator=gen))
@@ -107,7 +109,7 @@ def _cropped(digit: torch.Tensor, side: int, stretch: bool) -> torch.Tensor:
     return out
 
 
-def _crop_rendering(side: int, stretch: bool, binary: bool, dark_ink: bool):  # noqa: ANN202
+def _crop_rendering(side: int, stretch: bool, binary: bool, dark_ink: bool) -> Rendering:
     def render(digit: torch.Tensor, path: Path, gen: torch.Generator) -> Path:
         ink = _cropped(digit, side, stretch)
         ink = (ink > 0.5).float() if binary else ink
@@ -115,7 +117,7 @@ def _crop_rendering(side: int, stretch: bool, binary: bool, dark_ink: bool):  # 
     return render
 
 
-RENDERINGS = {"grey-paper": grey_paper, "transparent": transparent, "large-page": large_page}  # photos
+RENDERINGS: dict[str, Rendering] = {"grey-paper": grey_paper, "transparent": transparent, "large-page": large_page}  # photos
 CROPS = {f"{how}-{side}-{shade}-ink": _crop_rendering(side, "stretched" in how, how.startswith("binary"),
                                                       shade == "dark")
          for how, side in (("tight", 16), ("tight", 64), ("stretched", 16), ("binary-stretched", 16))
