@@ -107,9 +107,29 @@ def dark_ink(gray: Tensor) -> bool:
     light_edge = float((edge > (darkest + lightest) / 2).float().mean())
     if light_edge >= FRAME_GROUND or light_edge <= 1 - FRAME_GROUND:
         return light_edge >= FRAME_GROUND
+    dark = smooth < (darkest + lightest) / 2
+    pieces = (_components(dark), _components(~dark))
+    for is_dark, mask, count, other in ((True, dark, pieces[0], pieces[1]), (False, ~dark, pieces[1], pieces[0])):
+        if count == 1 and other >= 3 and mask[0].any() and mask[-1].any() and mask[:, 0].any() and mask[:, -1].any():
+            return is_dark  # a digit stretched to its box: one piece reaching all four sides, the ground in corners and holes
     values = gray.flatten()  # kthvalue: older torch's quantile refuses photos above 16M pixels
     shade = float(values.kthvalue(max(1, math.ceil(DARK_GROUND * values.numel()))).values)
     return shade - darkest > lightest - shade  # less than two thirds of the image is dark: dark ink on paper
+
+
+def _components(mask: Tensor, side: int = 64) -> int:
+    """How many 8-connected pieces of at least 1/200 of the image a (H, W) boolean mask has, counted on the mask
+    pooled to ``side`` pixels."""
+    h, w = mask.shape
+    factor = max(1, math.ceil(max(h, w) / side))
+    small = F.max_pool2d(mask.float()[None, None], factor, ceil_mode=True)[0, 0].bool()
+    labels = torch.where(small, torch.arange(1, small.numel() + 1, dtype=torch.float32).view(small.shape), 0.0)
+    while True:
+        grown = torch.where(small, F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0], 0.0)
+        if torch.equal(grown, labels):
+            _, sizes = labels[small].unique(return_counts=True)
+            return int((sizes >= max(2, small.numel() // 200)).sum())  # specks (noise) are not pieces
+        labels = grown
 
 
 def clean(gray: Tensor) -> Tensor:
