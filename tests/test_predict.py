@@ -67,6 +67,16 @@ def test_a_tight_crop_whose_ink_covers_most_of_it_is_read_by_the_shade_of_its_ed
     assert digit[14, 14] == 0 and digit[14, 4] > 0.9  # the hole is paper, the ring ink
 
 
+def test_a_light_digit_stretched_past_its_box_is_read_by_its_pieces_when_its_edge_is_split() -> None:
+    ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    radius = ((ys - 32) ** 2 + (xs - 32) ** 2).sqrt()
+    zero = ((radius <= 35.2) & (radius >= 20)).float()  # a "0" cut by all four sides: its ground 4 corners and a hole
+    edge = torch.cat([zero[0], zero[-1], zero[1:-1, 0], zero[1:-1, -1]])
+    assert 0.4 < float(edge.mean()) < 0.6 and float(zero.mean()) > 0.5  # no shade owns the edge; light covers most
+    digit = predict.mnistify(zero)  # light on dark
+    assert digit[14, 14] == 0 and digit[14, 5] > 0.9  # the hole is ground, the ring ink
+
+
 @pytest.mark.parametrize("side", [16, 28])
 def test_a_small_grey_digit_cropped_tight_is_found(side) -> None:
     ring = _ring(side, side / 4, blur=3)  # grey at the edges of its strokes: ink on more than half of the image
