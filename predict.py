@@ -117,19 +117,29 @@ def dark_ink(gray: Tensor) -> bool:
     return shade - darkest > lightest - shade  # less than two thirds of the image is dark: dark ink on paper
 
 
+def _pooled(mask: Tensor, side: int) -> tuple[Tensor, int]:
+    """A (H, W) boolean mask max-pooled to at most ``side`` pixels a side, and the pooling factor: connectivity
+    traced there takes tens of steps where a photo's megapixels would take thousands."""
+    factor = max(1, math.ceil(max(mask.shape) / side))
+    return F.max_pool2d(mask.float()[None, None], factor, ceil_mode=True)[0, 0].bool(), factor
+
+
+def _flood(values: Tensor, within: Tensor) -> Tensor:
+    """``values`` (>= 0) spread by their 3x3 maximum through the 8-connected pieces of ``within`` until stable."""
+    while True:
+        grown = torch.where(within, F.max_pool2d(values[None, None], 3, stride=1, padding=1)[0, 0], 0.0)
+        if torch.equal(grown, values):
+            return values
+        values = grown
+
+
 def _components(mask: Tensor, side: int = 64) -> int:
     """How many 8-connected pieces of at least 1/200 of the image a (H, W) boolean mask has, counted on the mask
     pooled to ``side`` pixels."""
-    h, w = mask.shape
-    factor = max(1, math.ceil(max(h, w) / side))
-    small = F.max_pool2d(mask.float()[None, None], factor, ceil_mode=True)[0, 0].bool()
-    labels = torch.where(small, torch.arange(1, small.numel() + 1, dtype=torch.float32).view(small.shape), 0.0)
-    while True:
-        grown = torch.where(small, F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0], 0.0)
-        if torch.equal(grown, labels):
-            _, sizes = labels[small].unique(return_counts=True)
-            return int((sizes >= max(2, small.numel() // 200)).sum())  # specks (noise) are not pieces
-        labels = grown
+    small, _ = _pooled(mask, side)
+    labels = _flood(torch.where(small, torch.arange(1.0, small.numel() + 1).view(small.shape), 0.0), small)
+    _, sizes = labels[small].unique(return_counts=True)
+    return int((sizes >= max(2, small.numel() // 200)).sum())  # specks (noise) are not pieces
 
 
 def clean(gray: Tensor) -> Tensor:
@@ -193,21 +203,14 @@ def without_printed_lines(ink: Tensor) -> Tensor:
 
 def reaching_the_edge(mask: Tensor, side: int = 128) -> Tensor:
     """The part of a (H, W) boolean ``mask`` connected (8-neighbours) to the image's edge, traced on the mask
-    max-pooled to at most ``side`` pixels (a photo's megapixels would take thousands of steps) and brought
-    back to full size: ink within a pooled cell of what reaches the edge counts as reaching it."""
-    h, w = mask.shape
-    factor = max(1, math.ceil(max(h, w) / side))
-    small = F.max_pool2d(mask.float()[None, None], factor, ceil_mode=True)[0, 0].bool()
+    pooled to at most ``side`` pixels and brought back to full size: ink within a pooled cell of what reaches
+    the edge counts as reaching it."""
+    small, factor = _pooled(mask, side)
     edge = torch.zeros_like(small)
     edge[0], edge[-1], edge[:, 0], edge[:, -1] = True, True, True, True
-    reached = small & edge
-    while True:
-        grown = F.max_pool2d(reached.float()[None, None], 3, stride=1, padding=1)[0, 0].bool() & small
-        if torch.equal(grown, reached):
-            break
-        reached = grown
-    full = reached.repeat_interleave(factor, 0).repeat_interleave(factor, 1)[:h, :w]
-    return full & mask
+    reached = _flood((small & edge).float(), small) > 0
+    h, w = mask.shape
+    return reached.repeat_interleave(factor, 0).repeat_interleave(factor, 1)[:h, :w] & mask
 
 
 def without_surroundings(ink: Tensor) -> Tensor:
