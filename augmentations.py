@@ -212,70 +212,110 @@ def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
 
 
 SCAN_SIDE = 16  # SEMEION's cells across
-SCAN_UPSCALE = 8  # the 16x16 scan handed to --predict as a 128x128 image (external.as_scans)
+SCAN_PIXELS = 128  # a scan is handed to --predict as a 128x128 image (external.as_scans)
+BITMAP_SIDE, BLOCK = 32, 4  # optdigits: a 32x32 binary bitmap counted in 4x4 blocks, 8x8 cells of 17 levels
 MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field (predict.BOX, predict.SIZE)
+MIN_CONTRAST, INK_OF_PEAK, FULL_INK_QUANTILE = 0.08, 0.25, 0.75  # predict.clean's rules, for scans on white paper
 
 
-def _area_rows(first: Tensor, length: Tensor, size: int, out: int) -> Tensor:
-    """(N, out, size) matrices averaging each image's rows [first, first + length) into ``out`` rows with
-    adaptive average pooling's windows (``F.interpolate(mode="area")``): output i averages input rows
-    floor(i * length / out) to ceil((i + 1) * length / out) - 1 of the crop."""
-    i = torch.arange(out, device=first.device).view(1, out, 1)
-    length = length.clamp(min=1).view(-1, 1, 1)
-    start = first.view(-1, 1, 1) + torch.div(i * length, out, rounding_mode="floor")
-    end = first.view(-1, 1, 1) + torch.div((i + 1) * length + out - 1, out, rounding_mode="floor")
+def _area_rows(first: Tensor, length: Tensor, size: int, field: int, count: Tensor | None = None) -> Tensor:
+    """(N, field, size) matrices averaging each image's rows [first, first + length) into ``count`` rows
+    (all ``field`` of them by default) centred in the field, with adaptive average pooling's windows
+    (``F.interpolate(mode="area")``): output row i averages input rows floor(i * length / count) to
+    ceil((i + 1) * length / count) - 1 of the crop. Rows outside the ``count`` are zero."""
+    count = torch.full_like(first, field) if count is None else count
+    k = torch.arange(field, device=first.device).view(1, field, 1) - ((field - count) // 2).view(-1, 1, 1)
+    length, count = length.clamp(min=1).view(-1, 1, 1), count.clamp(min=1).view(-1, 1, 1)
+    start = first.view(-1, 1, 1) + torch.div(k * length, count, rounding_mode="floor")
+    end = first.view(-1, 1, 1) + torch.div((k + 1) * length + count - 1, count, rounding_mode="floor")
     j = torch.arange(size, device=first.device).view(1, 1, size)
-    window = ((j >= start) & (j < end)).float()
-    return window / window.sum(-1, keepdim=True)
+    window = ((j >= start) & (j < end) & (k >= 0) & (k < count)).float()
+    return window / window.sum(-1, keepdim=True).clamp(min=1)
 
 
-@functools.lru_cache(maxsize=4)
-def _resize_table(device: torch.device) -> Tensor:
-    """(17, 21, 20, 16): entry [n, L] maps n scan cells, each 8 pixels wide, to L pixels the way
-    ``predict.mnistify`` resizes a crop (bilinear, antialiased), in its top-left corner; zeros elsewhere.
-    The resize is separable and linear, so a whole scan is ``rows @ cells @ columns.T``."""
-    table = torch.zeros(SCAN_SIDE + 1, MNIST_BOX + 1, MNIST_BOX, SCAN_SIDE)
-    for n in range(1, SCAN_SIDE + 1):
-        pixels = SCAN_UPSCALE * n
-        upscale = torch.eye(n).repeat_interleave(SCAN_UPSCALE, dim=0)  # (pixels, n): nearest-neighbour
+@functools.lru_cache(maxsize=8)
+def _resize_table(side: int, device: torch.device) -> Tensor:
+    """(side + 1, 21, 20, side): entry [n, L] maps n scan cells, each ``SCAN_PIXELS // side`` pixels wide, to
+    L pixels the way ``predict.mnistify`` resizes a crop (bilinear, antialiased), in its top-left corner;
+    zeros elsewhere. The resize is separable and linear, so a whole scan is ``rows @ cells @ columns.T``."""
+    upscale = SCAN_PIXELS // side
+    table = torch.zeros(side + 1, MNIST_BOX + 1, MNIST_BOX, side)
+    for n in range(1, side + 1):
+        pixels = upscale * n
+        nearest = torch.eye(n).repeat_interleave(upscale, dim=0)  # (pixels, n): nearest-neighbour
         for length in range(1, MNIST_BOX + 1):
             resize = F.interpolate(torch.eye(pixels)[None, None], size=(length, pixels), mode="bilinear",
                                    antialias=True, align_corners=False)[0, 0]
-            table[n, length, :length, :n] = resize @ upscale
+            table[n, length, :length, :n] = resize @ nearest
     return table.to(device)
+
+
+def _ink_extents(images: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    ink = images[:, 0] > 0.1
+    return _extent(ink.any(2)), _extent(ink.any(1))
 
 
 def binary_scan(images: Tensor, threshold: Tensor) -> Tensor:
     """(N, 1, 28, 28) digits as SEMEION stores digits, (N, 16, 16) in {0, 1}: each ink box (pixels above 0.1)
     stretched on both axes to 16x16 by area sampling, then thresholded per image. A blank image gives zeros."""
-    ink = images[:, 0] > 0.1
-    (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
+    (top, height), (left, width) = _ink_extents(images)
     side = images.shape[-1]
     rows, cols = _area_rows(top, height, side, SCAN_SIDE), _area_rows(left, width, side, SCAN_SIDE)
     area = rows @ images[:, 0] @ cols.transpose(1, 2)
     return ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
 
 
+def block_scan(images: Tensor, threshold: Tensor) -> Tensor:
+    """(N, 1, 28, 28) digits as UCI's optdigits stores digits, (N, 8, 8) in sixteenths: each ink box scaled by
+    its larger side to a 32x32 binary bitmap (aspect kept, centred; area sampling, thresholded per image),
+    then the ink counted in 4x4 blocks. A blank image gives zeros."""
+    (top, height), (left, width) = _ink_extents(images)
+    longer = torch.maximum(height, width).clamp(min=1).double()
+    side = images.shape[-1]
+
+    def matrix(first: Tensor, length: Tensor) -> Tensor:
+        count = torch.round(length.double() * (BITMAP_SIDE / longer)).long().clamp(1, BITMAP_SIDE)
+        return _area_rows(first, length, side, BITMAP_SIDE, count)
+
+    area = matrix(top, height) @ images[:, 0] @ matrix(left, width).transpose(1, 2)
+    bitmap = ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
+    return F.avg_pool2d(bitmap[:, None], BLOCK)[:, 0]
+
+
+def cleaned_scan(cells: Tensor) -> Tensor:
+    """(N, S, S) scan cells (ink coverage) as ``predict.clean`` leaves a scan on white paper: what is fainter
+    than a quarter of the darkest cell (and than ``MIN_CONTRAST``) is paper, the rest divided by the 75th
+    percentile of the ink and clipped (a stroke's core is full ink). Binary cells are kept as they are."""
+    peak = cells.amax((1, 2), keepdim=True)
+    ink = torch.where(cells > (INK_OF_PEAK * peak).clamp(min=MIN_CONTRAST), cells, torch.zeros_like(cells))
+    values = torch.where(ink > 0, ink, torch.full_like(ink, float("nan"))).flatten(1)
+    full = torch.nanquantile(values, FULL_INK_QUANTILE, dim=1).nan_to_num(1.0).view(-1, 1, 1)
+    return (ink / full).clamp(0, 1)
+
+
 def prepare_scan(cells: Tensor) -> Tensor:
-    """(N, 16, 16) binary scans to (N, 1, 28, 28) the way ``--predict`` prepares each one handed in as a 128x128
-    image: the ink box scaled to 20 pixels by its larger side (bilinear, antialiased), brought to full ink,
-    centre of mass at the centre. Blank scans stay blank."""
-    n, device = len(cells), cells.device
+    """(N, S, S) scans (S dividing 128: SEMEION's 16, optdigits' 8) to (N, 1, 28, 28) the way ``--predict``
+    prepares each one handed in as a 128x128 image: cleaned (``cleaned_scan``), the ink box scaled to 20
+    pixels by its larger side (bilinear, antialiased), brought to full ink, centre of mass at the centre.
+    Blank scans stay blank."""
+    n, side, device = len(cells), cells.shape[-1], cells.device
+    upscale = SCAN_PIXELS // side
+    cells = cleaned_scan(cells)
     ink = cells > 0
     (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
     longer = torch.maximum(height, width).clamp(min=1).double()
 
     def pixels(count: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
-        crop = (SCAN_UPSCALE * count).double()
-        return torch.round(crop * (MNIST_BOX / (SCAN_UPSCALE * longer))).long().clamp(1, MNIST_BOX)
+        crop = (upscale * count).double()
+        return torch.round(crop * (MNIST_BOX / (upscale * longer))).long().clamp(1, MNIST_BOX)
 
     out_h, out_w = pixels(height), pixels(width)
-    table = _resize_table(device)
-    shift = torch.arange(SCAN_SIDE, device=device)
-    rows_in = (top.view(-1, 1) + shift).clamp(max=SCAN_SIDE - 1)  # the ink box moved to the top-left corner
-    cols_in = (left.view(-1, 1) + shift).clamp(max=SCAN_SIDE - 1)
-    moved = cells.gather(1, rows_in.view(n, SCAN_SIDE, 1).expand(n, SCAN_SIDE, SCAN_SIDE))
-    moved = moved.gather(2, cols_in.view(n, 1, SCAN_SIDE).expand(n, SCAN_SIDE, SCAN_SIDE))
+    table = _resize_table(side, device)
+    shift = torch.arange(side, device=device)
+    rows_in = (top.view(-1, 1) + shift).clamp(max=side - 1)  # the ink box moved to the top-left corner
+    cols_in = (left.view(-1, 1) + shift).clamp(max=side - 1)
+    moved = cells.gather(1, rows_in.view(n, side, 1).expand(n, side, side))
+    moved = moved.gather(2, cols_in.view(n, 1, side).expand(n, side, side))
     digit = table[height, out_h] @ moved @ table[width, out_w].transpose(1, 2)  # (N, 20, 20)
     digit = (digit / digit.amax((1, 2), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
     total = digit.sum((1, 2)).clamp(min=1e-12)
@@ -290,12 +330,26 @@ def prepare_scan(cells: Tensor) -> Tensor:
     return (put_rows @ digit @ put_cols.transpose(1, 2)).unsqueeze(1)
 
 
+def _scanned_as(images: Tensor, cells: Tensor) -> Tensor:
+    blank = (cells.amax((1, 2)) == 0).view(-1, 1, 1, 1)
+    return torch.where(blank, images, prepare_scan(cells))
+
+
 def scan(images: Tensor, gen: torch.Generator) -> Tensor:
     """Each image as a 16x16 binary scan (threshold 0.35-0.65) handed to ``--predict``: SEMEION's format, made
     exactly as the external evaluation makes it. Images whose scan is blank are kept."""
-    cells = binary_scan(images, _uniform(len(images), 0.35, 0.65, gen, images.device))
-    blank = (cells.amax((1, 2)) == 0).view(-1, 1, 1, 1)
-    return torch.where(blank, images, prepare_scan(cells))
+    return _scanned_as(images, binary_scan(images, _uniform(len(images), 0.35, 0.65, gen, images.device)))
+
+
+def scans(images: Tensor, gen: torch.Generator) -> Tensor:
+    """Each image as one of two other digit sets' scans handed to ``--predict``, half each: SEMEION's 16x16
+    binary, stretched to its box (``scan``), or optdigits' 8x8 block counts of a 32x32 bitmap, aspect kept
+    (``block_scan``); thresholds 0.35-0.65. Images whose scan is blank are kept."""
+    n, device = len(images), images.device
+    threshold = _uniform(n, 0.35, 0.65, gen, device)
+    semeion = _scanned_as(images, binary_scan(images, threshold))
+    blocks = _scanned_as(images, block_scan(images, threshold))
+    return torch.where(torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5, semeion, blocks)
 
 
 def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
@@ -303,6 +357,13 @@ def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     rotated = rotation(images, gen)
     scanned_half = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
     return torch.where(scanned_half, scan(rotated, gen), rotated)
+
+
+def rotation_scans(images: Tensor, gen: torch.Generator) -> Tensor:
+    """``rotation`` for every image, then half of them as another digit set's scan (``scans``)."""
+    rotated = rotation(images, gen)
+    scanned_half = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
+    return torch.where(scanned_half, scans(rotated, gen), rotated)
 
 
 def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
@@ -338,7 +399,9 @@ register("coarse", coarse)
 register("handwriting", handwriting)
 register("scanned", scanned)
 register("scan", scan)
+register("scans", scans)
 register("rotation-scan", rotation_scan)
+register("rotation-scans", rotation_scans)
 register("writers-scan", writers_scan)
 
 

@@ -1,13 +1,17 @@
-"""Handwriting the models never saw: SEMEION (other writers, another scanner) and MNIST's test set split by
-writer population (NIST series hsf_0, Census employees; hsf_4, high-school students), from QMNIST's labels.
+"""Handwriting the models never saw: SEMEION (other writers, another scanner), UCI's optdigits (other writers
+again, another format) and MNIST's test set split by writer population (NIST series hsf_0, Census
+employees; hsf_4, high-school students), from QMNIST's labels.
 
-SEMEION's 16x16 binary digits are handed in the way a user hands in a scan — dark ink on white, a
-128x128 PNG — and go through exactly the preparation ``--predict`` uses on image files
+SEMEION's 16x16 binary digits and optdigits' 8x8 grey ones are handed in the way a user hands in a scan —
+dark ink on white, a 128x128 PNG — and go through exactly the preparation ``--predict`` uses on image files
 (``predict.flatten_alpha`` then ``predict.mnistify``). Files are verified by MD5 like MNIST's.
 """
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
+import importlib.util
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +26,11 @@ from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, 
 
 SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
 QMNIST_TEST_FILE = QMNIST_FILES["test"][0]
+OPTDIGITS_FILE = "datasets/data/digits.csv.gz"  # inside scikit-learn, which ships it
+OPTDIGITS_MD5 = "a0339c30a8a5312a1b6f9e5c719dcce5"  # of the uncompressed text: a recompressed copy still passes
 SCAN_SIDE = 128
+SEMEION = "SEMEION (other writers, --predict's preparation)"
+OPTDIGITS = "optdigits (13 other writers, 8×8 grey, --predict's preparation)"
 SERIES = {0: "hsf_0 (Census employees)", 4: "hsf_4 (high-school students)"}
 
 
@@ -56,15 +64,45 @@ def load_semeion(root: Path | str) -> tuple[Tensor, Tensor]:
     return values[:, :256].view(-1, 16, 16), values[:, 256:].argmax(1)
 
 
+def optdigits_path() -> Path:
+    """Where the installed scikit-learn keeps optdigits (found without importing scikit-learn)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ExternalDataError("optdigits: scikit-learn, which ships it, is not installed (pip install -r requirements.txt)")
+    return Path(spec.submodule_search_locations[0]) / OPTDIGITS_FILE
+
+
+def load_optdigits(path: Path | None = None) -> tuple[Tensor, Tensor]:
+    """The test part of UCI's optdigits (Alpaydin and Kaynak, Bogazici University) as scikit-learn ships it:
+    1,797 digits written by 13 people, each a 32x32 binary bitmap counted in 4x4 blocks, as (N, 8, 8) ink
+    coverage in [0, 1] (count / 16) and their labels."""
+    path = path or optdigits_path()
+    try:
+        data = path.read_bytes()
+        text = gzip.decompress(data)
+    except OSError as exc:
+        raise ExternalDataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    digest = hashlib.md5(text).hexdigest()
+    if digest != OPTDIGITS_MD5:
+        raise ExternalDataError(f"{path}: checksum mismatch (MD5 {digest} of its content, expected {OPTDIGITS_MD5})")
+    values = torch.tensor([[int(v) for v in line.split(",")] for line in text.decode("ascii").splitlines()])
+    return values[:, :64].view(-1, 8, 8).float() / 16, values[:, 64]
+
+
 def as_scans(ink: Tensor) -> Tensor:
-    """Each 16x16 digit as a user's scan (dark on white, 128x128 PNG) prepared as ``--predict`` prepares it."""
+    """Each small digit (16x16, 8x8: ink coverage) as a user's scan (dark on white, 128x128 PNG) prepared as
+    ``--predict`` prepares it; one it finds blank is a blank field."""
     digits = []
     for image in ink:
-        pixels = ((1 - image) * 255).byte().numpy()
+        pixels = ((1 - image) * 255).round().byte().numpy()
         buffer = io.BytesIO()
         Image.fromarray(pixels, mode="L").resize((SCAN_SIDE, SCAN_SIDE), Image.Resampling.NEAREST).save(buffer, "PNG")
         with Image.open(io.BytesIO(buffer.getvalue())) as scan:
-            digits.append(predict.mnistify(predict.flatten_alpha(scan)))
+            gray = predict.flatten_alpha(scan)
+        try:
+            digits.append(predict.mnistify(gray))
+        except ValueError:  # --predict finds no digit in it: a blank field (a stroke too faint for the scan)
+            digits.append(torch.zeros(predict.SIZE, predict.SIZE))
     return torch.stack(digits)
 
 
@@ -77,11 +115,25 @@ def binary_scans(images: Tensor) -> Tensor:
     return augmentations.binary_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
+def block_scans(images: Tensor) -> Tensor:
+    """MNIST digits (N, 28, 28) in [0, 1] as optdigits' makers stored digits: each ink box scaled by its larger
+    side to a 32x32 bitmap thresholded at one half, counted in 4x4 blocks (``augmentations.block_scan``). Like
+    ``binary_scans``, a development set when built from held-out training writers."""
+    return augmentations.block_scan(images[:, None], torch.full((len(images),), 0.5))
+
+
 @functools.lru_cache(maxsize=2)
 def prepared_semeion(root: str) -> tuple[Tensor, Tensor]:
     """SEMEION's digits as ``--predict`` prepares them (``as_scans``) and their labels, prepared once per
     process: scoring several models on them prepares 1,593 images only once."""
     images, labels = load_semeion(root)
+    return as_scans(images), labels
+
+
+@functools.lru_cache(maxsize=1)
+def prepared_optdigits() -> tuple[Tensor, Tensor]:
+    """optdigits as ``--predict`` prepares it (``as_scans``) and its labels, prepared once per process."""
+    images, labels = load_optdigits()
     return as_scans(images), labels
 
 
@@ -95,11 +147,12 @@ def test_series(root: Path | str) -> Tensor:
 
 
 def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | str) -> list[ExternalScore]:
-    """Accuracy on SEMEION (through --predict's preparation) and on MNIST's test set per writer population."""
-    digits, labels = prepared_semeion(str(root))
-    predicted, _ = predict.classify(model, digits)
-    scores = [ExternalScore("SEMEION (other writers, --predict's preparation)", len(labels),
-                            round(100 * float((predicted == labels).float().mean()), 2))]
+    """Accuracy on SEMEION and optdigits (through --predict's preparation) and on MNIST's test set per writer
+    population."""
+    scores = []
+    for name, (digits, labels) in ((SEMEION, prepared_semeion(str(root))), (OPTDIGITS, prepared_optdigits())):
+        predicted, _ = predict.classify(model, digits)
+        scores.append(ExternalScore(name, len(labels), round(100 * float((predicted == labels).float().mean()), 2)))
     series = test_series(root)
     predicted, _ = predict.classify(model, mnist_test.images.float() / 255.0)
     for number, population in SERIES.items():

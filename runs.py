@@ -264,7 +264,7 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
 
 
 def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
-    """``--evaluate-external``: the model saved under ``source`` on SEMEION and on MNIST's test set per writer
+    """``--evaluate-external``: the model saved under ``source`` on SEMEION, optdigits and MNIST's test set per writer
     population (``external.py``); the scores go into its metrics record under ``cfg.out_dir`` (``external``)."""
     strategy = model_strategy.get_strategy(cfg.model)
     model = model_strategy.load_trained(strategy.key, source)

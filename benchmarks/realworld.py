@@ -6,7 +6,7 @@ Each run is the README's main command (``main.py --model K --scheduler onecycle 
 ``--augment A --seed S``, trained on all 60,000 training digits like the committed models, in its own
 process; ``--jobs 2`` runs two at once with one thread each (on two cores, faster in all than one after
 the other with two threads). The final-epoch weights are then scored on MNIST's test set, on SEMEION
-through ``--predict``'s preparation and on the test set per writer population (``external.py``). Every
+and optdigits through ``--predict``'s preparation and on the test set per writer population (``external.py``). Every
 finished run is appended to ``benchmarks/results/realworld.json`` at once; a rerun skips runs already
 recorded; ``--rescore`` scores the recorded runs' saved weights again. Nothing here selects anything:
 the recipe is chosen before, on writer-disjoint validation (``--select``), and these numbers only report it.
@@ -14,8 +14,9 @@ the recipe is chosen before, on writer-disjoint validation (``--select``), and t
     python -m benchmarks.realworld --select --models 3 --augments rotation,scanned,handwriting --data-dir ../shared/data
 
 ``--select`` trains each recipe with ``--val-split 6000`` (whole training writers held out) and prints
-the final validation accuracy on those writers' digits as they are and as binary 16x16 scans
-(``external.binary_scans``): training data only, never SEMEION or MNIST's test set.
+the final validation accuracy on those writers' digits as they are, as binary 16x16 scans
+(``external.binary_scans``, SEMEION's format) and as 8x8 block counts (``external.block_scans``, optdigits'
+format): training data only, never SEMEION, optdigits or MNIST's test set.
 
     python -m benchmarks.realworld --check-preparation --data-dir ../shared/data
 
@@ -52,7 +53,6 @@ from model_strategy import load_trained, trained_params
 from tables import markdown_table, mean_std
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "realworld.json"
-SEMEION = "SEMEION (other writers, --predict's preparation)"
 VAL_SPLIT = 6000
 
 
@@ -86,22 +86,22 @@ def held_out_writers(data_dir: str, seed: int = 1) -> tuple[Tensor, Tensor]:
 
 
 @functools.lru_cache(maxsize=2)
-def held_out_digits(data_dir: str, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The held-out writers' digits in [0, 1], the same as binary scans prepared as ``--predict`` prepares
-    them, and their labels: prepared once for all the runs one command scores."""
+def held_out_digits(data_dir: str, seed: int) -> dict[str, Tensor]:
+    """The held-out writers' digits in [0, 1] as they are and as two other digit sets' scans prepared as
+    ``--predict`` prepares them, and their labels: prepared once for all the runs one command scores."""
     images, labels = held_out_writers(data_dir, seed)
     images = images.float() / 255.0
-    return images, external.as_scans(external.binary_scans(images)), labels
+    return {"validation writers": images,
+            "validation writers as binary scans": external.as_scans(external.binary_scans(images)),
+            "validation writers as 8x8 block scans": external.as_scans(external.block_scans(images)), "labels": labels}
 
 
 def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
-    """Final weights on the held-out training writers: their digits as they are, and as binary scans."""
-    images, scans, labels = held_out_digits(data_dir, seed)
-    net = load_trained(model, out, "cpu")
-    accuracy = {}
-    for name, digits in (("validation writers", images), ("validation writers as binary scans", scans)):
-        accuracy[name] = round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
-    return accuracy
+    """Final weights on the held-out training writers: their digits as they are, and as scans."""
+    sets = dict(held_out_digits(data_dir, seed))
+    labels, net = sets.pop("labels"), load_trained(model, out, "cpu")
+    return {name: round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
+            for name, digits in sets.items()}
 
 
 def quantiles(values: torch.Tensor) -> str:
@@ -187,12 +187,16 @@ def summary(runs: list[dict]) -> str:
         rs.sort(key=lambda r: r["seed"])
 
         def cell(name: str) -> str:
+            if any(name not in r["scores"] for r in rs):
+                return "not scored (--rescore)"
             values = [r["scores"][name] for r in rs]
             mean, std = mean_std(values)
             return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}") + f" (min {min(values):.2f})"
         cells.append((f"`{model}`", f"`{augment}`", ",".join(str(r["seed"]) for r in rs), cell("MNIST test"),
-                      cell(SEMEION), cell(f"MNIST test, {external.SERIES[0]}"), cell(f"MNIST test, {external.SERIES[4]}")))
-    return markdown_table(["model", "augment", "seeds", "MNIST test", "SEMEION", "hsf_0", "hsf_4"], "llrrrrr", cells)
+                      cell(external.SEMEION), cell(external.OPTDIGITS), cell(f"MNIST test, {external.SERIES[0]}"),
+                      cell(f"MNIST test, {external.SERIES[4]}")))
+    return markdown_table(["model", "augment", "seeds", "MNIST test", "SEMEION", "optdigits", "hsf_0", "hsf_4"], "llrrrrrr",
+                          cells)
 
 
 def main() -> None:

@@ -121,6 +121,22 @@ def test_scan_makes_the_scans_the_external_evaluation_makes_for_the_whole_batch_
     assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))  # brought to full ink like every prepared digit
 
 
+def test_block_scan_makes_optdigits_blocks_and_scans_prepare_them_close_to_predict(mnist_root) -> None:
+    digits = data_utils.load_mnist(mnist_root)["train"].images[:200].float() / 255.0
+    cells = external.block_scans(digits)
+    assert cells.shape == (200, 8, 8) and torch.equal(cells * 16, (cells * 16).round())  # counts of 4x4 blocks
+    narrow = torch.zeros(1, 28, 28)
+    narrow[0, 4:24, 12:16] = 0.9  # a "1": the bitmap keeps its aspect, 32 tall and about 6 wide, centred
+    one = external.block_scans(narrow)[0]
+    assert bool(one[0].any() and one[-1].any()) and not one[:, :3].any() and not one[:, 5:].any()
+    prepared = augmentations.prepare_scan(cells)[:, 0]
+    by_predict = external.as_scans(cells)  # each one a 128x128 PNG through --predict's mnistify
+    assert float((prepared - by_predict).abs().mean()) < 0.05  # close, not exact: predict.clean's shadow estimate
+    gen = torch.Generator().manual_seed(0)
+    out = augmentations.scans(digits[:64, None], gen)
+    assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))
+
+
 def test_a_blank_digit_is_kept_by_scan() -> None:
     images = _batch()
     images[3] = 0.0

@@ -1,6 +1,8 @@
 """SEMEION and QMNIST's writer series: verified loading, --predict's preparation, clear failures."""
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 import shutil
 
@@ -27,6 +29,34 @@ def test_semeion_loads_1593_digits_of_every_class_and_prepares_them_like_predict
     assert torch.bincount(labels, minlength=10).min() > 150
     prepared = external.as_scans(images[:20])
     assert prepared.shape == (20, 28, 28) and prepared[:, 0].max() == 0 and prepared.amax((1, 2)).min() > 0.9
+
+
+def test_optdigits_loads_1797_digits_in_seventeen_levels_of_every_class_and_prepares_them_like_predict() -> None:
+    images, labels = external.load_optdigits()
+    assert images.shape == (1797, 8, 8) and images.min() == 0 and images.max() == 1
+    assert torch.equal(images * 16, (images * 16).round())  # block counts 0..16 of a 32x32 bitmap
+    assert torch.bincount(labels, minlength=10).min() > 170
+    prepared = external.as_scans(images[:20])
+    assert prepared.shape == (20, 28, 28) and prepared[:, 0].max() == 0 and prepared.amax((1, 2)).min() > 0.9
+    assert not external.as_scans(torch.zeros(1, 8, 8)).any()  # a scan --predict finds blank is a blank field
+
+
+def test_a_missing_or_altered_optdigits_or_no_scikit_learn_is_named_and_exits_2(external_root, tmp_path, monkeypatch,
+                                                                                capsys) -> None:
+    with pytest.raises(external.ExternalDataError, match="digits.csv.gz: cannot be read"):
+        external.load_optdigits(tmp_path / "digits.csv.gz")
+    altered = tmp_path / "altered.csv.gz"
+    altered.write_bytes(gzip.compress(gzip.decompress(external.optdigits_path().read_bytes()).replace(b"0,", b"1,", 1)))
+    with pytest.raises(external.ExternalDataError, match="altered.csv.gz: checksum mismatch"):
+        external.load_optdigits(altered)
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(external, "prepared_semeion", lambda root: (torch.zeros(1, 28, 28), torch.zeros(1, dtype=torch.long)))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "sklearn" else find_spec(name, *args))
+    external.prepared_optdigits.cache_clear()  # prepared once per process: an earlier test may have read it
+    code = main.main(["--model", "1", "--evaluate-external", "--data-dir", str(external_root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "scikit-learn" in err[0] and "not installed" in err[0]
 
 
 def test_the_writer_series_split_mnist_test_into_4999_census_and_5001_student_digits(external_root) -> None:
