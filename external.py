@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,10 +79,9 @@ def load_optdigits(path: Path | None = None) -> tuple[Tensor, Tensor]:
     coverage in [0, 1] (count / 16) and their labels."""
     path = path or optdigits_path()
     try:
-        data = path.read_bytes()
-        text = gzip.decompress(data)
-    except OSError as exc:
-        raise ExternalDataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        text = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:  # missing, unreadable, or not (all) gzip
+        raise ExternalDataError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     digest = hashlib.md5(text).hexdigest()
     if digest != OPTDIGITS_MD5:
         raise ExternalDataError(f"{path}: checksum mismatch (MD5 {digest} of its content, expected {OPTDIGITS_MD5})")

@@ -1,4 +1,4 @@
-"""SEMEION and QMNIST's writer series: verified loading, --predict's preparation, clear failures."""
+"""SEMEION, optdigits and QMNIST's writer series: verified loading, --predict's preparation, clear failures."""
 from __future__ import annotations
 
 import gzip
@@ -45,6 +45,10 @@ def test_a_missing_or_altered_optdigits_or_no_scikit_learn_is_named_and_exits_2(
                                                                                 capsys) -> None:
     with pytest.raises(external.ExternalDataError, match="digits.csv.gz: cannot be read"):
         external.load_optdigits(tmp_path / "digits.csv.gz")
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(external.optdigits_path().read_bytes()[:1000])  # a truncated download
+    with pytest.raises(external.ExternalDataError, match="cut.csv.gz: cannot be read"):
+        external.load_optdigits(cut)
     altered = tmp_path / "altered.csv.gz"
     altered.write_bytes(gzip.compress(gzip.decompress(external.optdigits_path().read_bytes()).replace(b"0,", b"1,", 1)))
     with pytest.raises(external.ExternalDataError, match="altered.csv.gz: checksum mismatch"):
