@@ -98,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true", help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
     add("--evaluate", action="store_true", help="no training: evaluate the saved params and write per-class scores,"
         " the confusion matrix and the mistakes and filters plots under --out-dir")
-    add("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION (other writers,"
-        " through --predict's preparation) and on MNIST's test set per writer population; needs SEMEION/ and"
-        " QMNIST/raw/ in --data-dir")
+    add("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION and optdigits"
+        " (other writers, through --predict's preparation) and on MNIST's test set per writer population; needs"
+        " SEMEION/ and QMNIST/raw/ in --data-dir, and scikit-learn (which ships optdigits)")
     add("--predict", nargs="+", metavar="IMG", help="no training: the saved model's digit and probability per image")
     add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
     add("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or int8 ONNX to"
