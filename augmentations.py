@@ -215,7 +215,7 @@ SCAN_SIDE = 16  # SEMEION's cells across
 SCAN_PIXELS = 128  # a scan is handed to --predict as a 128x128 image (external.as_scans)
 BITMAP_SIDE, BLOCK = 32, 4  # optdigits: a 32x32 binary bitmap counted in 4x4 blocks, 8x8 cells of 17 levels
 MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field (predict.BOX, predict.SIZE)
-MIN_CONTRAST, INK_OF_PEAK, FULL_INK_QUANTILE = 0.08, 0.25, 0.75  # predict.clean's rules, for scans on white paper
+MIN_CONTRAST, INK_OF_PEAK, FULL_INK_QUANTILE = 0.08, 0.25, 0.75  # predict.clean's (mirrored: see the test)
 
 
 def _area_rows(first: Tensor, length: Tensor, size: int, field: int, count: Tensor | None = None) -> Tensor:

@@ -30,6 +30,8 @@ BOX = 20
 SIZE = 28
 NOISE_SIGMAS = 4.0  # ink must stand this many noise deviations above the paper
 MIN_CONTRAST = 0.08  # ... and this far (of full scale): flat paper with no digit stays blank
+INK_OF_PEAK = 0.25  # ... and a quarter of the way to the darkest stroke: fainter is paper or smudge
+FULL_INK_QUANTILE = 0.75  # the share of ink pixels below a stroke's core, which is brought to full ink
 FRAME_GROUND = 0.6  # the share of the image's edge one shade must cover to be read as the ground
 DARK_GROUND = 2 / 3  # otherwise: the share of the image a dark shade must cover to be read as the ground, not ink
 WORK_SIDE = 64  # the paper's level is estimated at this resolution (it varies slowly)
@@ -156,7 +158,7 @@ def clean(gray: Tensor) -> Tensor:
     ink = raw.clamp(min=0)
     peak = float(F.avg_pool2d(ink[None, None], 3, stride=1, padding=1)[0, 0].max())  # a stroke, not a speck
     centre, sigma = paper_noise(raw, peak)
-    threshold = centre + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, 0.25 * peak)
+    threshold = centre + max(NOISE_SIGMAS * sigma, MIN_CONTRAST, INK_OF_PEAK * peak)
     if peak <= threshold:
         return torch.zeros_like(ink)
     ink = torch.where(ink > threshold, ink, torch.zeros_like(ink))
@@ -165,7 +167,7 @@ def clean(gray: Tensor) -> Tensor:
     ink = without_printed_lines(ink)
     ink = without_surroundings(ink)
     strokes = ink[ink > 0]
-    full = float(strokes.quantile(0.75)) if strokes.numel() else 1.0  # a stroke's core is full ink, as in MNIST
+    full = float(strokes.quantile(FULL_INK_QUANTILE)) if strokes.numel() else 1.0  # a stroke's core is full ink, as in MNIST
     return (ink / full).clamp(0, 1)
 
 

@@ -187,8 +187,6 @@ def summary(runs: list[dict]) -> str:
         rs.sort(key=lambda r: r["seed"])
 
         def cell(name: str) -> str:
-            if any(name not in r["scores"] for r in rs):
-                return "not scored (--rescore)"
             values = [r["scores"][name] for r in rs]
             mean, std = mean_std(values)
             return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}") + f" (min {min(values):.2f})"

@@ -122,6 +122,13 @@ def test_scan_makes_the_scans_the_external_evaluation_makes_for_the_whole_batch_
     assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))  # brought to full ink like every prepared digit
 
 
+def test_the_batched_scans_use_predicts_own_box_and_cleaning_rules() -> None:
+    # augmentations cannot import predict (predict -> config, data_utils -> augmentations), so it mirrors these
+    assert (augmentations.MNIST_BOX, augmentations.MNIST_SIDE) == (predict.BOX, predict.SIZE)
+    assert (augmentations.MIN_CONTRAST, augmentations.INK_OF_PEAK, augmentations.FULL_INK_QUANTILE) == (
+        predict.MIN_CONTRAST, predict.INK_OF_PEAK, predict.FULL_INK_QUANTILE)
+
+
 def test_block_scan_makes_optdigits_blocks_and_scans_prepare_them_close_to_predict(mnist_root) -> None:
     digits = data_utils.load_mnist(mnist_root)["train"].images[:200].float() / 255.0
     cells = external.block_scans(digits)
