@@ -352,18 +352,27 @@ def scans(images: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5, semeion, blocks)
 
 
+def _rotation_then(scanner: Callable[[Tensor, torch.Generator], Tensor], share: float, images: Tensor,
+                   gen: torch.Generator) -> Tensor:
+    rotated = rotation(images, gen)
+    scanned_share = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < share
+    return torch.where(scanned_share, scanner(rotated, gen), rotated)
+
+
 def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     """``rotation`` for every image, then half of them as 16x16 binary scans (``scan``)."""
-    rotated = rotation(images, gen)
-    scanned_half = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
-    return torch.where(scanned_half, scan(rotated, gen), rotated)
+    return _rotation_then(scan, 0.5, images, gen)
 
 
 def rotation_scans(images: Tensor, gen: torch.Generator) -> Tensor:
     """``rotation`` for every image, then half of them as another digit set's scan (``scans``)."""
-    rotated = rotation(images, gen)
-    scanned_half = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
-    return torch.where(scanned_half, scans(rotated, gen), rotated)
+    return _rotation_then(scans, 0.5, images, gen)
+
+
+def rotation_scans_third(images: Tensor, gen: torch.Generator) -> Tensor:
+    """``rotation`` for every image, then a third of them as another digit set's scan (``scans``): more of
+    each batch left as MNIST's own digits than ``rotation-scans``."""
+    return _rotation_then(scans, 1 / 3, images, gen)
 
 
 def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
@@ -402,6 +411,7 @@ register("scan", scan)
 register("scans", scans)
 register("rotation-scan", rotation_scan)
 register("rotation-scans", rotation_scans)
+register("rotation-scans-third", rotation_scans_third)
 register("writers-scan", writers_scan)
 
 
