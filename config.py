@@ -77,6 +77,15 @@ class RunConfig:
         return {**asdict(self), "scheduler_constants": dict(lr_schedulers.get_scheduler(self.scheduler).constants)}
 
 
+# What a run recorded before --augment existed did: the design card's rotation, the only augmentation then.
+UNRECORDED_AUGMENT = "rotation"
+
+
+def recorded_augment(settings: dict[str, Any]) -> str:
+    """The augmentation a metrics record's ``config`` trained with (records older than --augment lack it)."""
+    return settings.get("augment") or UNRECORDED_AUGMENT
+
+
 # Settings a resumed run may change: where things are, and which device runs them.
 RESUMABLE_CHANGES = frozenset({"data_dir", "out_dir", "device", "cuda_graph", "backend"})
 SETTINGS = frozenset(f.name for f in fields(RunConfig))
@@ -213,6 +222,7 @@ def read_settings(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("config"), dict):  # a metrics record: where it wrote is
         data = {k: v for k, v in data["config"].items() if k != "out_dir"}  # not part of the run (reruns go to runs/)
+        data["augment"] = recorded_augment(data)  # a record older than --augment reruns as it ran, not with today's recipe
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path}: expected a table of settings")
     data = {k: v for k, v in data.items() if k != "scheduler_constants"}  # recorded for reading, not a setting

@@ -62,7 +62,8 @@ def entry_from_runs(key: str, runs: list[dict], metrics_files: list[str] | None 
                  seconds_per_epoch=round(statistics.mean(per_epoch), 2),
                  test_acc_per_epoch=[[e["test_acc"] for e in r["history"]["epochs"]] for r in runs],
                  metrics_files=metrics_files,
-                 settings={k: runs[0]["config"].get(k) for k in SHARED_SETTINGS})
+                 settings={**{k: runs[0]["config"].get(k) for k in SHARED_SETTINGS},
+                           "augment": config.recorded_augment(runs[0]["config"])})
 
 
 def read(path: Path) -> list[Entry]:
@@ -82,10 +83,11 @@ def merge(old: list[Entry], new: list[Entry]) -> list[Entry]:
 
 
 def markdown(entries: list[Entry]) -> str:
-    rows = [(e.key, f"{e.params:,}", e.epochs, f"{e.mean:.2f}% ± {e.std:.2f}", f"{min(e.final_test_acc):.2f}%",
-             ",".join(map(str, e.seeds)), f"{e.seconds_per_epoch:.1f}") for e in sorted(entries, key=lambda e: -e.mean)]
-    table = markdown_table(["model", "parameters", "epochs", "final test acc (mean ± std)", "min", "seeds", "s/epoch"],
-                           "lrrrrlr", rows)
+    rows = [(e.key, f"{e.params:,}", e.epochs, (e.settings or {}).get("augment") or "?", f"{e.mean:.2f}% ± {e.std:.2f}",
+             f"{min(e.final_test_acc):.2f}%", ",".join(map(str, e.seeds)), f"{e.seconds_per_epoch:.1f}")
+            for e in sorted(entries, key=lambda e: -e.mean)]
+    table = markdown_table(["model", "parameters", "epochs", "augment", "final test acc (mean ± std)", "min", "seeds",
+                            "s/epoch"], "lrrlrrlr", rows)
     return "Final-epoch test accuracy, mean ± std over seeds (never a best epoch).\n\n" + table + "\n"
 
 

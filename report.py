@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 import anatomy
+import config
 import model_strategy
 from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
@@ -43,11 +44,12 @@ def results_table(root: Path = REFERENCE_ROOT) -> str:
         m = json.loads(path.read_text())
         c, s, epochs = m["config"], m["summary"], m["history"]["epochs"]
         best = s["best_test_acc_selected_on_test"]
-        rows.append((key, f"{s['params']:,}", len(epochs), c["scheduler"], c["seed"], f"**{s['final_test_acc']:.2f}%**",
+        rows.append((key, f"{s['params']:,}", len(epochs), c["scheduler"], config.recorded_augment(c), c["seed"],
+                     f"**{s['final_test_acc']:.2f}%**",
                      f"{best['acc']:.2f}% (epoch {best['epoch']})", f"{s['train_seconds'] / len(epochs):.1f}",
                      c["device"], m["environment"]["torch"]))
-    return markdown_table(["model", "params", "epochs", "scheduler", "seed", "final test acc",
-                           "best test acc (selected on test)", "mean s/epoch", "device", "torch"], "lrrlrrrrll", rows)
+    return markdown_table(["model", "params", "epochs", "scheduler", "augment", "seed", "final test acc",
+                           "best test acc (selected on test)", "mean s/epoch", "device", "torch"], "lrrllrrrrll", rows)
 
 
 def speed_table(path: Path = RESULTS_DIR / "training_speed.json") -> str:

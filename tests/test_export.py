@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import artifacts
+import config
 import data_utils
 import export
 import hubconf
@@ -97,6 +98,14 @@ def test_config_reruns_a_recorded_run_exactly_and_flags_override_single_values(s
     assert main.main(["--config", str(record), "--out-dir", str(tmp_path / "c"), "--epochs", "1"]) == 0
     rerun = json.loads((tmp_path / "c" / "outputs" / "mnist_model_1_metrics.json").read_text())
     assert rerun["config"]["epochs"] == 1 and rerun["config"]["seed"] == 7
+
+
+def test_a_record_older_than_the_augment_flag_reruns_with_rotation_not_todays_recipe(tmp_path) -> None:
+    record = tmp_path / "old_metrics.json"
+    record.write_text(json.dumps({"config": {"model": "3", "epochs": 15, "out_dir": "elsewhere"}}))
+    assert config.read_settings(record) == {"model": "3", "epochs": 15, "augment": "rotation"}
+    record.write_text(json.dumps({"config": {"model": "3", "augment": "rotation-scan"}}))
+    assert config.read_settings(record)["augment"] == "rotation-scan"
 
 
 @pytest.mark.parametrize("text,suffix,message,flag", [

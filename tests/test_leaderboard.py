@@ -100,3 +100,17 @@ def test_the_pareto_frontier_keeps_exactly_the_points_nothing_cheaper_beats() ->
     # (cost, accuracy): b is beaten by a (cheaper and better); d ties c's accuracy at a higher cost
     points = [(1, 99.0), (2, 98.0), (3, 99.5), (4, 99.5), (10, 99.6)]
     assert leaderboard.pareto(points) == [0, 2, 4]
+
+
+def _record(seed: int, augment: str | None) -> dict:
+    cfg = {"seed": seed, "epochs": 1, "optimizer": "sgd", **({"augment": augment} if augment else {})}
+    return {"config": cfg, "summary": {"params": 7_720, "final_test_acc": 99.0 + seed / 10},
+            "history": {"epochs": [{"seconds": 5.0, "test_acc": 99.0}]}}
+
+
+def test_an_entry_names_its_augmentation_and_records_older_than_the_flag_read_as_rotation() -> None:
+    scans = leaderboard.entry_from_runs("1", [_record(1, "rotation-scans"), _record(2, "rotation-scans")])
+    old = leaderboard.entry_from_runs("2", [_record(1, None), _record(2, None)])
+    assert scans.settings["augment"] == "rotation-scans" and old.settings["augment"] == "rotation"
+    table = leaderboard.markdown([scans, old])
+    assert "| augment |" in table and "| 1 | 7,720 | 1 | rotation-scans |" in table and "| 2 | 7,720 | 1 | rotation |" in table
