@@ -354,6 +354,7 @@ def scans(images: Tensor, gen: torch.Generator) -> Tensor:
 
 def _rotation_then(scanner: Callable[[Tensor, torch.Generator], Tensor], share: float, images: Tensor,
                    gen: torch.Generator) -> Tensor:
+    """``rotation`` for every image, then ``scanner`` for about ``share`` of them (drawn per image, no host sync)."""
     rotated = rotation(images, gen)
     scanned_share = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < share
     return torch.where(scanned_share, scanner(rotated, gen), rotated)

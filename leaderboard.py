@@ -83,7 +83,7 @@ def merge(old: list[Entry], new: list[Entry]) -> list[Entry]:
 
 
 def markdown(entries: list[Entry]) -> str:
-    rows = [(e.key, f"{e.params:,}", e.epochs, (e.settings or {}).get("augment") or "?", f"{e.mean:.2f}% ± {e.std:.2f}",
+    rows = [(e.key, f"{e.params:,}", e.epochs, (e.settings or {}).get("augment") or "-", f"{e.mean:.2f}% ± {e.std:.2f}",
              f"{min(e.final_test_acc):.2f}%", ",".join(map(str, e.seeds)), f"{e.seconds_per_epoch:.1f}")
             for e in sorted(entries, key=lambda e: -e.mean)]
     table = markdown_table(["model", "parameters", "epochs", "augment", "final test acc (mean ± std)", "min", "seeds",
