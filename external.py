@@ -22,6 +22,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 import augmentations
+import evaluation
 import predict
 from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
 
@@ -44,9 +45,24 @@ class ExternalScore:
     name: str
     images: int
     accuracy: float  # percent
+    per_digit: list[float] | None = None  # percent of each true digit read right (None: the digit is absent)
+    confusion: list[list[int]] | None = None  # rows: true digit, columns: predicted digit
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def per_digit_line(self) -> str:
+        """Each true digit's accuracy on one line: where a model fails on other people's writing."""
+        return " · ".join(f"{d}: {'-' if a is None else f'{a:.1f}%'}" for d, a in enumerate(self.per_digit or []))
+
+
+def score(name: str, predicted: Tensor, labels: Tensor) -> ExternalScore:
+    """Accuracy overall and per true digit, and the confusion matrix, of ``predicted`` against ``labels``."""
+    confusion = evaluation.confusion_matrix(predicted, labels)
+    support = confusion.sum(1)
+    per_digit = [round(100 * int(confusion[d, d]) / int(n), 2) if n else None for d, n in enumerate(support)]
+    return ExternalScore(name, len(labels), round(100 * float((predicted == labels).float().mean()), 2), per_digit,
+                         confusion.tolist())
 
 
 def _verified(root: Path | str, name: str, md5: str) -> bytes:
@@ -151,12 +167,10 @@ def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | s
     population."""
     scores = []
     for name, (digits, labels) in ((SEMEION, prepared_semeion(str(root))), (OPTDIGITS, prepared_optdigits())):
-        predicted, _ = predict.classify(model, digits)
-        scores.append(ExternalScore(name, len(labels), round(100 * float((predicted == labels).float().mean()), 2)))
+        scores.append(score(name, predict.classify(model, digits)[0], labels))
     series = test_series(root)
     predicted, _ = predict.classify(model, mnist_test.images.float() / 255.0)
     for number, population in SERIES.items():
         chosen = series == number
-        right = (predicted[chosen] == mnist_test.labels[chosen]).float().mean()
-        scores.append(ExternalScore(f"MNIST test, {population}", int(chosen.sum()), round(100 * float(right), 2)))
+        scores.append(score(f"MNIST test, {population}", predicted[chosen], mnist_test.labels[chosen]))
     return scores

@@ -276,7 +276,7 @@ def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
         strategy.key, source).name, "note": "never used to select or tune anything"}
     atomic_save_json(paths.metrics, metrics)
     for s in scores:
-        print(f"{s.name}: {s.accuracy:.2f}% of {s.images:,}")
+        print(f"{s.name}: {s.accuracy:.2f}% of {s.images:,}\n    per true digit: {s.per_digit_line()}")
     return scores
 
 

@@ -121,3 +121,27 @@ def test_binary_scans_stretch_each_digit_to_fill_a_binary_box() -> None:
     for scan in scans[:2]:
         assert bool(scan[0].any() and scan[-1].any() and scan[:, 0].any() and scan[:, -1].any())
     assert not scans[2].any()  # a blank image stays blank
+
+
+def test_a_score_keeps_each_true_digits_accuracy_and_the_confusion_matrix() -> None:
+    s = external.score("a set", torch.tensor([0, 1, 1, 2, 7]), torch.tensor([0, 1, 2, 2, 9]))
+    assert s.accuracy == 60.0 and s.images == 5
+    assert s.per_digit[:3] == [100.0, 100.0, 50.0] and s.per_digit[9] == 0.0 and s.per_digit[3] is None
+    assert s.confusion[2][1] == 1 and s.confusion[9][7] == 1 and sum(map(sum, s.confusion)) == 5
+    assert s.per_digit_line().startswith("0: 100.0% · 1: 100.0% · 2: 50.0% · 3: -")
+
+
+def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(external_root, tmp_path, monkeypatch,
+                                                                           capsys) -> None:
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed model 1, its record into runs/
+    blank = (torch.zeros(10, 28, 28), torch.arange(10))  # stand-ins for the slow-to-prepare scans
+    monkeypatch.setattr(external, "prepared_semeion", lambda root: blank)
+    monkeypatch.setattr(external, "prepared_optdigits", lambda: blank)
+    assert main.main(["--model", "1", "--evaluate-external", "--data-dir", str(external_root)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("per true digit: 0: ") == 4
+    record = json.loads((tmp_path / "runs" / "outputs" / "mnist_model_1_metrics.json").read_text())
+    scores = {s["name"]: s for s in record["external"]["scores"]}
+    census = scores["MNIST test, hsf_0 (Census employees)"]
+    assert len(census["per_digit"]) == 10 and sum(map(sum, census["confusion"])) == census["images"] == 4999
+    assert sum(map(sum, scores[external.SEMEION]["confusion"])) == 10
