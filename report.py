@@ -24,6 +24,7 @@ from pathlib import Path
 
 import anatomy
 import config
+import external
 import model_strategy
 from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from benchmarks.accuracy import markdown, summarize
@@ -111,6 +112,20 @@ def external_table(root: Path = REFERENCE_ROOT) -> str:
     return markdown_table(["model", "MNIST test (10,000)", *names], "l" + "r" * (len(names) + 1), rows)
 
 
+def external_digits_table(root: Path = REFERENCE_ROOT) -> str:
+    """Each true digit's accuracy on the two other writers' sets, per committed model: where they fail."""
+    rows = []
+    for key in model_strategy.available_models():
+        path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        for s in record.get("external", {}).get("scores", []):
+            if s["name"] in (external.SEMEION, external.OPTDIGITS) and s.get("per_digit"):
+                rows.append((f"`{key}`", s["name"].split(" ")[0], *(f"{a:.1f}" for a in s["per_digit"])))
+    if not rows:
+        return "_not measured yet: run the --evaluate-external command above_"
+    return markdown_table(["model", "set", *map(str, range(10))], "ll" + "r" * 10, rows)
+
+
 def export_table(path: Path = RESULTS_DIR / "export.json") -> str:
     if not path.is_file():
         return "_not measured yet: run the export benchmark command above_"
@@ -184,7 +199,7 @@ def models_table() -> str:
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
-          "external": external_table, "realworld": lambda root: realworld_table(),
+          "external": external_table, "external-digits": external_digits_table, "realworld": lambda root: realworld_table(),
           "time-to-accuracy": lambda root: time_to_accuracy_table(),
           "seeds-at-once": lambda root: seeds_at_once_table()}
 
