@@ -335,29 +335,45 @@ def _scanned_as(images: Tensor, cells: Tensor) -> Tensor:
     return torch.where(blank, images, prepare_scan(cells))
 
 
-def scan(images: Tensor, gen: torch.Generator) -> Tensor:
+def _scanned(images: Tensor, make: Callable[[Tensor, Tensor], Tensor], threshold: Tensor,
+             kept: Tensor | None) -> Tensor:
+    """``make``'s scan of each image (thresholds per image) prepared as ``--predict`` would, blank scans keeping
+    the image. ``kept`` (a boolean per image) says which scans the caller keeps: off CUDA-like devices only
+    those are made (finding them is a host sync there), the rest come back as they were; each scan is made
+    per image, so the ones kept are the same either way (tested)."""
+    if kept is None or images.device.type != "cpu":
+        return _scanned_as(images, make(images, threshold))
+    index, out = kept.view(-1).nonzero().view(-1), images.clone()
+    if len(index):
+        part = images[index]
+        out[index] = _scanned_as(part, make(part, threshold[index]))
+    return out
+
+
+def scan(images: Tensor, gen: torch.Generator, kept: Tensor | None = None) -> Tensor:
     """Each image as a 16x16 binary scan (threshold 0.35-0.65) handed to ``--predict``: SEMEION's format, made
     exactly as the external evaluation makes it. Images whose scan is blank are kept."""
-    return _scanned_as(images, binary_scan(images, _uniform(len(images), 0.35, 0.65, gen, images.device)))
+    return _scanned(images, binary_scan, _uniform(len(images), 0.35, 0.65, gen, images.device), kept)
 
 
-def scans(images: Tensor, gen: torch.Generator) -> Tensor:
+def scans(images: Tensor, gen: torch.Generator, kept: Tensor | None = None) -> Tensor:
     """Each image as one of two other digit sets' scans handed to ``--predict``, half each: SEMEION's 16x16
     binary, stretched to its box (``scan``), or optdigits' 8x8 block counts of a 32x32 bitmap, aspect kept
     (``block_scan``); thresholds 0.35-0.65. Images whose scan is blank are kept."""
     n, device = len(images), images.device
     threshold = _uniform(n, 0.35, 0.65, gen, device)
-    semeion = _scanned_as(images, binary_scan(images, threshold))
-    blocks = _scanned_as(images, block_scan(images, threshold))
-    return torch.where(torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5, semeion, blocks)
+    semeion = torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5
+    binary = _scanned(images, binary_scan, threshold, None if kept is None else kept & semeion)
+    blocks = _scanned(images, block_scan, threshold, None if kept is None else kept & ~semeion)
+    return torch.where(semeion, binary, blocks)
 
 
-def _rotation_then(scanner: Callable[[Tensor, torch.Generator], Tensor], share: float, images: Tensor,
+def _rotation_then(scanner: Callable[[Tensor, torch.Generator, Tensor], Tensor], share: float, images: Tensor,
                    gen: torch.Generator) -> Tensor:
-    """``rotation`` for every image, then ``scanner`` for about ``share`` of them (drawn per image, no host sync)."""
+    """``rotation`` for every image, then ``scanner`` for about ``share`` of them (drawn per image)."""
     rotated = rotation(images, gen)
     scanned_share = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < share
-    return torch.where(scanned_share, scanner(rotated, gen), rotated)
+    return torch.where(scanned_share, scanner(rotated, gen, scanned_share), rotated)
 
 
 def rotation_scan(images: Tensor, gen: torch.Generator) -> Tensor:
@@ -379,7 +395,7 @@ def rotation_scans_third(images: Tensor, gen: torch.Generator) -> Tensor:
 def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     """Half ``rotation``; the other half ``affine``, ``thickness`` and ``elastic`` (another hand), then ``scan``."""
     other_hand = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
-    varied = scan(elastic(thickness(affine(images, gen), gen), gen), gen)
+    varied = scan(elastic(thickness(affine(images, gen), gen), gen), gen, other_hand)
     return torch.where(other_hand, varied, rotation(images, gen))
 
 

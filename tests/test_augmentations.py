@@ -150,3 +150,14 @@ def test_a_blank_digit_is_kept_by_scan() -> None:
     images[3] = 0.0
     out = augmentations.scan(images, torch.Generator().manual_seed(0))
     assert not out[3].any() and not torch.equal(out[0], images[0])
+
+
+@pytest.mark.parametrize("scanner", [augmentations.scan, augmentations.scans])
+def test_scanning_only_the_kept_images_gives_the_kept_scans_bit_for_bit(mnist_root, scanner) -> None:
+    images = data_utils.load_mnist(mnist_root)["train"].images[:200].float().div(255).unsqueeze(1)
+    kept = torch.rand(200, 1, 1, 1, generator=torch.Generator().manual_seed(1)) < 1 / 3
+    every = scanner(images, torch.Generator().manual_seed(2))
+    only = scanner(images, torch.Generator().manual_seed(2), kept)
+    assert torch.equal(torch.where(kept, every, images), torch.where(kept, only, images))
+    assert torch.equal(only[~kept.view(-1)], images[~kept.view(-1)])  # the others were not scanned at all
+    assert not torch.equal(every, images)
