@@ -338,9 +338,9 @@ def _scanned_as(images: Tensor, cells: Tensor) -> Tensor:
 def _scanned(images: Tensor, make: Callable[[Tensor, Tensor], Tensor], threshold: Tensor,
              kept: Tensor | None) -> Tensor:
     """``make``'s scan of each image (thresholds per image) prepared as ``--predict`` would, blank scans keeping
-    the image. ``kept`` (a boolean per image) says which scans the caller keeps: off CUDA-like devices only
-    those are made (finding them is a host sync there), the rest come back as they were; each scan is made
-    per image, so the ones kept are the same either way (tested)."""
+    the image. ``kept`` (a boolean per image) says which scans the caller keeps: on the CPU only those are
+    made and the other images come back as they were; elsewhere all are made (finding the kept ones would be
+    a host sync on a GPU). Each scan is made per image, so the kept ones are the same either way (tested)."""
     if kept is None or images.device.type != "cpu":
         return _scanned_as(images, make(images, threshold))
     index, out = kept.view(-1).nonzero().view(-1), images.clone()
@@ -362,10 +362,10 @@ def scans(images: Tensor, gen: torch.Generator, kept: Tensor | None = None) -> T
     (``block_scan``); thresholds 0.35-0.65. Images whose scan is blank are kept."""
     n, device = len(images), images.device
     threshold = _uniform(n, 0.35, 0.65, gen, device)
-    semeion = torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5
-    binary = _scanned(images, binary_scan, threshold, None if kept is None else kept & semeion)
-    blocks = _scanned(images, block_scan, threshold, None if kept is None else kept & ~semeion)
-    return torch.where(semeion, binary, blocks)
+    as_semeion = torch.rand(n, 1, 1, 1, generator=gen, device=device) < 0.5
+    binary = _scanned(images, binary_scan, threshold, None if kept is None else kept & as_semeion)
+    blocks = _scanned(images, block_scan, threshold, None if kept is None else kept & ~as_semeion)
+    return torch.where(as_semeion, binary, blocks)
 
 
 def _rotation_then(scanner: Callable[[Tensor, torch.Generator, Tensor], Tensor], share: float, images: Tensor,
