@@ -96,33 +96,39 @@ def accuracy_table(path: Path = RESULTS_DIR / "accuracy.json") -> str:
     return markdown(summarize(runs))
 
 
-def external_table(root: Path = REFERENCE_ROOT) -> str:
-    """Accuracy on handwriting the models never saw, from the ``external`` scores in the metrics records."""
-    rows, names = [], None
+def _external_records(root: Path) -> list[tuple[str, dict]]:
+    """Each registered model's metrics record that holds ``external`` scores (``--evaluate-external``)."""
+    found = []
     for key in model_strategy.available_models():
         path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
         record = json.loads(path.read_text()) if path.is_file() else {}
-        if "external" not in record:
-            continue
+        if "external" in record:
+            found.append((key, record))
+    return found
+
+
+NOT_MEASURED = "_not measured yet: run the --evaluate-external command above_"
+
+
+def external_table(root: Path = REFERENCE_ROOT) -> str:
+    """Accuracy on handwriting the models never saw, from the ``external`` scores in the metrics records."""
+    rows, names = [], None
+    for key, record in _external_records(root):
         scores = record["external"]["scores"]
         names = names or [f"{s['name']} ({s['images']:,})" for s in scores]
         rows.append((f"`{key}`", f"{record['summary']['final_test_acc']:.2f}%", *(f"{s['accuracy']:.2f}%" for s in scores)))
     if not rows:
-        return "_not measured yet: run the --evaluate-external command above_"
+        return NOT_MEASURED
     return markdown_table(["model", "MNIST test (10,000)", *names], "l" + "r" * (len(names) + 1), rows)
 
 
 def external_digits_table(root: Path = REFERENCE_ROOT) -> str:
     """Each true digit's accuracy on the two other writers' sets, per committed model: where they fail."""
-    rows = []
-    for key in model_strategy.available_models():
-        path = ArtifactPaths(model_strategy.get_strategy(key).stem, root).metrics
-        record = json.loads(path.read_text()) if path.is_file() else {}
-        for s in record.get("external", {}).get("scores", []):
-            if s["name"] in (external.SEMEION, external.OPTDIGITS) and s.get("per_digit"):
-                rows.append((f"`{key}`", s["name"].split(" ")[0], *(f"{a:.1f}" for a in s["per_digit"])))
+    rows = [(f"`{key}`", s["name"].split(" ")[0], *(f"{a:.1f}" for a in s["per_digit"]))
+            for key, record in _external_records(root) for s in record["external"]["scores"]
+            if s["name"] in (external.SEMEION, external.OPTDIGITS) and s.get("per_digit")]
     if not rows:
-        return "_not measured yet: run the --evaluate-external command above_"
+        return NOT_MEASURED
     return markdown_table(["model", "set", *map(str, range(10))], "ll" + "r" * 10, rows)
 
 
