@@ -9,7 +9,9 @@ and datasets that normalise each axis to fill a box, as SEMEION and USPS do (``s
 scans (``coarse``), and all of them together (``handwriting``); ``scanned`` leaves half of each batch
 to rotation alone, so the network keeps seeing MNIST as it is. ``scan`` makes SEMEION's format exactly as
 the external evaluation hands it to ``--predict`` (a 16x16 binary scan of the stretched digit, prepared
-by ``mnistify``), batched; ``rotation-scan`` and ``writers-scan`` mix it with MNIST as it is.
+by ``mnistify``), batched; ``rotation-scan`` and ``writers-scan`` mix it with MNIST as it is. ``fonts``
+draws some of a batch's digits anew in handwriting fonts' hands (``font_digits``): the one strategy that
+needs the batch's labels (``Augmentation.uses_labels``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+import font_digits
 
 MAX_ROTATION_DEGREES = 7.0
 
@@ -399,19 +403,49 @@ def writers_scan(images: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(other_hand, varied, rotation(images, gen))
 
 
+FONT_SHARE = 0.1  # the share of a batch drawn by a font's hand instead of an MNIST writer's
+
+
+@functools.lru_cache(maxsize=4)
+def _training_fonts(device: torch.device) -> Tensor:
+    """The training fonts' digits (fonts, 10, 28, 28) in [0, 1] on ``device``, read once."""
+    return font_digits.load("train").images.to(device).float().div_(255.0)
+
+
+def fonts(images: Tensor, gen: torch.Generator, labels: Tensor, share: float = FONT_SHARE) -> Tensor:
+    """About ``share`` of the images (drawn per image) replaced by the same digit in a random training font
+    (``font_digits``), varied as another hand would draw it (``affine``, ``thickness``, ``elastic``). Only the
+    replacements are drawn and varied (one host sync per call: per batch on a CPU, per epoch on a GPU)."""
+    glyphs = _training_fonts(images.device)
+    n, device = len(images), images.device
+    chosen = (torch.rand(n, generator=gen, device=device) < share).nonzero().view(-1)
+    font = torch.randint(0, len(glyphs), (len(chosen),), generator=gen, device=device)
+    out = images.clone()
+    out[chosen] = elastic(thickness(affine(glyphs[font, labels[chosen]].unsqueeze(1), gen), gen), gen)
+    return out
+
+
+def rotation_scans_third_fonts(images: Tensor, gen: torch.Generator, labels: Tensor) -> Tensor:
+    """A tenth of each batch in a training font's hand (``fonts``), then ``rotation-scans-third``."""
+    return rotation_scans_third(fonts(images, gen, labels), gen)
+
+
 @dataclass(frozen=True)
 class Augmentation:
     name: str
-    apply: Callable[[Tensor, torch.Generator], Tensor]
+    apply: Callable[..., Tensor]
     description: str
+    uses_labels: bool = False  # apply(images, gen, labels): the strategy draws digits of the batch's classes
+    reads: Callable[[torch.device], object] | None = None  # loads what it draws from (a missing file fails early)
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
 CLASSIC = ("rotation", "none")  # what the classic torchvision pipeline can do
 
 
-def register(name: str, apply: Callable[[Tensor, torch.Generator], Tensor]) -> None:
-    AUGMENTATIONS[name] = Augmentation(name, apply, (apply.__doc__ or "").split("\n")[0])
+def register(name: str, apply: Callable[..., Tensor], uses_labels: bool = False,
+             reads: Callable[[torch.device], object] | None = None) -> None:
+    AUGMENTATIONS[name] = Augmentation(name, apply, (apply.__doc__ or "").split("\n")[0], uses_labels, reads)
 
 
 register("none", lambda images, gen: images)
@@ -430,9 +464,23 @@ register("rotation-scan", rotation_scan)
 register("rotation-scans", rotation_scans)
 register("rotation-scans-third", rotation_scans_third)
 register("writers-scan", writers_scan)
+register("rotation-scans-third-fonts", rotation_scans_third_fonts, uses_labels=True, reads=_training_fonts)
 
 
-def augment(name: str, images: Tensor, gen: torch.Generator) -> Tensor:
-    """``images`` varied by the named strategy, clamped to [0, 1] (interpolation can round past either end)."""
-    return AUGMENTATIONS[name].apply(images, gen).clamp_(0, 1)
+def ready(name: str, device: torch.device) -> None:
+    """Loads what the named strategy draws from, so that a missing or damaged file stops a run before its
+    first epoch (``font_digits.FontDigitsError``) rather than inside it."""
+    if AUGMENTATIONS[name].reads is not None:
+        AUGMENTATIONS[name].reads(device)
+
+
+def augment(name: str, images: Tensor, gen: torch.Generator, labels: Tensor | None = None) -> Tensor:
+    """``images`` varied by the named strategy, clamped to [0, 1] (interpolation can round past either end).
+    ``labels`` (the images' classes) are needed by the strategies that draw digits of a class."""
+    strategy = AUGMENTATIONS[name]
+    if not strategy.uses_labels:
+        return strategy.apply(images, gen).clamp_(0, 1)
+    if labels is None:
+        raise ValueError(f"augmentation {name!r} draws digits of the batch's classes: pass the labels")
+    return strategy.apply(images, gen, labels).clamp_(0, 1)
 

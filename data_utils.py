@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.datasets import MNIST
 
+import augmentations
 from artifacts import atomic_write_bytes
 from augmentations import CLASSIC, MAX_ROTATION_DEGREES, augment
 
@@ -414,6 +415,7 @@ class TensorTrainBatches:
     def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: str = "rotation",
                  whole_epoch: bool | None = None) -> None:
         self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        augmentations.ready(augment, data.images.device)
         self.generator = torch.Generator(device=data.images.device)
         self.whole_epoch = data.images.device.type != "cpu" if whole_epoch is None else whole_epoch
 
@@ -426,15 +428,18 @@ class TensorTrainBatches:
         images, labels = self.data.images, self.data.labels
         order = torch.randperm(len(labels), generator=gen, device=images.device)
         if self.whole_epoch:
-            yield from zip(self._make(images, order, gen).split(self.batch_size), labels[order].split(self.batch_size))
+            ordered = labels[order]
+            yield from zip(self._make(images, order, ordered, gen).split(self.batch_size), ordered.split(self.batch_size))
         else:
             for index in order.split(self.batch_size):
-                yield self._make(images, index, gen), labels[index]
+                batch_labels = labels[index]
+                yield self._make(images, index, batch_labels, gen), batch_labels
 
-    def _make(self, images: Tensor, index: Tensor, gen: torch.Generator) -> Tensor:
-        """The images at ``index``, varied by the augmentation with fresh draws from ``gen``, normalized."""
+    def _make(self, images: Tensor, index: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """The images at ``index`` (of classes ``labels``), varied by the augmentation with fresh draws from
+        ``gen``, normalized."""
         batch = images[index].unsqueeze(1).float().div_(255.0)
-        return normalize(augment(self.augment, batch, gen), inplace=True)
+        return normalize(augment(self.augment, batch, gen, labels), inplace=True)
 
 
 class TensorEvalBatches:

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how training batches are varied (default: the model recipe's): rotation (+-7 deg, the design card's),"
         " affine, thickness, elastic, blur-binarize, stretch, coarse, handwriting (all of them), scanned (half"
         " rotation, half handwriting), scan / scans (other digit sets' formats), rotation-scan / rotation-scans"
-        " (rotation, then half of each batch scanned), rotation-scans-third (a third scanned), writers-scan, none")
+        " (rotation, then half of each batch scanned), rotation-scans-third (a third scanned),"
+        " rotation-scans-third-fonts (a tenth of each batch first drawn in a handwriting font's hand), writers-scan, none")
     add("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
     add("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
         help="hold out N training images (seeded) as a validation set")

@@ -16,6 +16,7 @@ import acceleration
 import config
 import data_utils
 import export
+import font_digits
 import model_strategy
 import predict
 import runs
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{error} argument {getattr(exc, 'flag', '--backend')}: {exc}", file=sys.stderr)
         return 2
     except (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError,
-            export.ExportError) as exc:
+            export.ExportError, font_digits.FontDigitsError) as exc:
         print(f"{error} {exc}", file=sys.stderr)
         return 2
     except training.DivergenceError as exc:

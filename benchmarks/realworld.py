@@ -16,7 +16,8 @@ the recipe is chosen before, on writer-disjoint validation (``--select``), and t
 ``--select`` trains each recipe with ``--val-split 6000`` (whole training writers held out) and prints
 the final validation accuracy on those writers' digits as they are, as binary 16x16 scans
 (``external.binary_scans``, SEMEION's format) and as 8x8 block counts (``external.block_scans``, optdigits'
-format): training data only, never SEMEION, optdigits or MNIST's test set.
+format), and on the development fonts' digits (``font_digits``: handwriting fonts no recipe trains on):
+training data and fonts only, never SEMEION, optdigits or MNIST's test set.
 
     python -m benchmarks.realworld --check-preparation --data-dir ../shared/data
 
@@ -45,6 +46,7 @@ from torch import Tensor
 
 import data_utils
 import external
+import font_digits
 import predict
 from artifacts import REPO_ROOT, atomic_save_json
 from benchmarks import renderings
@@ -96,12 +98,24 @@ def held_out_digits(data_dir: str, seed: int) -> dict[str, Tensor]:
             "validation writers as 8x8 block scans": external.as_scans(external.block_scans(images)), "labels": labels}
 
 
+def development_fonts() -> tuple[Tensor, Tensor]:
+    """The development fonts' digits in [0, 1] (prepared as ``--predict`` prepares a file) and their labels."""
+    images, labels = font_digits.load("development").digits()
+    return images.float() / 255.0, labels
+
+
+def accuracy(net: torch.nn.Module, digits: Tensor, labels: Tensor) -> float:
+    return round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
+
+
 def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
-    """Final weights on the held-out training writers: their digits as they are, and as scans."""
+    """Final weights on the held-out training writers (their digits as they are, and as scans) and on the
+    development fonts' digits: hands the run never saw, none from a test set."""
     sets = dict(held_out_digits(data_dir, seed))
     labels, net = sets.pop("labels"), load_trained(model, out, "cpu")
-    return {name: round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
-            for name, digits in sets.items()}
+    scores = {name: accuracy(net, digits, labels) for name, digits in sets.items()}
+    scores["development fonts"] = accuracy(net, *development_fonts())
+    return scores
 
 
 def quantiles(values: torch.Tensor) -> str:

@@ -23,10 +23,10 @@ def _batch() -> torch.Tensor:
 
 @pytest.mark.parametrize("name", list(augmentations.AUGMENTATIONS))
 def test_every_augmentation_keeps_shape_and_range_and_repeats_for_a_seed(name) -> None:
-    images = _batch()
-    first = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3))
-    again = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3))
-    other = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(4))
+    images, labels = _batch(), torch.arange(16) % 10
+    first = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3), labels)
+    again = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(3), labels)
+    other = augmentations.augment(name, images.clone(), torch.Generator().manual_seed(4), labels)
     assert first.shape == images.shape and first.dtype == images.dtype
     assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
     assert torch.equal(first, again)
