@@ -169,10 +169,12 @@ def realworld_table(path: Path = RESULTS_DIR / "realworld.json") -> str:
             f"\n\n{realworld_summary(runs)}")
 
 
-def time_to_accuracy_table(path: Path = RESULTS_DIR / "time_to_accuracy.json") -> str:
-    if not path.is_file():
+def time_to_accuracy_table(results: Path = RESULTS_DIR) -> str:
+    """Every ``time_to_accuracy*.json`` (one per recipe measured), in name order."""
+    paths = sorted(results.glob("time_to_accuracy*.json"))
+    if not paths:
         return "_not measured yet: run the time-to-accuracy command above_"
-    return time_to_accuracy_summary(json.loads(path.read_text()))
+    return "\n\n".join(time_to_accuracy_summary(json.loads(path.read_text())) for path in paths)
 
 
 def seeds_at_once_table(results: Path = RESULTS_DIR) -> str:

@@ -2,7 +2,8 @@
 
     python -m benchmarks.time_to_accuracy --epochs 8 --seeds 1,2,3 --json-out benchmarks/results/time_to_accuracy.json
 
-Each seed is one run of the project pipeline (``main.py``'s defaults with ``--epochs``), each in its
+Each seed is one run of the project pipeline (``main.py``'s defaults with ``--epochs``, and ``--augment`` when
+given instead of the model's recipe), each in its
 own process, one after the other, timed from that process's start: importing torch, reading MNIST and
 loading the C kernels count. The recipe is fixed before the runs; the test accuracy after each epoch
 is only read, never used to stop a run or pick one, and every seed is reported.
@@ -15,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import config
 from artifacts import atomic_save_json
 from benchmarks.common import epoch_summary, machine, machine_line, run_training
 from data_utils import default_data_dir
@@ -36,7 +38,9 @@ def summary(record: dict) -> str:
     table = markdown_table(["seed", f"s from process start to first epoch ≥ {THRESHOLD}%", "that epoch",
                             "median epoch (s)", "final test acc"], "rrrrr", rows)
     median = f"{statistics.median(reached):.1f} s" if len(reached) == len(rows) else "not reached by every seed"
-    return (f"Model {record['model']}, {record['epochs']} epochs (OneCycle over them), batch {record['batch_size']};"
+    augment = record.get("augment", "its recipe at the recorded commit")
+    return (f"Model {record['model']}, augment {augment}, {record['epochs']} epochs (OneCycle over them),"
+            f" batch {record['batch_size']};"
             f" {machine_line(record['machine'])}.\n\n{table}\n\n"
             f"Median over {len(rows)} seeds: **{median}**.")
 
@@ -49,19 +53,23 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--data-dir", default=str(default_data_dir()))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--augment", default=None, help="the augmentation (default: the model's recipe)")
     p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
     args = p.parse_args()
 
+    augment = args.augment or config.resolve(args.model, {}).augment
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds.split(","):
-            settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": int(seed), "data_dir": args.data_dir}
+            settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": int(seed), "data_dir": args.data_dir,
+                        "augment": augment}
             run = run_training(args.model, settings, "project", Path(tmp) / seed, args.device, Path(tmp) / f"{seed}.log")
             runs[seed] = epoch_summary(run.metrics, THRESHOLD)
             print(f"seed {seed}: {runs[seed][f'time_to_{THRESHOLD}_s']} s to {THRESHOLD}%,"
                   f" final {runs[seed]['final_test_acc']:.2f}%", file=sys.stderr, flush=True)
     record = {"benchmark": "time_to_accuracy", "threshold": THRESHOLD, "device": args.device, "model": args.model,
-              "epochs": args.epochs, "batch_size": args.batch_size, "machine": machine(args.device), "runs": runs}
+              "augment": augment, "epochs": args.epochs, "batch_size": args.batch_size, "machine": machine(args.device),
+              "runs": runs}
     print(summary(record))
     if args.json_out:
         atomic_save_json(Path(args.json_out), record)
