@@ -415,7 +415,8 @@ def _training_fonts(device: torch.device) -> Tensor:
 def fonts(images: Tensor, gen: torch.Generator, labels: Tensor, share: float = FONT_SHARE) -> Tensor:
     """About ``share`` of the images (drawn per image) replaced by the same digit in a random training font
     (``font_digits``), varied as another hand would draw it (``affine``, ``thickness``, ``elastic``). Only the
-    replacements are drawn and varied (one host sync per call: per batch on a CPU, per epoch on a GPU)."""
+    replacements are drawn and varied; finding them is a host sync on a GPU, once an epoch there (the
+    whole epoch's batches are made at once)."""
     glyphs = _training_fonts(images.device)
     n, device = len(images), images.device
     chosen = (torch.rand(n, generator=gen, device=device) < share).nonzero().view(-1)

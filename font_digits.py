@@ -8,16 +8,22 @@ regular (or nearest) latin weight rendered dark on white and passed through ``pr
 The families are split once, alphabetically, into training fonts and development fonts (every fourth),
 so a recipe that learns from the first can be judged on hands it never saw without touching a test set.
 
-    python -m font_digits --make FONT_PACKAGES   # FONT_PACKAGES: unpacked @fontsource/<id> packages, one folder each
+    npm pack google-fonts-complete@2.2.3 && tar xzf google-fonts-complete-2.2.3.tgz
+    python -m font_digits --ids package/google-fonts.json > ids.txt        # the handwriting families' ids
+    mkdir fonts && cd fonts && while read id; do npm pack "@fontsource/$id" && mkdir "$id" &&
+        tar xzf fontsource-"$id"-*.tgz -C "$id" --strip-components=1; done < ../ids.txt; cd ..
+    python -m font_digits --make fonts
 
-rebuilds ``assets/font_digits.safetensors`` (the packages come from the npm registry:
-``npm pack @fontsource/<id>``). The file keeps each family's name, package version and licence.
+rebuilds ``assets/font_digits.safetensors`` (an id Fontsource does not publish fails its ``npm pack`` and is
+left out). The file keeps each family's name, package version and licence; newer package versions may
+draw a glyph differently.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,11 +157,24 @@ def make(packages: Path, out: Path | None = None) -> list[str]:
     return skipped
 
 
+def handwriting_ids(catalogue: Path) -> list[str]:
+    """Fontsource ids of the "handwriting" families in a Google Fonts catalogue (google-fonts-complete's JSON)."""
+    families = json.loads(catalogue.read_text())
+    return [re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            for name, font in sorted(families.items()) if font.get("category") == "handwriting"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--make", type=Path, required=True, metavar="FONT_PACKAGES",
-                   help="folder of unpacked @fontsource packages, one folder each")
+    task = p.add_mutually_exclusive_group(required=True)
+    task.add_argument("--ids", type=Path, metavar="CATALOGUE_JSON",
+                      help="print the Fontsource ids of the catalogue's handwriting families")
+    task.add_argument("--make", type=Path, metavar="FONT_PACKAGES",
+                      help="folder of unpacked @fontsource packages, one folder each")
     args = p.parse_args()
+    if args.ids:
+        print("\n".join(handwriting_ids(args.ids)))
+        return
     for line in make(args.make):
         print("left out:", line)
     everything = load("all")

@@ -93,3 +93,10 @@ def test_training_with_the_fonts_recipe_and_no_font_file_stops_before_the_first_
     err = capsys.readouterr().err
     assert code == 2 and "gone.safetensors" in err and "Traceback" not in err
     assert not list(out.rglob("*.pth")) and not list(out.rglob("*metrics.json"))
+
+
+def test_the_catalogue_gives_the_fontsource_ids_of_its_handwriting_families_only(tmp_path) -> None:
+    catalogue = tmp_path / "google-fonts.json"
+    catalogue.write_text('{"Caveat": {"category": "handwriting"}, "Roboto": {"category": "sans-serif"},'
+                         ' "Mr De Haviland": {"category": "handwriting"}}')
+    assert font_digits.handwriting_ids(catalogue) == ["caveat", "mr-de-haviland"]
