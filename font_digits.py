@@ -80,11 +80,10 @@ def _load(path: Path) -> tuple[Tensor, list[str]]:
 
 def load(split: str, path: Path | None = None) -> FontDigits:
     """The ``"train"`` or ``"development"`` fonts' digits (``"all"``: every font), from ``path`` (default ``PATH``)."""
-    images, families = _load(Path(path or PATH))
-    keep = [i for i in range(len(families))
-            if split == "all" or (split == "development") == is_development(i)]
     if split not in ("train", "development", "all"):
         raise ValueError(f"split is train, development or all, not {split!r}")
+    images, families = _load(Path(path or PATH))
+    keep = [i for i in range(len(families)) if split == "all" or (split == "development") == is_development(i)]
     return FontDigits(images[keep], [families[i] for i in keep])
 
 
