@@ -69,13 +69,17 @@ def train(model: str, augment: str, seed: int, epochs: int, data_dir: str, out: 
     return argv
 
 
+def accuracy(net: torch.nn.Module, digits: Tensor, labels: Tensor) -> float:
+    """Percent of ``digits`` (in [0, 1]) that ``net`` reads as ``labels``."""
+    return round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
+
+
 def score(model: str, out: Path, data_dir: str) -> dict:
     """The run's final-epoch weights on MNIST's test set and on the external sets."""
     splits = data_utils.load_mnist(data_dir)
     net = load_trained(model, out, "cpu")
     test = splits["test"]
-    predicted, _ = predict.classify(net, test.images.float() / 255.0)
-    scores = {"MNIST test": round(100 * float((predicted == test.labels).float().mean()), 2)}
+    scores = {"MNIST test": accuracy(net, test.images.float() / 255.0, test.labels)}
     scores.update({s.name: s.accuracy for s in external.evaluate_external(net, test, data_dir)})
     return scores
 
@@ -102,10 +106,6 @@ def development_fonts() -> tuple[Tensor, Tensor]:
     """The development fonts' digits in [0, 1] (prepared as ``--predict`` prepares a file) and their labels."""
     images, labels = font_digits.load("development").digits()
     return images.float() / 255.0, labels
-
-
-def accuracy(net: torch.nn.Module, digits: Tensor, labels: Tensor) -> float:
-    return round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
 
 
 def validation_scores(model: str, out: Path, data_dir: str, seed: int) -> dict:
