@@ -42,3 +42,19 @@ def test_the_tree_passes_ruff_with_the_pyproject_configuration():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_seeds_bound_times_one_seed_the_stack_and_single_thread_copies_and_derives_its_figures(tmp_path):
+    out = tmp_path / "bound.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.seeds_bound", "--seeds", "2", "--steps", "3", "--warmup", "1",
+                           "--rounds", "1", "--json-out", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert len(record["runs_ms"]["side_by_side"]) == 1 and record["cores"] >= 1
+    one, stacked, side = record["one_seed_ms"], record["stacked_ms"], record["side_by_side_ms"]
+    assert min(one, stacked, side) > 0
+    assert record["stacked_over_one"] == round(stacked / one, 2)
+    assert abs(record["side_by_side_over_one"] - 2 * side / record["cores"] / one) < 0.006
+    assert abs(record["needed_speedup_per_core"] - record["side_by_side_over_one"] / 1.5) < 0.006
+    assert "**" in done.stdout and "2 seeds stacked" in done.stdout
