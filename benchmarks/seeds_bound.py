@@ -1,20 +1,23 @@
-"""How fast K seeds at once could be on this machine: training steps alone, one seed against K, three ways.
+"""How fast K seeds at once could be on this machine: the per-batch work alone, one seed against K, three ways.
 
-    python -m benchmarks.seeds_bound --seeds 3 --json-out benchmarks/results/seeds_bound.json
+    python -m benchmarks.seeds_bound --seeds 3 --data-dir ../shared/data --json-out benchmarks/results/seeds_bound.json
 
-Every figure is the median time of one ``training.TrainStep`` (forward, loss, backward, SGD update; batch 128,
-random images, the execution layer's ``auto`` backend) in a child process of its own, after a warm-up:
+The per-batch work is what a run repeats for every batch of every seed and cannot share between seeds:
+making the batch (``TensorTrainBatches`` with the model's recipe, batch 128, from MNIST's training set)
+and one ``training.TrainStep`` on it (forward, loss, backward, SGD update, the execution layer's ``auto``
+backend). Every figure is its median over the measured batches of a child process, after a warm-up:
 
 - ``one seed``: the model alone on every core (what one seed's run does);
-- ``stacked``: K seeds as one ``seeds_at_once.SeedStack`` on every core (what ``--seeds-at-once`` does);
+- ``stacked``: K seeds as one ``seeds_at_once.SeedStack`` on every core, each seed its own batches
+  (what ``--seeds-at-once`` does);
 - ``side by side``: as many single-thread processes as there are cores, started together, each the model
-  alone; K seed-steps then take K / cores of their step time. This is the most the cores give when each
-  runs a seed at a single core's rate, with nothing shared and no thread waiting on another.
+  alone; K seeds' batches then take K / cores of their time. This is what the cores give when each works
+  for one seed at a single core's rate, with nothing shared and no thread waiting on another.
 
-The rounds alternate the three (drift touches all of them). Augmentation, evaluation and files are
-left out: ``bench_seeds.py`` measures whole runs. The last figure says what stacking must beat: a
-stacked step within 1.5x of one seed's needs each core to do a seed's step faster than one core does it
-for a seed alone, by the factor printed.
+The rounds alternate the three (drift touches all of them). Evaluation, start-up and files are left out:
+``bench_seeds.py`` measures whole runs. The last figure says what stacking must beat: K seeds' batches
+within 1.5x of one seed's need each core to do a seed's batch faster than one core does it for a seed
+alone, by the factor printed.
 """
 from __future__ import annotations
 
@@ -27,48 +30,55 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+import acceleration
+import data_utils
+import training
 from artifacts import atomic_save_json
 from benchmarks.common import REPO, machine, machine_line
+from model_strategy import get_strategy
+from seeds_at_once import SeedBatches, SeedStack
 from tables import markdown_table
 
 TARGET = 1.5  # the issue's goal: K seeds in at most this many times one seed's time
+BATCH = 128
 
 
-def step_ms(model: str, seeds: int, threads: int | None, steps: int, warmup: int, batch: int = 128) -> float:
-    """Median milliseconds of one training step, in this process (``threads`` None: torch's default)."""
-    import torch  # noqa: PLC0415 - the parent stays light
-
-    import acceleration  # noqa: PLC0415
-    import model_strategy  # noqa: PLC0415
-    import training  # noqa: PLC0415
-    from seeds_at_once import SeedStack  # noqa: PLC0415
-
+def step_ms(model: str, seeds: int, threads: int | None, steps: int, warmup: int, data_dir: str) -> float:
+    """Median milliseconds of one batch made and trained on, in this process (``threads`` None: torch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
     training.keep_freed_memory()
-    strategy = model_strategy.get_strategy(model)
-    models = []
+    strategy = get_strategy(model)
+    train = data_utils.load_mnist(data_dir)["train"]
+    models, batches = [], []
     for seed in range(1, seeds + 1):
         torch.manual_seed(seed)
         models.append(strategy.get_model("cpu"))
+        batches.append(data_utils.TensorTrainBatches(train, BATCH, seed, strategy.recipe.augment))
     net, _ = acceleration.accelerate(models[0] if seeds == 1 else SeedStack(models), "auto")
-    net.train()
+    source = batches[0] if seeds == 1 else SeedBatches(batches)
     step = training.TrainStep(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9))
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, seeds, 28, 28, generator=generator).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch,) if seeds == 1 else (batch, seeds), generator=generator)
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        step(images, labels)
-        if i >= warmup:
+    net.train()
+    times, epoch = [], 0
+    while len(times) < warmup + steps:
+        epoch += 1
+        it = iter(source.epoch(epoch))
+        while len(times) < warmup + steps:
+            start = time.perf_counter()
+            images, labels = next(it, (None, None))
+            if images is None or len(labels) < BATCH:
+                break
+            step(images, labels)
             times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(times[warmup:])
 
 
-def _child(model: str, seeds: int, threads: int | None, steps: int, warmup: int) -> subprocess.Popen:
+def _child(model: str, seeds: int, threads: int | None, steps: int, warmup: int, data_dir: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.seeds_bound", "--child", "--model", model, "--seeds", str(seeds),
-           "--steps", str(steps), "--warmup", str(warmup)] + (["--threads", str(threads)] if threads else [])
+           "--steps", str(steps), "--warmup", str(warmup), "--data-dir", data_dir] \
+        + (["--threads", str(threads)] if threads else [])
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -82,18 +92,22 @@ def _read(proc: subprocess.Popen) -> float:
 
 def summary(record: dict) -> str:
     """The README's table and the figures that follow from it."""
-    k, cores = record["seeds"], record["cores"]
-    rows = [("one seed, every core", f"{record['one_seed_ms']:.2f}", "1.00"),
-            (f"{k} seeds stacked (`--seeds-at-once`), every core", f"{record['stacked_ms']:.2f}",
-             f"{record['stacked_over_one']:.2f}"),
-            (f"{k} seeds side by side, one core each ({cores} processes at once)",
-             f"{record['side_by_side_ms']:.2f} per step, {k} / {cores} of it per {k} seed-steps",
-             f"{record['side_by_side_over_one']:.2f}")]
-    table = markdown_table(["how", "step (ms)", f"{k} seed-steps / one seed's step"], "lrr", rows)
-    return (f"Model {record['model']}, batch {record['batch']}, median of {record['steps']} steps per run, "
+    k, cores, runs = record["seeds"], record["cores"], record["runs_ms"]
+
+    def ms(kind: str) -> str:
+        return f"{record[kind + '_ms']:.2f} ({min(runs[kind]):.2f}–{max(runs[kind]):.2f})"
+
+    rows = [("one seed, every core", ms("one_seed"), "1.00"),
+            (f"{k} seeds stacked (`--seeds-at-once`), every core", ms("stacked"), f"{record['stacked_over_one']:.2f}"),
+            (f"{k} seeds side by side: {cores} single-thread processes at once, {k} / {cores} of a step per {k} seeds",
+             ms("side_by_side"), f"{record['side_by_side_over_one']:.2f}")]
+    table = markdown_table(["how", "batch made and trained on (ms), median (rounds' range)",
+                            f"{k} seeds' batches / one seed's"], "lrr", rows)
+    return (f"Model {record['model']}, augment {record['augment']}, batch {record['batch']}, median of"
+            f" {record['steps']} batches per run, "
             f"{record['rounds']} rounds; {machine_line(record['machine'])}.\n\n{table}\n\n"
-            f"{k} seeds within {TARGET}× of one seed's step would need each core to run a seed's step "
-            f"**{record['needed_speedup_per_core']:.2f}×** as fast as it runs one seed alone.")
+            f"{k} seeds' batches within {TARGET}× of one seed's would need each core to do a seed's batch "
+            f"**{record['needed_speedup_per_core']:.2f}×** as fast as it does one for a seed alone.")
 
 
 def main() -> None:
@@ -103,24 +117,29 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default: the zoo's default data folder)")
     p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.data_dir = args.data_dir or str(data_utils.default_data_dir())
     if args.child:
-        print(json.dumps({"step_ms": step_ms(args.model, args.seeds, args.threads, args.steps, args.warmup)}))
+        print(json.dumps({"step_ms": step_ms(args.model, args.seeds, args.threads, args.steps, args.warmup,
+                                             args.data_dir)}))
         return
 
     cores = os.cpu_count() or 1
     one, stacked, side = [], [], []
     for _ in range(args.rounds):
-        one.append(_read(_child(args.model, 1, None, args.steps, args.warmup)))
-        stacked.append(_read(_child(args.model, args.seeds, None, args.steps, args.warmup)))
-        procs = [_child(args.model, 1, 1, args.steps, args.warmup) for _ in range(cores)]
+        one.append(_read(_child(args.model, 1, None, args.steps, args.warmup, args.data_dir)))
+        stacked.append(_read(_child(args.model, args.seeds, None, args.steps, args.warmup, args.data_dir)))
+        procs = [_child(args.model, 1, 1, args.steps, args.warmup, args.data_dir) for _ in range(cores)]
         side.append(statistics.median(_read(proc) for proc in procs))
     one_ms, stacked_ms, side_ms = statistics.median(one), statistics.median(stacked), statistics.median(side)
     side_over_one = args.seeds * side_ms / cores / one_ms
-    record = {"benchmark": "seeds_bound", "model": args.model, "seeds": args.seeds, "batch": 128, "steps": args.steps,
+    augment = get_strategy(args.model).recipe.augment
+    record = {"benchmark": "seeds_bound", "model": args.model, "augment": augment, "seeds": args.seeds, "batch": BATCH,
+              "steps": args.steps,
               "rounds": args.rounds, "cores": cores, "machine": machine("cpu"),
               "one_seed_ms": round(one_ms, 2), "stacked_ms": round(stacked_ms, 2), "side_by_side_ms": round(side_ms, 2),
               "runs_ms": {"one_seed": one, "stacked": stacked, "side_by_side": side},

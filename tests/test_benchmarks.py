@@ -44,10 +44,10 @@ def test_the_tree_passes_ruff_with_the_pyproject_configuration():
     assert done.returncode == 0, done.stdout[-3000:]
 
 
-def test_seeds_bound_times_one_seed_the_stack_and_single_thread_copies_and_derives_its_figures(tmp_path):
+def test_seeds_bound_times_one_seed_the_stack_and_single_thread_copies_and_derives_its_figures(mnist_root, tmp_path):
     out = tmp_path / "bound.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.seeds_bound", "--seeds", "2", "--steps", "3", "--warmup", "1",
-                           "--rounds", "1", "--json-out", str(out)],
+                           "--rounds", "1", "--data-dir", str(mnist_root), "--json-out", str(out)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(out.read_text())
