@@ -14,6 +14,7 @@ export:   benchmarks/results/export.json              (python -m benchmarks.benc
 realworld: benchmarks/results/realworld.json          (python -m benchmarks.realworld ...)
 time-to-accuracy: benchmarks/results/time_to_accuracy.json (python -m benchmarks.time_to_accuracy ...)
 seeds-at-once: benchmarks/results/seeds_at_once*.json (python -m benchmarks.bench_seeds ..., one file per set of seeds)
+seeds-bound: benchmarks/results/seeds_bound.json      (python -m benchmarks.seeds_bound --json-out ...)
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_tex
 from benchmarks.accuracy import markdown, summarize
 from benchmarks.bench_seeds import summary as seeds_at_once_summary
 from benchmarks.realworld import summary as realworld_summary
+from benchmarks.seeds_bound import summary as seeds_bound_summary
 from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
 from tables import markdown_table
 
@@ -185,6 +187,12 @@ def seeds_at_once_table(results: Path = RESULTS_DIR) -> str:
     return "\n\n".join(seeds_at_once_summary(json.loads(path.read_text())) for path in paths)
 
 
+def seeds_bound_table(path: Path = RESULTS_DIR / "seeds_bound.json") -> str:
+    if not path.is_file():
+        return "_not measured yet: run the seeds-bound command above_"
+    return seeds_bound_summary(json.loads(path.read_text()))
+
+
 def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     path = Path(root) / "outputs" / "leaderboard.md"
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
@@ -209,7 +217,7 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
           "external": external_table, "external-digits": external_digits_table, "realworld": lambda root: realworld_table(),
           "time-to-accuracy": lambda root: time_to_accuracy_table(),
-          "seeds-at-once": lambda root: seeds_at_once_table()}
+          "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table()}
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def summary(record: dict) -> str:
 
     rows = [("one seed, every core", ms("one_seed"), "1.00"),
             (f"{k} seeds stacked (`--seeds-at-once`), every core", ms("stacked"), f"{record['stacked_over_one']:.2f}"),
-            (f"{k} seeds side by side: {cores} single-thread processes at once, {k} / {cores} of a step per {k} seeds",
+            (f"{k} seeds side by side: {cores} single-thread processes at once, {k} / {cores} of their time per {k} seeds",
              ms("side_by_side"), f"{record['side_by_side_over_one']:.2f}")]
     table = markdown_table(["how", "batch made and trained on (ms), median (rounds' range)",
                             f"{k} seeds' batches / one seed's"], "lrr", rows)
