@@ -10,13 +10,15 @@ backend). Every figure is its median over the measured batches of a child proces
 - ``one seed``: the model alone on every core (what one seed's run does);
 - ``stacked``: K seeds as one ``seeds_at_once.SeedStack`` on every core, each seed its own batches
   (what ``--seeds-at-once`` does);
-- ``side by side``: as many single-thread processes as there are cores, started together, each the model
-  alone; K seeds' batches then take K / cores of their time. This is what the cores give when each works
-  for one seed at a single core's rate, with nothing shared and no thread waiting on another.
+- ``side by side``: P = min(K, cores) processes started together, each the model alone on cores / P
+  threads; K seeds' batches then take K / P of their time (with more seeds than cores, counted as if a
+  seed could be split between processes: a lower bound). On a machine with fewer cores than seeds this
+  is what the cores give when each works for one seed at a single core's rate, with nothing shared and
+  no thread waiting on another.
 
 The rounds alternate the three (drift touches all of them). Evaluation, start-up and files are left out:
 ``bench_seeds.py`` measures whole runs. The last figure says what stacking must beat: K seeds' batches
-within 1.5x of one seed's need each core to do a seed's batch faster than one core does it for a seed
+within 1.5x of one seed's need each process's cores to do a seed's batch faster than they do it for a seed
 alone, by the factor printed.
 """
 from __future__ import annotations
@@ -92,22 +94,26 @@ def _read(proc: subprocess.Popen) -> float:
 
 def summary(record: dict) -> str:
     """The README's table and the figures that follow from it."""
-    k, cores, runs = record["seeds"], record["cores"], record["runs_ms"]
+    k, runs = record["seeds"], record["runs_ms"]
+    processes, threads = record["processes"], record["threads_each"]
 
     def ms(kind: str) -> str:
         return f"{record[kind + '_ms']:.2f} ({min(runs[kind]):.2f}–{max(runs[kind]):.2f})"
 
     rows = [("one seed, every core", ms("one_seed"), "1.00"),
             (f"{k} seeds stacked (`--seeds-at-once`), every core", ms("stacked"), f"{record['stacked_over_one']:.2f}"),
-            (f"{k} seeds side by side: {cores} single-thread processes at once, {k} / {cores} of their time per {k} seeds",
+            (f"{k} seeds side by side: {processes} processes of {threads} thread{'s' if threads > 1 else ''} at once,"
+             f" {k} / {processes} of their time per {k} seeds",
              ms("side_by_side"), f"{record['side_by_side_over_one']:.2f}")]
     table = markdown_table(["how", "batch made and trained on (ms), median (rounds' range)",
                             f"{k} seeds' batches / one seed's"], "lrr", rows)
     return (f"Model {record['model']}, augment {record['augment']}, batch {record['batch']}, median of"
             f" {record['steps']} batches per run, "
             f"{record['rounds']} rounds; {machine_line(record['machine'])}.\n\n{table}\n\n"
-            f"{k} seeds' batches within {TARGET}× of one seed's would need each core to do a seed's batch "
-            f"**{record['needed_speedup_per_core']:.2f}×** as fast as it does one for a seed alone.")
+            f"{k} seeds' batches within {TARGET}× of one seed's would need each "
+            f"{'core' if threads == 1 else f'{threads} cores'} to do a seed's batch "
+            f"**{record['needed_speedup_per_core']:.2f}×** as fast as {'it does' if threads == 1 else 'they do'}"
+            f" one for a seed alone.")
 
 
 def main() -> None:
@@ -129,18 +135,21 @@ def main() -> None:
         return
 
     cores = os.cpu_count() or 1
+    processes = min(args.seeds, cores)
+    threads = cores // processes
     one, stacked, side = [], [], []
     for _ in range(args.rounds):
         one.append(_read(_child(args.model, 1, None, args.steps, args.warmup, args.data_dir)))
         stacked.append(_read(_child(args.model, args.seeds, None, args.steps, args.warmup, args.data_dir)))
-        procs = [_child(args.model, 1, 1, args.steps, args.warmup, args.data_dir) for _ in range(cores)]
+        procs = [_child(args.model, 1, threads, args.steps, args.warmup, args.data_dir) for _ in range(processes)]
         side.append(statistics.median(_read(proc) for proc in procs))
     one_ms, stacked_ms, side_ms = statistics.median(one), statistics.median(stacked), statistics.median(side)
-    side_over_one = args.seeds * side_ms / cores / one_ms
+    side_over_one = args.seeds * side_ms / processes / one_ms
     augment = get_strategy(args.model).recipe.augment
     record = {"benchmark": "seeds_bound", "model": args.model, "augment": augment, "seeds": args.seeds, "batch": BATCH,
               "steps": args.steps,
-              "rounds": args.rounds, "cores": cores, "machine": machine("cpu"),
+              "rounds": args.rounds, "cores": cores, "processes": processes, "threads_each": threads,
+              "machine": machine("cpu"),
               "one_seed_ms": round(one_ms, 2), "stacked_ms": round(stacked_ms, 2), "side_by_side_ms": round(side_ms, 2),
               "runs_ms": {"one_seed": one, "stacked": stacked, "side_by_side": side},
               "stacked_over_one": round(stacked_ms / one_ms, 2), "side_by_side_over_one": round(side_over_one, 2),
