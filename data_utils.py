@@ -29,9 +29,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
-from torchvision.datasets import MNIST
+from torch.utils.data import DataLoader, Dataset
 
 import augmentations
 from artifacts import atomic_write_bytes
@@ -187,6 +185,8 @@ def _install_verified(raw: Path, files: dict[str, bytes]) -> None:
 
 def _from_torchvision(raw: Path) -> None:
     """torchvision's own mirrors, downloaded into a temporary folder and installed only if verified."""
+    from torchvision.datasets import MNIST  # noqa: PLC0415 - torchvision costs a second to import; only these need it
+
     _status(f"MNIST: downloading with torchvision into {raw} ...")
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -459,8 +459,10 @@ class TensorEvalBatches:
 # --------------------------------------------------------------------------- classic pipeline
 
 
-def _classic_dataset(data: MNISTTensors, train: bool, augment: str) -> datasets.MNIST:
+def _classic_dataset(data: MNISTTensors, train: bool, augment: str) -> Dataset:
     """``torchvision.datasets.MNIST`` over already-verified tensors, with the classic transforms."""
+    from torchvision import datasets, transforms  # noqa: PLC0415 - the classic loader alone needs torchvision
+
     class VerifiedMNIST(datasets.MNIST):
         # torchvision reads only plain files from a writable folder; ours may be gzipped and read-only,
         # so the tensors come from ``load_mnist`` and everything else is torchvision's own code.

@@ -226,3 +226,13 @@ def test_a_runs_summary_describes_the_model_as_built_not_its_accelerated_copy(sy
     main.main(["--model", "3", "--summary-only", "--out-dir", str(tmp_path / "alone")])
     assert written == (tmp_path / "alone" / "summaries" / "mnist_model_3_summary.txt").read_text()
     assert "MaxPool2d" in written and "PointwiseConvPool" not in written and "Identity" not in written
+
+
+def test_the_cli_imports_torchvision_only_for_the_classic_loader_and_the_download():
+    # torchvision (and the torch._dynamo it pulls in) adds about a second to every start; --predict,
+    # --list-models and the tensor loader never need it.
+    code = ("import sys, main, data_utils; main.main(['--list-models']);"
+            " print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
