@@ -86,7 +86,7 @@ MODES = {
     "summary": summary,
     "train": train,
     "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, leaderboard.train(
-        cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once)))),
+        cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once, cmd.args.jobs)))),
     "evaluate": evaluate,
     "predict": run_predict,
     "export": run_export,

@@ -32,6 +32,7 @@ MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator
 MAX_BATCH_SIZE = 60_000  # MNIST's training set
 MAX_IMAGES = 60_000  # --subset, --val-split: at most MNIST's training set
 MAX_SEEDS = 100  # --seeds: models trained per key in one leaderboard run
+MAX_JOBS = 64  # --jobs: a leaderboard's runs at a time, each a process
 
 
 class ConfigError(ValueError):

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seeds-at-once", action="store_true",
         help="with --seeds K: train the K seeds as one network of K side-by-side copies (grouped layers), then split it"
              " into K ordinary runs; README 'Seeds at once' measures what it saves")
+    add("--jobs", type=_number(int, 1, config.MAX_JOBS), default=1,
+        help=f"with --seeds K: train up to N of the seeds at a time, each in a process of its own with the cores shared"
+             f" out (1-{config.MAX_JOBS}); not bit for bit a run with all cores; README 'Seeds at once'")
     add("--scheduler", choices=lr_schedulers.available_schedulers(), help="learning-rate schedule (default: recipe)")
     add("--epochs", type=_number(int, 1, config.MAX_EPOCHS), help=f"epochs, 1-{config.MAX_EPOCHS} (default: recipe)")
     add("--max_lr", "--max-lr", dest="max_lr", type=_number(float, 0, low_open=True),

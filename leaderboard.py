@@ -141,25 +141,33 @@ def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
     return [json_path, md_path, png_path]
 
 
-def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False) -> list[Path]:
-    """Each model with ``seeds`` seeds from ``given["seed"]``, one after the other or, ``at_once``, as one
-    network (``seeds_at_once``); the first seed's run writes the usual artifacts, every seed's metrics
-    record is kept as ``outputs/<stem>_seed<N>_metrics.json``. The leaderboard is rewritten after every
-    model, so progress survives an interrupt."""
+def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1) -> list[Path]:
+    """Each model with ``seeds`` seeds from ``given["seed"]``: one after the other; ``at_once``, as one
+    network (``seeds_at_once``); or, ``jobs`` > 1, up to that many at a time in processes of their own
+    (``runs.train_side_by_side_and_save``). The first seed's run writes the usual artifacts, every seed's
+    metrics record is kept as ``outputs/<stem>_seed<N>_metrics.json``. The leaderboard is rewritten after
+    every model, so progress survives an interrupt."""
     out_dir = given.get("out_dir")
     first_seed = 1 if given.get("seed") is None else given["seed"]
+    side_by_side = jobs > 1 and not at_once
     entries, paths = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for key in keys:
-            cfgs = [config.resolve(key, {**given, "seed": seed, "out_dir": out_dir if seed == first_seed else scratch},
+            cfgs = [config.resolve(key, {**given, "seed": seed,
+                                         "out_dir": out_dir if seed == first_seed else str(Path(scratch) / f"seed{seed}")},
                                    device) for seed in range(first_seed, first_seed + seeds)]
+            seeds_named = f"seeds {first_seed}-{first_seed + seeds - 1}"
             if at_once:
-                print(f"model {key}: seeds {first_seed}-{first_seed + seeds - 1} at once, as one network")
-            trained = iter(runs.train_together_and_save(cfgs) if at_once else [])
+                print(f"model {key}: {seeds_named} at once, as one network")
+                trained = iter(runs.train_together_and_save(cfgs))
+            elif side_by_side:
+                print(f"model {key}: {seeds_named}, {min(jobs, seeds)} at a time in processes of their own"
+                      f" ({runs.threads_per_job(jobs)} thread(s) each); their output goes to logs")
+                trained = iter(runs.train_side_by_side_and_save(cfgs, jobs, Path(scratch)))
             records, files = [], []
             for cfg in cfgs:
                 seed = cfg.seed
-                records.append(next(trained) if at_once else runs.train_and_save(cfg))
+                records.append(next(trained) if at_once or side_by_side else runs.train_and_save(cfg))
                 kept = ArtifactPaths(f"{get_strategy(key).stem}_seed{seed}", out_dir).metrics
                 atomic_save_json(kept, records[-1])
                 files.append(str(kept.relative_to(kept.parents[1])))

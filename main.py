@@ -55,6 +55,9 @@ def parse(argv: list[str]) -> Command:
         mode = "leaderboard"
     if args.seeds_at_once and args.seeds < 2:
         raise config.ConfigError("seeds_at_once", "trains several seeds at once: give --seeds K with K >= 2")
+    if args.jobs > 1 and (args.seeds < 2 or args.seeds_at_once):
+        raise config.ConfigError("jobs", "trains several seeds side by side: give --seeds K with K >= 2, and not"
+                                 " with --seeds-at-once")
     args.data_dir = args.data_dir or str(data_utils.default_data_dir())
     given = {k: v for k, v in vars(args).items() if k in config.SETTINGS and k not in ("model", "device")}
     if mode not in ("list", "predict") or args.predict_csv or args.save_prepared:
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                  f" {_resume_hint(argv)}") if saved else " Files written before it are intact."
         print(f"{error} cannot write {exc.path}: {exc.reason}.{after}", file=sys.stderr)
         return 4
+    except runs.SeedRunFailed as exc:
+        print(f"main.py: seed {exc.seed} failed ({exc}); the leaderboard files hold the models finished before it.",
+              file=sys.stderr)
+        return exc.code
     except runs.Interrupted as stop:
         if cmd is not None and cmd.mode == "leaderboard":
             print("main.py: interrupted; the leaderboard files hold the models finished before it (none if it was"

@@ -114,3 +114,40 @@ def test_an_entry_names_its_augmentation_and_records_older_than_the_flag_read_as
     assert scans.settings["augment"] == "rotation-scans" and old.settings["augment"] == "rotation"
     table = leaderboard.markdown([scans, old])
     assert "| augment |" in table and "| 1 | 7,720 | 1 | rotation-scans |" in table and "| 2 | 7,720 | 1 | rotation |" in table
+
+
+def test_seeds_side_by_side_run_in_processes_of_their_own_and_write_what_one_after_the_other_writes(
+        synthetic_root, tmp_path) -> None:
+    import os
+
+    common = ["--model", "1", "--seeds", "3", "--seed", "5", "--epochs", "1", "--batch-size", "64",
+              "--data-dir", str(synthetic_root), "--no-verify", "--device", "cpu"]
+    assert main.main([*common, "--out-dir", str(tmp_path / "one")]) == 0
+    assert main.main([*common, "--out-dir", str(tmp_path / "side"), "--jobs", "2"]) == 0
+    for name in ("leaderboard.json", "leaderboard.md", "mnist_model_1_metrics.json", "mnist_model_1_params.pth",
+                 *(f"mnist_model_1_seed{s}_metrics.json" for s in (5, 6, 7))):
+        assert (tmp_path / "side" / "outputs" / name).is_file(), name
+    seeds = json.loads((tmp_path / "side" / "outputs" / "leaderboard.json").read_text())["entries"][0]["seeds"]
+    assert seeds == [5, 6, 7]
+    for s in (5, 6, 7):
+        one, side = (json.loads((tmp_path / d / "outputs" / f"mnist_model_1_seed{s}_metrics.json").read_text())
+                     for d in ("one", "side"))
+        assert side["environment"]["cpu_threads"] == max(1, (os.cpu_count() or 1) // 2)
+        assert {k: v for k, v in side["config"].items() if k != "out_dir"} == \
+            {k: v for k, v in one["config"].items() if k != "out_dir"}
+
+
+def test_a_seed_failing_in_its_own_process_stops_the_leaderboard_with_its_message(synthetic_root, tmp_path, capsys):
+    (synthetic_root / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"not an IDX file")
+    code = main.main(["--model", "1", "--seeds", "2", "--jobs", "2", "--epochs", "1", "--data-dir", str(synthetic_root),
+                      "--no-verify", "--device", "cpu", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and ("seed 1 failed" in err or "seed 2 failed" in err)
+    assert "train-images-idx3-ubyte" in err and "Traceback" not in err
+    assert not (tmp_path / "outputs" / "leaderboard.json").exists()
+
+
+@pytest.mark.parametrize("extra", [["--jobs", "2"], ["--jobs", "2", "--seeds", "2", "--seeds-at-once"], ["--jobs", "0"]])
+def test_jobs_needs_several_seeds_trained_one_per_process(tmp_path, capsys, extra) -> None:
+    code = main.main(["--model", "3", "--out-dir", str(tmp_path), *extra])
+    assert code == 2 and "--jobs" in capsys.readouterr().err
