@@ -5,16 +5,16 @@
 Separate: ``main.py``'s default run for seeds S..S+K-1 (``--first-seed S``, default 1), each in its own
 process, one after the other.
 At once: ``main.py --model M --seeds K --seeds-at-once`` in one process (``seeds_at_once.py``).
-Side by side (``--ways side-by-side``): ``main.py --model M --seeds K --jobs J``, J = min(K, cores): the
-seeds in processes of their own, the cores shared out. Each chosen way runs once before the separate
-runs and once after, so that the machine's drift touches all of them. Walls are from process start to
-exit (every file written); the accuracies are the final epoch's, never a selected one.
+Side by side (``--ways side-by-side``): ``main.py --model M --seeds K --jobs J``, J = K unless ``--jobs``
+says otherwise: the seeds in processes of their own, the cores shared out (at least a thread each).
+Each chosen way runs once before the separate runs and once after, so that the machine's drift touches
+all of them. Walls are from process start to exit (every file written); the accuracies are the final
+epoch's, never a selected one.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,13 +27,13 @@ from benchmarks.common import REPO, machine, machine_line, run_training
 from data_utils import default_data_dir
 from tables import markdown_table
 
-WAYS = {"at-once": ["--seeds-at-once"], "side-by-side": None}  # None: --jobs min(seeds, cores)
+WAYS = {"at-once": ["--seeds-at-once"], "side-by-side": None}  # None: --jobs J
 
 
-def together(way: str, model: str, seeds: int, settings: dict, out: Path, device: str) -> dict:
-    """One leaderboard run of ``seeds`` seeds trained ``way`` (``WAYS``), in its own process: its wall time
-    and each seed's final accuracy."""
-    flags = WAYS[way] if WAYS[way] is not None else ["--jobs", str(min(seeds, os.cpu_count() or 1))]
+def together(way: str, model: str, seeds: int, settings: dict, out: Path, device: str, jobs: int) -> dict:
+    """One leaderboard run of ``seeds`` seeds trained ``way`` (``WAYS``; side by side, ``jobs`` at a time), in
+    its own process: its wall time and each seed's final accuracy."""
+    flags = WAYS[way] if WAYS[way] is not None else ["--jobs", str(jobs)]
     cmd = [sys.executable, "main.py", "--model", model, "--seeds", str(seeds), *flags, "--device", device,
            "--out-dir", str(out), *[f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]]
     start = time.perf_counter()
@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=str(default_data_dir()))
     p.add_argument("--device", default="cpu")
     p.add_argument("--ways", default="at-once", help=f"comma list of {', '.join(WAYS)} (default: at-once)")
+    p.add_argument("--jobs", type=int, default=None, help="side by side: seeds at a time (default: all of them)")
     p.add_argument("--json-out", default=None, help="also write the JSON record to this file")
     args = p.parse_args()
     ways = [w for w in args.ways.split(",") if w]
@@ -93,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for way in ways:
             record[way.replace("-", "_")].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}0",
-                                                          args.device))
+                                                          args.device, args.jobs or args.seeds))
         for seed in seeds:
             run = run_training(args.model, {**settings, "seed": seed}, "project", Path(tmp) / f"seed{seed}", args.device)
             record["separate"].append({"seed": seed, "wall_s": round(run.wall_seconds, 1),
@@ -101,7 +102,7 @@ def main() -> None:
             print(f"seed {seed} alone: {run.wall_seconds:.1f} s", file=sys.stderr, flush=True)
         for way in ways:
             record[way.replace("-", "_")].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}1",
-                                                          args.device))
+                                                          args.device, args.jobs or args.seeds))
     for way in ways:
         key = way.replace("-", "_")
         wall = statistics.median(r["wall_s"] for r in record[key])
