@@ -47,13 +47,13 @@ def together(way: str, model: str, seeds: int, settings: dict, out: Path, device
 
 
 def summary(record: dict) -> str:
-    """The README's table: separate runs and the at-once runs, wall times and accuracies."""
+    """The README's table: the separate runs and each way's runs together, wall times and accuracies."""
     rows = [("separate, one after the other", f"{sum(r['wall_s'] for r in record['separate']):.1f}",
              ", ".join(f"{r['wall_s']:.1f}" for r in record["separate"]),
              ", ".join(f"{r['final_test_acc']:.2f}" for r in record["separate"]),
              f"{statistics.mean(r['final_test_acc'] for r in record['separate']):.2f}")]
     ratios = []
-    for way, name, key in (("at-once", "at once", "at_once"), ("side-by-side", "side by side", "side_by_side")):
+    for name, key in (("at once", "at_once"), ("side by side", "side_by_side")):
         if not record.get(key):
             continue
         jobs = f" (`--jobs {record[key][0]['jobs']}`)" if "jobs" in record[key][0] else ""
