@@ -240,10 +240,11 @@ class SeedRunFailed(RuntimeError):
 
 
 def _last_error(log: Path) -> str:
-    """The one-line message a ``main.py`` process printed last ("main.py: ..."), from its log."""
+    """The one-line message a ``main.py`` process printed last ("main.py: ..."), from its log; else its last
+    line of output (the log is a temporary file, gone once the leaderboard stops)."""
     lines = [line.strip() for line in log.read_text(errors="replace").replace("\r", "\n").splitlines()]
     said = [line for line in lines if line.startswith("main.py:")]
-    return said[-1] if said else (next((line for line in reversed(lines) if line), "no output") + f" (see {log})")
+    return said[-1] if said else "its last output: " + next((line for line in reversed(lines) if line), "none")
 
 
 def threads_per_job(jobs: int) -> int:

@@ -151,3 +151,13 @@ def test_a_seed_failing_in_its_own_process_stops_the_leaderboard_with_its_messag
 def test_jobs_needs_several_seeds_trained_one_per_process(tmp_path, capsys, extra) -> None:
     code = main.main(["--model", "3", "--out-dir", str(tmp_path), *extra])
     assert code == 2 and "--jobs" in capsys.readouterr().err
+
+
+def test_a_failed_seed_is_named_by_its_own_message_or_else_its_last_output(tmp_path) -> None:
+    import runs
+
+    log = tmp_path / "seed1.log"
+    log.write_text("epoch 1/15:  40%\repoch 1/15:  90%\nmain.py: error: argument --lr: must be > 0\n")
+    assert runs._last_error(log) == "main.py: error: argument --lr: must be > 0"
+    log.write_text("epoch 1/15:  40%\rTraceback (most recent call last):\nMemoryError\n\n")
+    assert runs._last_error(log) == "its last output: MemoryError"
