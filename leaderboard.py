@@ -149,25 +149,24 @@ def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool =
     every model, so progress survives an interrupt."""
     out_dir = given.get("out_dir")
     first_seed = 1 if given.get("seed") is None else given["seed"]
-    side_by_side = jobs > 1 and not at_once
     entries, paths = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for key in keys:
             cfgs = [config.resolve(key, {**given, "seed": seed,
                                          "out_dir": out_dir if seed == first_seed else str(Path(scratch) / f"seed{seed}")},
                                    device) for seed in range(first_seed, first_seed + seeds)]
-            seeds_named = f"seeds {first_seed}-{first_seed + seeds - 1}"
+            seeds_named, trained = f"seeds {first_seed}-{first_seed + seeds - 1}", None
             if at_once:
                 print(f"model {key}: {seeds_named} at once, as one network")
                 trained = iter(runs.train_together_and_save(cfgs))
-            elif side_by_side:
+            elif jobs > 1:
                 print(f"model {key}: {seeds_named}, {min(jobs, seeds)} at a time in processes of their own"
                       f" ({runs.threads_per_job(jobs)} thread(s) each); their output goes to logs")
                 trained = iter(runs.train_side_by_side_and_save(cfgs, jobs, Path(scratch)))
             records, files = [], []
             for cfg in cfgs:
                 seed = cfg.seed
-                records.append(next(trained) if at_once or side_by_side else runs.train_and_save(cfg))
+                records.append(next(trained) if trained is not None else runs.train_and_save(cfg))
                 kept = ArtifactPaths(f"{get_strategy(key).stem}_seed{seed}", out_dir).metrics
                 atomic_save_json(kept, records[-1])
                 files.append(str(kept.relative_to(kept.parents[1])))

@@ -27,13 +27,13 @@ from benchmarks.common import REPO, machine, machine_line, run_training
 from data_utils import default_data_dir
 from tables import markdown_table
 
-WAYS = {"at-once": ["--seeds-at-once"], "side-by-side": None}  # None: --jobs J
+WAYS = {"at-once": "at_once", "side-by-side": "side_by_side"}  # --ways name: the record's key
 
 
 def together(way: str, model: str, seeds: int, settings: dict, out: Path, device: str, jobs: int) -> dict:
     """One leaderboard run of ``seeds`` seeds trained ``way`` (``WAYS``; side by side, ``jobs`` at a time), in
     its own process: its wall time and each seed's final accuracy."""
-    flags = WAYS[way] if WAYS[way] is not None else ["--jobs", str(jobs)]
+    flags = ["--jobs", str(jobs)] if way == "side-by-side" else ["--seeds-at-once"]
     cmd = [sys.executable, "main.py", "--model", model, "--seeds", str(seeds), *flags, "--device", device,
            "--out-dir", str(out), *[f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]]
     start = time.perf_counter()
@@ -43,7 +43,7 @@ def together(way: str, model: str, seeds: int, settings: dict, out: Path, device
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-2000:]}")
     entry = json.loads((out / "outputs" / "leaderboard.json").read_text())["entries"][0]
     return {"wall_s": round(wall, 1), "seeds": entry["seeds"], "final_test_acc": entry["final_test_acc"],
-            **({"jobs": int(flags[1])} if flags[0] == "--jobs" else {})}
+            **({"jobs": jobs} if way == "side-by-side" else {})}
 
 
 def summary(record: dict) -> str:
@@ -53,9 +53,10 @@ def summary(record: dict) -> str:
              ", ".join(f"{r['final_test_acc']:.2f}" for r in record["separate"]),
              f"{statistics.mean(r['final_test_acc'] for r in record['separate']):.2f}")]
     ratios = []
-    for name, key in (("at once", "at_once"), ("side by side", "side_by_side")):
+    for key in WAYS.values():
         if not record.get(key):
             continue
+        name = key.replace("_", " ")
         jobs = f" (`--jobs {record[key][0]['jobs']}`)" if "jobs" in record[key][0] else ""
         for i, r in enumerate(record[key], 1):
             rows.append((f"{name}{jobs}, run {i}", f"{r['wall_s']:.1f}", "-",
@@ -90,21 +91,20 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     record = {"benchmark": "seeds_at_once", "model": args.model, "seeds": f"{seeds[0]}-{seeds[-1]}",
               "epochs": args.epochs, "subset": args.subset, "device": args.device, "machine": machine(args.device),
-              "separate": [], **{w.replace("-", "_"): [] for w in ways}}
+              "separate": [], **{WAYS[w]: [] for w in ways}}
     with tempfile.TemporaryDirectory() as tmp:
         for way in ways:
-            record[way.replace("-", "_")].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}0",
-                                                          args.device, args.jobs or args.seeds))
+            record[WAYS[way]].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}0", args.device,
+                                              args.jobs or args.seeds))
         for seed in seeds:
             run = run_training(args.model, {**settings, "seed": seed}, "project", Path(tmp) / f"seed{seed}", args.device)
             record["separate"].append({"seed": seed, "wall_s": round(run.wall_seconds, 1),
                                        "final_test_acc": run.metrics["summary"]["final_test_acc"]})
             print(f"seed {seed} alone: {run.wall_seconds:.1f} s", file=sys.stderr, flush=True)
         for way in ways:
-            record[way.replace("-", "_")].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}1",
-                                                          args.device, args.jobs or args.seeds))
-    for way in ways:
-        key = way.replace("-", "_")
+            record[WAYS[way]].append(together(way, args.model, args.seeds, settings, Path(tmp) / f"{way}1", args.device,
+                                              args.jobs or args.seeds))
+    for key in (WAYS[w] for w in ways):
         wall = statistics.median(r["wall_s"] for r in record[key])
         record[f"{key}_over_one_seed"] = round(wall / statistics.median(r["wall_s"] for r in record["separate"]), 2)
         record[f"{key}_over_separate"] = round(wall / sum(r["wall_s"] for r in record["separate"]), 2)

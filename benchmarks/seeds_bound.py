@@ -147,8 +147,7 @@ def main() -> None:
     side_over_one = args.seeds * side_ms / processes / one_ms
     augment = get_strategy(args.model).recipe.augment
     record = {"benchmark": "seeds_bound", "model": args.model, "augment": augment, "seeds": args.seeds, "batch": BATCH,
-              "steps": args.steps,
-              "rounds": args.rounds, "cores": cores, "processes": processes, "threads_each": threads,
+              "steps": args.steps, "rounds": args.rounds, "cores": cores, "processes": processes, "threads_each": threads,
               "machine": machine("cpu"),
               "one_seed_ms": round(one_ms, 2), "stacked_ms": round(stacked_ms, 2), "side_by_side_ms": round(side_ms, 2),
               "runs_ms": {"one_seed": one, "stacked": stacked, "side_by_side": side},
