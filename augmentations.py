@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import font_digits
+from digits import font_digits
+from digits.prepare import binary_scan, block_scan, extent, prepare_scan
 
 MAX_ROTATION_DEGREES = 7.0
 
@@ -142,26 +143,17 @@ MAX_STRETCH = 3.0  # a narrow "1" widened further would be a block of ink, not a
 STROKE = 2  # MNIST's typical pen width in pixels
 
 
-def _extent(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """First index and length of the hull of the True entries along the last axis of an (N, L) mask (length 0
-    when there are none)."""
-    index = torch.arange(mask.shape[-1], device=mask.device)
-    first = torch.where(mask, index, mask.shape[-1]).amin(-1)
-    last = torch.where(mask, index, -1).amax(-1)
-    return first.clamp(max=mask.shape[-1] - 1), (last + 1 - first).clamp(min=0)
-
-
 def _ink_box(images: Tensor, level: float = 0.1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Each image's ink bounding box as centre and half-size in grid units, rows and columns (blank: the box)."""
     side = images.shape[-1]
 
-    def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
-        first, length = (t.to(images.dtype) for t in _extent(mask))
+    def centre_and_half(mask: Tensor) -> tuple[Tensor, Tensor]:
+        first, length = (t.to(images.dtype) for t in extent(mask))
         first, length = torch.where(length == 0, 4.0, first), torch.where(length == 0, side - 8.0, length)
         return (2 * first + length) / side - 1, length / side  # centre, half-size
 
     ink = images[:, 0] > level
-    (cy, hy), (cx, hx) = extent(ink.any(2)), extent(ink.any(1))
+    (cy, hy), (cx, hx) = centre_and_half(ink.any(2)), centre_and_half(ink.any(1))
     return cx, cy, hx, hy
 
 
@@ -213,125 +205,6 @@ def scanned(images: Tensor, gen: torch.Generator) -> Tensor:
     """Half of each batch ``rotation`` (MNIST as it is), the other half ``handwriting``."""
     mixed = torch.rand(len(images), 1, 1, 1, generator=gen, device=images.device) < 0.5
     return torch.where(mixed, handwriting(images, gen), rotation(images, gen))
-
-
-SCAN_SIDE = 16  # SEMEION's cells across
-SCAN_PIXELS = 128  # a scan is handed to --predict as a 128x128 image (external.as_scans)
-BITMAP_SIDE, BLOCK = 32, 4  # optdigits: a 32x32 binary bitmap counted in 4x4 blocks, 8x8 cells of 17 levels
-MNIST_BOX, MNIST_SIDE = 20, 28  # predict.mnistify's box and field (predict.BOX, predict.SIZE)
-MIN_CONTRAST, INK_OF_PEAK, FULL_INK_QUANTILE = 0.08, 0.25, 0.75  # predict.clean's (mirrored: see the test)
-
-
-def _area_rows(first: Tensor, length: Tensor, size: int, field: int, count: Tensor | None = None) -> Tensor:
-    """(N, field, size) matrices averaging each image's rows [first, first + length) into ``count`` rows
-    (all ``field`` of them by default) centred in the field, with adaptive average pooling's windows
-    (``F.interpolate(mode="area")``): output row i averages input rows floor(i * length / count) to
-    ceil((i + 1) * length / count) - 1 of the crop. Rows outside the ``count`` are zero."""
-    count = torch.full_like(first, field) if count is None else count
-    k = torch.arange(field, device=first.device).view(1, field, 1) - ((field - count) // 2).view(-1, 1, 1)
-    length, count = length.clamp(min=1).view(-1, 1, 1), count.clamp(min=1).view(-1, 1, 1)
-    start = first.view(-1, 1, 1) + torch.div(k * length, count, rounding_mode="floor")
-    end = first.view(-1, 1, 1) + torch.div((k + 1) * length + count - 1, count, rounding_mode="floor")
-    j = torch.arange(size, device=first.device).view(1, 1, size)
-    window = ((j >= start) & (j < end) & (k >= 0) & (k < count)).float()
-    return window / window.sum(-1, keepdim=True).clamp(min=1)
-
-
-@functools.lru_cache(maxsize=8)
-def _resize_table(side: int, device: torch.device) -> Tensor:
-    """(side + 1, 21, 20, side): entry [n, L] maps n scan cells, each ``SCAN_PIXELS // side`` pixels wide, to
-    L pixels the way ``predict.mnistify`` resizes a crop (bilinear, antialiased), in its top-left corner;
-    zeros elsewhere. The resize is separable and linear, so a whole scan is ``rows @ cells @ columns.T``."""
-    upscale = SCAN_PIXELS // side
-    table = torch.zeros(side + 1, MNIST_BOX + 1, MNIST_BOX, side)
-    for n in range(1, side + 1):
-        pixels = upscale * n
-        nearest = torch.eye(n).repeat_interleave(upscale, dim=0)  # (pixels, n): nearest-neighbour
-        for length in range(1, MNIST_BOX + 1):
-            resize = F.interpolate(torch.eye(pixels)[None, None], size=(length, pixels), mode="bilinear",
-                                   antialias=True, align_corners=False)[0, 0]
-            table[n, length, :length, :n] = resize @ nearest
-    return table.to(device)
-
-
-def _ink_extents(images: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    ink = images[:, 0] > 0.1
-    return _extent(ink.any(2)), _extent(ink.any(1))
-
-
-def binary_scan(images: Tensor, threshold: Tensor) -> Tensor:
-    """(N, 1, 28, 28) digits as SEMEION stores digits, (N, 16, 16) in {0, 1}: each ink box (pixels above 0.1)
-    stretched on both axes to 16x16 by area sampling, then thresholded per image. A blank image gives zeros."""
-    (top, height), (left, width) = _ink_extents(images)
-    side = images.shape[-1]
-    rows, cols = _area_rows(top, height, side, SCAN_SIDE), _area_rows(left, width, side, SCAN_SIDE)
-    area = rows @ images[:, 0] @ cols.transpose(1, 2)
-    return ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
-
-
-def block_scan(images: Tensor, threshold: Tensor) -> Tensor:
-    """(N, 1, 28, 28) digits as UCI's optdigits stores digits, (N, 8, 8) in sixteenths: each ink box scaled by
-    its larger side to a 32x32 binary bitmap (aspect kept, centred; area sampling, thresholded per image),
-    then the ink counted in 4x4 blocks. A blank image gives zeros."""
-    (top, height), (left, width) = _ink_extents(images)
-    longer = torch.maximum(height, width).clamp(min=1).double()
-    side = images.shape[-1]
-
-    def matrix(first: Tensor, length: Tensor) -> Tensor:
-        count = torch.round(length.double() * (BITMAP_SIDE / longer)).long().clamp(1, BITMAP_SIDE)
-        return _area_rows(first, length, side, BITMAP_SIDE, count)
-
-    area = matrix(top, height) @ images[:, 0] @ matrix(left, width).transpose(1, 2)
-    bitmap = ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
-    return F.avg_pool2d(bitmap[:, None], BLOCK)[:, 0]
-
-
-def cleaned_scan(cells: Tensor) -> Tensor:
-    """(N, S, S) scan cells (ink coverage) as ``predict.clean`` leaves a scan on white paper: what is fainter
-    than a quarter of the darkest cell (and than ``MIN_CONTRAST``) is paper, the rest divided by the 75th
-    percentile of the ink and clipped (a stroke's core is full ink). Binary cells are kept as they are."""
-    peak = cells.amax((1, 2), keepdim=True)
-    ink = torch.where(cells > (INK_OF_PEAK * peak).clamp(min=MIN_CONTRAST), cells, torch.zeros_like(cells))
-    values = torch.where(ink > 0, ink, torch.full_like(ink, float("nan"))).flatten(1)
-    full = torch.nanquantile(values, FULL_INK_QUANTILE, dim=1).nan_to_num(1.0).view(-1, 1, 1)
-    return (ink / full).clamp(0, 1)
-
-
-def prepare_scan(cells: Tensor) -> Tensor:
-    """(N, S, S) scans (S dividing 128: SEMEION's 16, optdigits' 8) to (N, 1, 28, 28) the way ``--predict``
-    prepares each one handed in as a 128x128 image: cleaned (``cleaned_scan``), the ink box scaled to 20
-    pixels by its larger side (bilinear, antialiased), brought to full ink, centre of mass at the centre.
-    Blank scans stay blank."""
-    n, side, device = len(cells), cells.shape[-1], cells.device
-    upscale = SCAN_PIXELS // side
-    cells = cleaned_scan(cells)
-    ink = cells > 0
-    (top, height), (left, width) = _extent(ink.any(2)), _extent(ink.any(1))
-    longer = torch.maximum(height, width).clamp(min=1).double()
-
-    def pixels(count: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
-        crop = (upscale * count).double()
-        return torch.round(crop * (MNIST_BOX / (upscale * longer))).long().clamp(1, MNIST_BOX)
-
-    out_h, out_w = pixels(height), pixels(width)
-    table = _resize_table(side, device)
-    shift = torch.arange(side, device=device)
-    rows_in = (top.view(-1, 1) + shift).clamp(max=side - 1)  # the ink box moved to the top-left corner
-    cols_in = (left.view(-1, 1) + shift).clamp(max=side - 1)
-    moved = cells.gather(1, rows_in.view(n, side, 1).expand(n, side, side))
-    moved = moved.gather(2, cols_in.view(n, 1, side).expand(n, side, side))
-    digit = table[height, out_h] @ moved @ table[width, out_w].transpose(1, 2)  # (N, 20, 20)
-    digit = (digit / digit.amax((1, 2), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
-    total = digit.sum((1, 2)).clamp(min=1e-12)
-    index = torch.arange(MNIST_BOX, device=device, dtype=digit.dtype)
-    cy, cx = (digit.sum(2) * index).sum(1) / total, (digit.sum(1) * index).sum(1) / total
-    first_row = torch.minimum(torch.round((MNIST_SIDE - 1) / 2 - cy).clamp(min=0).long(), MNIST_SIDE - out_h)
-    first_col = torch.minimum(torch.round((MNIST_SIDE - 1) / 2 - cx).clamp(min=0).long(), MNIST_SIDE - out_w)
-    place = torch.arange(MNIST_SIDE, device=device).view(1, MNIST_SIDE, 1)
-    box = torch.arange(MNIST_BOX, device=device).view(1, 1, MNIST_BOX)
-    put_rows = (place == first_row.view(-1, 1, 1) + box).to(digit.dtype)  # (N, 28, 20) one-hot placement
-    put_cols = (place == first_col.view(-1, 1, 1) + box).to(digit.dtype)
-    return (put_rows @ digit @ put_cols.transpose(1, 2)).unsqueeze(1)
 
 
 def _scanned_as(images: Tensor, cells: Tensor) -> Tensor:

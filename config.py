@@ -25,7 +25,7 @@ import augmentations
 import lr_schedulers
 import model_strategy
 import optimizers
-from artifacts import ArtifactPaths, WriteError, probe_writable
+from core.artifacts import ArtifactPaths, WriteError, probe_writable
 
 MAX_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds

@@ -32,8 +32,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 import augmentations
-from artifacts import atomic_write_bytes
 from augmentations import CLASSIC, MAX_ROTATION_DEGREES, augment
+from core.artifacts import atomic_write_bytes
 
 MEAN, STD = 0.1307, 0.3081
 EVAL_BATCH_SIZE = 1000

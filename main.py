@@ -15,15 +15,13 @@ import sys
 import acceleration
 import config
 import data_utils
-import export
-import font_digits
 import model_strategy
-import predict
-import runs
-import training
-from artifacts import WriteError
-from commands import MODES, Command
-from flags import MODE_FLAGS, build_parser, explicit_flags
+from cli.flags import MODE_FLAGS, build_parser, explicit_flags
+from cli.modes import MODES, Command
+from core.artifacts import WriteError
+from deploy import export, predict
+from digits import font_digits
+from training import loop, runs
 
 
 def parse(argv: list[str]) -> Command:
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             export.ExportError, font_digits.FontDigitsError) as exc:
         print(f"{error} {exc}", file=sys.stderr)
         return 2
-    except training.DivergenceError as exc:
+    except loop.DivergenceError as exc:
         print(f"{error} {exc}. Try a lower --max_lr (OneCycle) or --lr. The metrics JSON records the divergence;"
               " earlier runs' weights are untouched; the checkpoint holds the last finished epoch, if any.", file=sys.stderr)
         return 3

@@ -15,9 +15,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-import anatomy
-from artifacts import REFERENCE_ROOT, ArtifactPaths
-from models import cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths
+from models import anatomy, cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torchsummary import summary  # noqa: E402
 
-from anatomy import analyse  # noqa: E402
-from artifacts import REFERENCE_ROOT, ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_utils import denormalize  # noqa: E402
 from model_strategy import identify_state_dict, load_weights  # noqa: E402
+from models.anatomy import analyse  # noqa: E402
 
 INPUT_SIZE = (1, 28, 28)
 

@@ -17,10 +17,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from artifacts import REPO_ROOT, atomic_save_json
 from benchmarks.common import PIPELINES, command_line, machine, run_training
+from core.artifacts import REPO_ROOT, atomic_save_json
+from core.tables import markdown_table, mean_std
 from data_utils import default_data_dir
-from tables import markdown_table, mean_std
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "accuracy.json"
 TARGETS = {"3": 99.50, "1": 99.40, "2": 99.40}  # issue 6: mean over seeds, final epoch

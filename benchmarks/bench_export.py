@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 import data_utils
-import export
 import model_strategy
-from artifacts import atomic_save_json
 from benchmarks.common import machine
+from core.artifacts import atomic_save_json
 from data_utils import default_data_dir
+from deploy import export
 
 
 def measure(key: str, splits: dict, tmp: Path) -> dict:

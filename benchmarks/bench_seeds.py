@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from artifacts import atomic_save_json
 from benchmarks.common import REPO, machine, machine_line, run_training
+from core.artifacts import atomic_save_json
+from core.tables import markdown_table
 from data_utils import default_data_dir
-from tables import markdown_table
 
 WAYS = {"at-once": "at_once", "side-by-side": "side_by_side"}  # --ways name: the record's key
 

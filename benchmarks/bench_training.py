@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from artifacts import atomic_save_json
 from benchmarks.common import PIPELINES, epoch_summary, machine, matmul_gflops, run_training, training_gflops
+from core.artifacts import atomic_save_json
 from data_utils import default_data_dir
 
 

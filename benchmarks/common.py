@@ -144,8 +144,8 @@ def matmul_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> fl
 def training_gflops(model: str, images_per_s: float) -> float:
     """The float rate a training pass runs at: 2 FLOPs per multiply-accumulate, three passes of the
     network's MACs per image (forward, input gradients, weight gradients)."""
-    from anatomy import analyse  # noqa: PLC0415
     from model_strategy import get_strategy  # noqa: PLC0415
+    from models.anatomy import analyse  # noqa: PLC0415
 
     return 6 * analyse(get_strategy(model).get_model("cpu")).macs * images_per_s / 1e9
 
@@ -157,6 +157,6 @@ def machine_line(m: dict) -> str:
 
 def machine(device: str = "cpu") -> dict:
     """Where a benchmark ran: ``provenance.environment`` plus the date."""
-    from provenance import environment  # noqa: PLC0415 - the parent stays light until here
+    from core.provenance import environment  # noqa: PLC0415 - the parent stays light until here
 
     return {**environment(device), "date": time.strftime("%Y-%m-%d")}

@@ -45,14 +45,14 @@ import torch
 from torch import Tensor
 
 import data_utils
-import external
-import font_digits
-import predict
-from artifacts import REPO_ROOT, atomic_save_json
+from analysis import evaluation, external
 from benchmarks import renderings
 from benchmarks.common import machine
+from core.artifacts import REPO_ROOT, atomic_save_json
+from core.tables import markdown_table, mean_std
+from deploy import predict
+from digits import font_digits, prepare
 from model_strategy import load_trained, trained_params
-from tables import markdown_table, mean_std
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "realworld.json"
 VAL_SPLIT = 6000
@@ -71,7 +71,7 @@ def train(model: str, augment: str, seed: int, epochs: int, data_dir: str, out: 
 
 def accuracy(net: torch.nn.Module, digits: Tensor, labels: Tensor) -> float:
     """Percent of ``digits`` (in [0, 1]) that ``net`` reads as ``labels``."""
-    return round(100 * float((predict.classify(net, digits)[0] == labels).float().mean()), 2)
+    return round(100 * float((evaluation.classify(net, digits)[0] == labels).float().mean()), 2)
 
 
 def score(model: str, out: Path, data_dir: str) -> dict:
@@ -98,8 +98,8 @@ def held_out_digits(data_dir: str, seed: int) -> dict[str, Tensor]:
     images, labels = held_out_writers(data_dir, seed)
     images = images.float() / 255.0
     return {"validation writers": images,
-            "validation writers as binary scans": external.as_scans(external.binary_scans(images)),
-            "validation writers as 8x8 block scans": external.as_scans(external.block_scans(images)), "labels": labels}
+            "validation writers as binary scans": prepare.as_scans(external.binary_scans(images)),
+            "validation writers as 8x8 block scans": prepare.as_scans(external.block_scans(images)), "labels": labels}
 
 
 def development_fonts() -> tuple[Tensor, Tensor]:
@@ -123,16 +123,16 @@ def quantiles(values: torch.Tensor) -> str:
 
 
 def check_preparation(data_dir: str, select_dir: Path) -> None:
-    """How ``predict.mnistify``'s output compares with MNIST's own digits (no labels used), and how a model
+    """How ``prepare.mnistify``'s output compares with MNIST's own digits (no labels used), and how a model
     trained without the held-out writers fares on their digits drawn with thicker pens."""
     splits = data_utils.load_mnist(data_dir)
     semeion, _ = external.load_semeion(data_dir)
     sets = {"MNIST train": splits["train"].images.float() / 255.0, "MNIST test": splits["test"].images.float() / 255.0,
-            "SEMEION, prepared": external.as_scans(semeion)}
+            "SEMEION, prepared": prepare.as_scans(semeion)}
     cells = []
     for name, digits in sets.items():
         ink, grey = digits > 0.1, ((digits > 0.05) & (digits < 0.95)).sum() / (digits > 0.05).sum()
-        cells.append((name, quantiles(predict.pen_width(digits)), quantiles(ink.any(2).sum(1)),
+        cells.append((name, quantiles(prepare.pen_width(digits)), quantiles(ink.any(2).sum(1)),
                       quantiles(ink.any(1).sum(1)), quantiles(digits.sum((1, 2))), f"{float(grey):.2f}"))
     print(markdown_table(["digits", "pen width (px)", "ink height", "ink width", "ink mass", "grey share of ink"],
                          "lrrrrr", cells))
@@ -145,12 +145,12 @@ def check_preparation(data_dir: str, select_dir: Path) -> None:
     for radius in (0, 2, 4, 6):  # pixels of a 112-pixel drawing: pens up to about 3x MNIST's
         drawn = big if radius == 0 else torch.nn.functional.max_pool2d(big, 2 * radius + 1, stride=1, padding=radius)
         drawn = (drawn[:, 0] > 0.5).float()
-        digits = torch.stack([predict.mnistify(1.0 - d) for d in drawn])  # dark on white, as a user's image
-        widths = predict.pen_width(digits)
-        thinned = torch.stack([predict.mnistify(1.0 - thin_pen(d, float(w))) for d, w in zip(drawn, widths)])
-        row = [f"{radius}", f"{float(predict.pen_width(digits).median()):.2f}"]
+        digits = torch.stack([prepare.mnistify(1.0 - d) for d in drawn])  # dark on white, as a user's image
+        widths = prepare.pen_width(digits)
+        thinned = torch.stack([prepare.mnistify(1.0 - thin_pen(d, float(w))) for d, w in zip(drawn, widths)])
+        row = [f"{radius}", f"{float(prepare.pen_width(digits).median()):.2f}"]
         for net in nets.values():
-            row += [f"{100 * float((predict.classify(net, x)[0] == labels).float().mean()):.2f}" for x in (digits, thinned)]
+            row += [f"{100 * float((evaluation.classify(net, x)[0] == labels).float().mean()):.2f}" for x in (digits, thinned)]
         cells.append(row)
     columns = [f"{name}{kind}" for name in nets for kind in ("", ", pen thinned")]
     print(markdown_table(["pen dilation (px at 112)", "pen width after mnistify", *columns], "rr" + "r" * len(columns), cells))
@@ -172,7 +172,7 @@ def check_renderings(data_dir: str, select_dir: Path, count: int = 1000) -> None
             right = labels[chosen][[position[path] for path in read]]
             row = [name, f"{len(problems)}"]
             for net in nets.values():
-                said = predict.classify(net, digits)[0] if read else torch.zeros(0, dtype=torch.long)
+                said = evaluation.classify(net, digits)[0] if read else torch.zeros(0, dtype=torch.long)
                 row.append(f"{100 * float((said == right).sum()) / count:.1f}")
             cells.append(row)
             for path in paths:
@@ -187,7 +187,7 @@ def thin_pen(drawing: torch.Tensor, width: float) -> torch.Tensor:
     preparation step that was tried for thick pens and not kept."""
     if width <= 2.8:
         return drawing
-    scale = predict.BOX / max(predict.ink_box(drawing, drawing > 0).shape)
+    scale = prepare.BOX / max(prepare.ink_box(drawing, drawing > 0).shape)
     size = 2 * round((width - 2.0) / scale / 2) + 1
     return -torch.nn.functional.max_pool2d(-drawing[None, None], size, stride=1, padding=size // 2)[0, 0]
 

@@ -13,7 +13,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 
 import config  # noqa: E402
-import runs  # noqa: E402
+from training import runs  # noqa: E402
 
 
 def entry(model: str, device: str, settings: str) -> int:

@@ -4,7 +4,7 @@
 
 The per-batch work is what a run repeats for every batch of every seed and cannot share between seeds:
 making the batch (``TensorTrainBatches`` with the model's recipe, batch 128, from MNIST's training set)
-and one ``training.TrainStep`` on it (forward, loss, backward, SGD update, the execution layer's ``auto``
+and one ``loop.TrainStep`` on it (forward, loss, backward, SGD update, the execution layer's ``auto``
 backend). Every figure is its median over the measured batches of a child process, after a warm-up:
 
 - ``one seed``: the model alone on every core (what one seed's run does);
@@ -36,12 +36,12 @@ import torch
 
 import acceleration
 import data_utils
-import training
-from artifacts import atomic_save_json
 from benchmarks.common import REPO, machine, machine_line
+from core.artifacts import atomic_save_json
+from core.tables import markdown_table
 from model_strategy import get_strategy
-from seeds_at_once import SeedBatches, SeedStack
-from tables import markdown_table
+from training import loop
+from training.seeds_at_once import SeedBatches, SeedStack
 
 TARGET = 1.5  # the issue's goal: K seeds in at most this many times one seed's time
 BATCH = 128
@@ -51,7 +51,7 @@ def step_ms(model: str, seeds: int, threads: int | None, steps: int, warmup: int
     """Median milliseconds of one batch made and trained on, in this process (``threads`` None: torch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    training.keep_freed_memory()
+    loop.keep_freed_memory()
     strategy = get_strategy(model)
     train = data_utils.load_mnist(data_dir)["train"]
     models, batches = [], []
@@ -61,7 +61,7 @@ def step_ms(model: str, seeds: int, threads: int | None, steps: int, warmup: int
         batches.append(data_utils.TensorTrainBatches(train, BATCH, seed, strategy.recipe.augment))
     net, _ = acceleration.accelerate(models[0] if seeds == 1 else SeedStack(models), "auto")
     source = batches[0] if seeds == 1 else SeedBatches(batches)
-    step = training.TrainStep(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9))
+    step = loop.TrainStep(net, torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9))
     net.train()
     times, epoch = [], 0
     while len(times) < warmup + steps:

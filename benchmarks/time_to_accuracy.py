@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 
 import config
-from artifacts import atomic_save_json
 from benchmarks.common import epoch_summary, machine, machine_line, run_training
+from core.artifacts import atomic_save_json
+from core.tables import markdown_table
 from data_utils import default_data_dir
-from tables import markdown_table
 
 THRESHOLD = 99.4
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-import anatomy
 import model_strategy
+from models import anatomy
 
 
 def test_macs_and_receptive_fields_of_a_net_worked_out_by_hand() -> None:

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 import augmentations
 import config
 import data_utils
-import external
 import main
-import predict
+from analysis import external
+from digits import prepare
 
 
 def _batch() -> torch.Tensor:
@@ -110,23 +110,16 @@ def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_othe
 
 def test_scan_makes_the_scans_the_external_evaluation_makes_for_the_whole_batch_at_once(mnist_root) -> None:
     digits = data_utils.load_mnist(mnist_root)["train"].images[:400].float() / 255.0
-    cells = augmentations.binary_scan(digits[:, None], torch.full((400,), 0.5))
-    reference = torch.stack([F.interpolate(predict.ink_box(d, d > 0.1)[None, None], size=(16, 16), mode="area")[0, 0] > 0.5
+    cells = prepare.binary_scan(digits[:, None], torch.full((400,), 0.5))
+    reference = torch.stack([F.interpolate(prepare.ink_box(d, d > 0.1)[None, None], size=(16, 16), mode="area")[0, 0] > 0.5
                              for d in digits]).float()  # one digit at a time, F.interpolate's own area sampling
     assert int((cells != reference).sum()) <= 4  # float rounding at the threshold, out of 400 x 256 cells
-    prepared = augmentations.prepare_scan(reference)[:, 0]
-    by_predict = external.as_scans(reference)  # each one a 128x128 PNG through --predict's mnistify
+    prepared = prepare.prepare_scan(reference)[:, 0]
+    by_predict = prepare.as_scans(reference)  # each one a 128x128 PNG through --predict's mnistify
     same = (prepared - by_predict).abs().amax((1, 2)) < 1e-4
     assert float(same.float().mean()) >= 0.98  # the rest: scans that are mostly ink, which mnistify cleans differently
     out = augmentations.scan(digits[:64, None], torch.Generator().manual_seed(0))
     assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))  # brought to full ink like every prepared digit
-
-
-def test_the_batched_scans_use_predicts_own_box_and_cleaning_rules() -> None:
-    # augmentations cannot import predict (predict -> config, data_utils -> augmentations), so it mirrors these
-    assert (augmentations.MNIST_BOX, augmentations.MNIST_SIDE) == (predict.BOX, predict.SIZE)
-    assert (augmentations.MIN_CONTRAST, augmentations.INK_OF_PEAK, augmentations.FULL_INK_QUANTILE) == (
-        predict.MIN_CONTRAST, predict.INK_OF_PEAK, predict.FULL_INK_QUANTILE)
 
 
 def test_block_scan_makes_optdigits_blocks_and_scans_prepare_them_close_to_predict(mnist_root) -> None:
@@ -137,9 +130,9 @@ def test_block_scan_makes_optdigits_blocks_and_scans_prepare_them_close_to_predi
     narrow[0, 4:24, 12:16] = 0.9  # a "1": the bitmap keeps its aspect, 32 tall and about 6 wide, centred
     one = external.block_scans(narrow)[0]
     assert bool(one[0].any() and one[-1].any()) and not one[:, :3].any() and not one[:, 5:].any()
-    prepared = augmentations.prepare_scan(cells)[:, 0]
-    by_predict = external.as_scans(cells)  # each one a 128x128 PNG through --predict's mnistify
-    assert float((prepared - by_predict).abs().mean()) < 0.05  # close, not exact: predict.clean's shadow estimate
+    prepared = prepare.prepare_scan(cells)[:, 0]
+    by_predict = prepare.as_scans(cells)  # each one a 128x128 PNG through --predict's mnistify
+    assert float((prepared - by_predict).abs().mean()) < 0.05  # close, not exact: prepare.clean's shadow estimate
     gen = torch.Generator().manual_seed(0)
     out = augmentations.scans(digits[:64, None], gen)
     assert torch.equal(out.amax((1, 2, 3)), torch.ones(64))

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from artifacts import REPO_ROOT
+from core.artifacts import REPO_ROOT
 
 
 def test_bench_training_runs_both_pipelines_and_prints_every_figure(mnist_root, tmp_path):
@@ -26,13 +26,13 @@ def test_bench_training_runs_both_pipelines_and_prints_every_figure(mnist_root, 
 
 
 def test_readme_tables_are_the_ones_report_generates_from_the_committed_files():
-    import report
+    from tools import report
 
     readme = (REPO_ROOT / "README.md").read_text()
     for name, make in report.TABLES.items():
         block = re.search(rf"<!-- {re.escape(name)}:start -->\n(.*?)\n<!-- {re.escape(name)}:end -->", readme, re.S)
         assert block is not None, name
-        assert block.group(1) == make(report.REFERENCE_ROOT), f"README's {name} table is stale: run python report.py --readme"
+        assert block.group(1) == make(report.REFERENCE_ROOT), f"{name} table is stale: python -m tools.report --readme"
 
 
 def test_the_tree_passes_ruff_with_the_pyproject_configuration():

@@ -202,7 +202,7 @@ def test_summary_only_writes_the_summary_without_training(tmp_path: Path) -> Non
 
 def test_real_mnist_subset_run_end_to_end(mnist_root: Path, tmp_path: Path) -> None:
     import config
-    import runs
+    from training import runs
 
     cfg = config.resolve("3", {"epochs": 1, "subset": 3000, "data_dir": str(mnist_root), "out_dir": str(tmp_path)})
     metrics = runs.train_and_save(cfg)

@@ -8,8 +8,8 @@ import matplotlib.image
 import pytest
 import torch
 
-import evaluation
 import main
+from analysis import evaluation
 
 
 def test_confusion_matrix_matches_a_hand_computed_example() -> None:

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-import artifacts
 import config
 import data_utils
-import export
 import hubconf
 import main
 import model_strategy
-from artifacts import REFERENCE_ROOT, ArtifactPaths
+from core import artifacts
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths
+from deploy import export
 
 TINY = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 
@@ -153,7 +153,7 @@ def test_inspect_draws_the_feature_maps_pipeline_and_saliency_and_records_every_
 
 
 def test_saliency_is_the_input_gradient_of_the_predicted_logit_and_leaves_no_grad_behind() -> None:
-    import inspection
+    from analysis import inspection
     model = model_strategy.load_trained("3")
     image = data_utils.normalize(torch.rand(1, 28, 28))
     sal, predicted, probabilities = inspection.saliency(model, image[0])

@@ -9,10 +9,11 @@ import shutil
 import pytest
 import torch
 
-import artifacts
 import data_utils
-import external
 import main
+from analysis import external
+from core import artifacts
+from digits import prepare
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_semeion_loads_1593_digits_of_every_class_and_prepares_them_like_predict
     images, labels = external.load_semeion(external_root)
     assert images.shape == (1593, 16, 16) and set(images.unique().tolist()) == {0.0, 1.0}
     assert torch.bincount(labels, minlength=10).min() > 150
-    prepared = external.as_scans(images[:20])
+    prepared = prepare.as_scans(images[:20])
     assert prepared.shape == (20, 28, 28) and prepared[:, 0].max() == 0 and prepared.amax((1, 2)).min() > 0.9
 
 
@@ -36,9 +37,9 @@ def test_optdigits_loads_1797_digits_in_seventeen_levels_of_every_class_and_prep
     assert images.shape == (1797, 8, 8) and images.min() == 0 and images.max() == 1
     assert torch.equal(images * 16, (images * 16).round())  # block counts 0..16 of a 32x32 bitmap
     assert torch.bincount(labels, minlength=10).min() > 170
-    prepared = external.as_scans(images[:20])
+    prepared = prepare.as_scans(images[:20])
     assert prepared.shape == (20, 28, 28) and prepared[:, 0].max() == 0 and prepared.amax((1, 2)).min() > 0.9
-    assert not external.as_scans(torch.zeros(1, 8, 8)).any()  # a scan --predict finds blank is a blank field
+    assert not prepare.as_scans(torch.zeros(1, 8, 8)).any()  # a scan --predict finds blank is a blank field
 
 
 def test_a_missing_or_altered_optdigits_or_no_scikit_learn_is_named_and_exits_2(external_root, tmp_path, monkeypatch,

@@ -9,8 +9,7 @@ import torch
 
 import augmentations
 import data_utils
-import font_digits
-import predict
+from digits import font_digits, prepare
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
@@ -30,7 +29,7 @@ def test_the_committed_file_holds_ten_different_digits_per_font_in_mnists_box() 
     ink = images > 25
     assert bool(ink.any((1, 2)).all())
     heights, widths = ink.any(2).sum(1), ink.any(1).sum(1)
-    assert int(torch.maximum(heights, widths).max()) <= predict.BOX + 1  # mnistify's 20-pixel box
+    assert int(torch.maximum(heights, widths).max()) <= prepare.BOX + 1  # mnistify's 20-pixel box
     per_font = font_digits.load("all").images.flatten(2).float()
     distance = torch.cdist(per_font, per_font) + torch.eye(10) * 1e9
     assert float(distance.min()) > 1.0  # no font drew two digits alike
@@ -51,7 +50,7 @@ def test_a_fonts_digits_are_prepared_as_predict_prepares_a_file() -> None:
     digits = font_digits.prepared_digits(DEJAVU)
     assert digits is not None and digits.shape == (10, 28, 28) and digits.dtype == torch.uint8
     drawn = font_digits.render(font_digits.ImageFont.truetype(str(DEJAVU), font_digits.RENDER_SIZE), "7")
-    assert torch.equal(digits[7], predict.mnistify(drawn).mul(255).round().to(torch.uint8))
+    assert torch.equal(digits[7], prepare.mnistify(drawn).mul(255).round().to(torch.uint8))
 
 
 def _glyphs_that_say_their_digit(device: torch.device) -> torch.Tensor:

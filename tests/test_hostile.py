@@ -12,12 +12,12 @@ from typing import Callable
 import pytest
 import torch
 
-import artifacts
 import main
 import model_strategy
-import runs
+from core import artifacts
 from model_strategy import IncompatibleWeightsError
 from tests.conftest import write_idx_set
+from training import runs
 
 TRAIN = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 PARAMS = "outputs/mnist_model_1_params.pth"
@@ -109,7 +109,7 @@ OUT_DIR_CASES = [_file_as_out_dir, _outputs_is_a_file, _plots_is_a_file, _summar
 def test_an_output_side_that_cannot_be_written_is_refused_before_any_work(make: Callable, mode, synthetic_root,
                                                                           tmp_path, capsys, monkeypatch) -> None:
     out, named = make(tmp_path)
-    monkeypatch.setattr(runs.training, "build", lambda *a, **k: pytest.fail("trained although it cannot write"))
+    monkeypatch.setattr(runs.loop, "build", lambda *a, **k: pytest.fail("trained although it cannot write"))
     before = snapshot(tmp_path)
     code, lines = run_cli(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN, *mode], capsys)
     assert code == 2 and len(lines) == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-import leaderboard
 import main
+from training import leaderboard
 
 
 def test_leaderboard_on_a_subset_has_an_entry_per_model_and_a_value_per_seed(synthetic_root: Path, tmp_path: Path):
@@ -47,16 +47,16 @@ def test_a_list_with_an_unknown_model_exits_2_naming_it(tmp_path, capsys) -> Non
 
 
 def test_an_interrupted_leaderboard_keeps_the_models_it_finished(synthetic_root, tmp_path, monkeypatch, capsys):
-    import training
+    from training import loop
 
-    real, calls = training.train_one_epoch, {"n": 0}
+    real, calls = loop.train_one_epoch, {"n": 0}
 
     def train_one_epoch(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # the second model's first epoch
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(loop, "train_one_epoch", train_one_epoch)
     code = main.main(["--model", "1,2", "--epochs", "1", "--data-dir", str(synthetic_root), "--out-dir", str(tmp_path),
                       "--no-verify", "--device", "cpu"])
     assert code == 130 and "leaderboard files hold the models finished" in capsys.readouterr().err
@@ -154,7 +154,7 @@ def test_jobs_needs_several_seeds_trained_one_per_process(tmp_path, capsys, extr
 
 
 def test_a_failed_seed_is_named_by_its_own_message_or_else_its_last_output(tmp_path) -> None:
-    import runs
+    from training import runs
 
     log = tmp_path / "seed1.log"
     log.write_text("epoch 1/15:  40%\repoch 1/15:  90%\nmain.py: error: argument --lr: must be > 0\n")

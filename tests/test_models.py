@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import model_strategy
-from artifacts import REPO_ROOT
+from core.artifacts import REPO_ROOT
 
 # The published counts: this table is the contract, not numbers read back from the code.
 EXPECTED_PARAMS = {

@@ -13,14 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-import artifacts
 import data_utils
 import main
 import model_strategy
-import predict
-import runs
-import training
+from analysis import evaluation
 from benchmarks.renderings import CROPS, DESK, LINED, RENDERINGS
+from core import artifacts
+from deploy import predict
+from digits import prepare
+from training import loop, runs
 
 TRAIN = ["--model", "1", "--epochs", "2", "--batch-size", "64", "--no-verify", "--device", "cpu"]
 
@@ -114,7 +115,7 @@ def test_v3_reads_digits_cropped_as_other_digit_sets_store_them_on_lined_paper_o
             paths.append(render(test.images[i], tmp_path / f"{name}_{i}", gen))
             labels.append(int(test.labels[i]))
     read, digits, _ = predict.prepare_images(paths)  # an image read as blank counts as wrong
-    said = predict.classify(model_strategy.load_trained("3"), digits)[0].tolist()
+    said = evaluation.classify(model_strategy.load_trained("3"), digits)[0].tolist()
     truth = dict(zip(paths, labels))
     right = sum(s == truth[p] for s, p in zip(said, read))
     assert right / len(labels) >= 0.96, f"{right}/{len(labels)} read right"
@@ -137,12 +138,12 @@ def test_save_prepared_writes_the_28x28_digit_the_model_saw(tmp_path, monkeypatc
 def test_the_photo_preparation_finds_no_digit_on_plain_noisy_paper() -> None:
     paper = 0.7 + 0.04 * torch.randn(200, 300, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="blank"):
-        predict.mnistify(paper.clamp(0, 1))
+        prepare.mnistify(paper.clamp(0, 1))
 
 
 def test_an_early_stop_says_when_it_stopped_which_epoch_validation_chose_and_where_its_params_are(
         synthetic_root, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(training.EarlyStopping, "should_stop", lambda self, history: len(history.epochs) == 2)
+    monkeypatch.setattr(loop.EarlyStopping, "should_stop", lambda self, history: len(history.epochs) == 2)
     out = tmp_path / "out"
     argv = ["--data-dir", str(synthetic_root), "--out-dir", str(out), "--model", "1", "--epochs", "5", "--no-verify",
             "--device", "cpu", "--val-split", "64", "--patience", "1"]
@@ -229,6 +230,6 @@ def test_the_training_plots_test_legend_has_the_test_lines_colour(monkeypatch, t
 def test_report_prints_the_tables_of_another_output_folder(tmp_path, synthetic_root) -> None:
     out = tmp_path / "out"
     assert main.main(["--data-dir", str(synthetic_root), "--out-dir", str(out), *TRAIN]) == 0
-    done = subprocess.run([sys.executable, "report.py", "--out-dir", str(out)], cwd=artifacts.REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "tools.report", "--out-dir", str(out)], cwd=artifacts.REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "| 1 | 7,720 | 2 |" in done.stdout

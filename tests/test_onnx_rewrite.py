@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-import export
+from deploy import export
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-import onnx_rewrite  # noqa: E402 - needs onnx
+from deploy import onnx_rewrite  # noqa: E402 - needs onnx
 
 
 def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -10,7 +10,9 @@ from PIL import Image, ImageDraw
 import data_utils
 import main
 import model_strategy
-import predict
+from analysis import evaluation
+from deploy import predict
+from digits import prepare
 
 
 def _draw_seven(path: Path, size: int = 120, dark_on_light: bool = True) -> Path:
@@ -27,7 +29,7 @@ def _draw_seven(path: Path, size: int = 120, dark_on_light: bool = True) -> Path
 def test_mnistify_centres_the_digit_in_a_20_pixel_box_and_inverts_light_paper() -> None:
     gray = torch.ones(90, 60)           # white paper
     gray[10:70, 20:30] = 0.0            # a dark vertical bar: a "1"
-    digit = predict.mnistify(gray)
+    digit = prepare.mnistify(gray)
     assert digit.shape == (28, 28) and digit.max() > 0.9 and digit[0].max() == 0  # light on black
     rows = (digit > 0.2).any(1).nonzero().flatten()
     assert rows[-1] - rows[0] + 1 == 20
@@ -52,7 +54,7 @@ def test_dark_ink_covering_more_than_half_of_a_tight_crop_is_still_read_as_ink()
     gray[:40] = 0.0
     gray[:, 40:88] = 0.0
     assert 0.55 < float((gray < 0.5).float().mean()) < 0.6  # its edge is half ink, half paper
-    digit = predict.mnistify(gray)
+    digit = prepare.mnistify(gray)
     rows, cols = (digit > 0).any(1).nonzero().flatten(), (digit > 0).any(0).nonzero().flatten()
     assert len(rows) == len(cols) == 20  # the whole image is the ink's box
     top, left = int(rows[0]), int(cols[0])
@@ -63,7 +65,7 @@ def test_dark_ink_covering_more_than_half_of_a_tight_crop_is_still_read_as_ink()
 def test_a_tight_crop_whose_ink_covers_most_of_it_is_read_by_the_shade_of_its_edge(dark_on_light) -> None:
     ring = _ring(64, 18)  # light or dark ink over 63% of the image, touching its edge at four short arcs
     assert float((ring > 0.5).float().mean()) > 0.6
-    digit = predict.mnistify(1 - ring if dark_on_light else ring)
+    digit = prepare.mnistify(1 - ring if dark_on_light else ring)
     assert digit[14, 14] == 0 and digit[14, 4] > 0.9  # the hole is paper, the ring ink
 
 
@@ -73,7 +75,7 @@ def test_a_light_digit_stretched_past_its_box_is_read_by_its_pieces_when_its_edg
     zero = ((radius <= 35.2) & (radius >= 20)).float()  # a "0" cut by all four sides: its ground 4 corners and a hole
     edge = torch.cat([zero[0], zero[-1], zero[1:-1, 0], zero[1:-1, -1]])
     assert 0.4 < float(edge.mean()) < 0.6 and float(zero.mean()) > 0.5  # no shade owns the edge; light covers most
-    digit = predict.mnistify(zero)  # light on dark
+    digit = prepare.mnistify(zero)  # light on dark
     assert digit[14, 14] == 0 and digit[14, 5] > 0.9  # the hole is ground, the ring ink
 
 
@@ -81,7 +83,7 @@ def test_a_light_digit_stretched_past_its_box_is_read_by_its_pieces_when_its_edg
 def test_a_small_grey_digit_cropped_tight_is_found(side) -> None:
     ring = _ring(side, side / 4, blur=3)  # grey at the edges of its strokes: ink on more than half of the image
     assert float((ring > 0).float().mean()) > 0.5
-    digit = predict.mnistify(1 - ring)
+    digit = prepare.mnistify(1 - ring)
     assert digit[14, 14] == 0 and digit[14, 5] > 0.9
 
 
@@ -94,7 +96,7 @@ def _seven_on_a_page(tmp_path: Path, paper: int) -> Image.Image:
 
 
 def _only_the_seven_is_read(path: Path) -> None:
-    ink = predict.clean(predict.read_gray(path))
+    ink = prepare.clean(prepare.read_gray(path))
     rows, cols = (ink > 0).any(1).nonzero().flatten(), (ink > 0).any(0).nonzero().flatten()
     assert 50 <= int(rows[0]) and int(rows[-1]) < 150 and 50 <= int(cols[0]) and int(cols[-1]) < 150
     [prediction] = predict.predict_images(model_strategy.load_trained("3"), [path])
@@ -119,7 +121,7 @@ def test_a_bar_across_a_tight_crop_is_kept_as_part_of_the_digit() -> None:
     for row in range(36):
         four[row, max(0, 36 - row - 3): 36 - row + 3] = 1.0
     assert float(four[38].mean()) == 1.0 and float(four[:, 46].mean()) == 1.0  # the bar and the stem span the image
-    assert torch.equal(predict.without_printed_lines(four), four)
+    assert torch.equal(prepare.without_printed_lines(four), four)
 
 
 def test_a_photo_with_the_desk_showing_along_two_edges_is_read_from_the_sheet(tmp_path) -> None:
@@ -137,12 +139,12 @@ def test_a_part_of_a_digit_at_the_edge_of_a_tight_crop_is_kept() -> None:
     five[30:36, 8:40] = 1.0
     five[30:58, 34:40] = 1.0
     five[52:58, 8:40] = 1.0
-    assert torch.equal(predict.without_surroundings(five), five)
+    assert torch.equal(prepare.without_surroundings(five), five)
 
 
 def test_a_blank_image_is_refused() -> None:
     with pytest.raises(ValueError, match="no digit"):
-        predict.mnistify(torch.ones(28, 28))
+        prepare.mnistify(torch.ones(28, 28))
 
 
 @pytest.fixture
@@ -177,7 +179,7 @@ def test_mnist_digits_redrawn_large_and_inverted_keep_their_prediction(mnist_roo
     model = model_strategy.load_trained("3")
     test = data_utils.load_mnist(mnist_root)["test"]
     originals = test.images[:40]
-    direct, _ = predict.classify(model, originals.float() / 255.0)
+    direct, _ = evaluation.classify(model, originals.float() / 255.0)
     paths = []
     for i, image in enumerate(originals):
         big = Image.fromarray((255 - image).numpy(), mode="L").resize((112, 112), Image.Resampling.BILINEAR)

@@ -13,9 +13,9 @@ import safetensors.torch
 import torch
 
 import main
-import training
 import visualization
 from tests.conftest import ROOT, write_idx_set
+from training import loop
 
 FLAGS = ["--model", "3", "--epochs", "3", "--batch-size", "32", "--no-verify", "--device", "cpu"]
 
@@ -30,7 +30,7 @@ def _without_timings(metrics: dict) -> list[dict]:
 
 
 def _interrupt_at_epoch(monkeypatch, epoch: int) -> None:
-    real = training.train_one_epoch
+    real = loop.train_one_epoch
     calls = {"n": 0}
 
     def train_one_epoch(*args, **kwargs):
@@ -38,7 +38,7 @@ def _interrupt_at_epoch(monkeypatch, epoch: int) -> None:
         if calls["n"] == epoch:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(loop, "train_one_epoch", train_one_epoch)
 
 
 def test_interrupted_run_resumed_equals_the_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, capsys):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import config
 import data_utils
 import model_strategy
-import training
+from training import loop
 
 
 def _batch(mnist_root, n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +43,6 @@ def test_shuffled_labels_leave_the_test_accuracy_at_chance(mnist_root, monkeypat
     splits["train"] = data_utils.MNISTTensors(splits["train"].images, splits["train"].labels[shuffled])
     cfg = config.resolve("3", {"epochs": 2, "subset": 6000, "data_dir": str(mnist_root)}, "cpu")
     monkeypatch.setattr(data_utils, "load_mnist", lambda *a, **k: splits)
-    run = training.train(cfg)
+    run = loop.train(cfg)
     final = run.history.epochs[-1].test_acc
     assert final < 20.0, f"test accuracy {final:.1f}% after training on shuffled labels"

@@ -11,7 +11,7 @@ from torch import nn
 
 import main
 import model_strategy
-from seeds_at_once import SeedStack, widen
+from training.seeds_at_once import SeedStack, widen
 
 
 def _models(key: str, seeds: list[int]) -> list[nn.Module]:

@@ -8,24 +8,25 @@ import torch
 import data_utils
 import main
 import model_strategy
-import training
 import visualization
+from analysis import evaluation
+from training import loop
 
 
-def _history(val_accs: list[float]) -> training.History:
-    return training.History([training.EpochRecord(epoch=i + 1, train_loss=0, train_acc=0, test_loss=0, test_acc=50 + i,
+def _history(val_accs: list[float]) -> loop.History:
+    return loop.History([loop.EpochRecord(epoch=i + 1, train_loss=0, train_acc=0, test_loss=0, test_acc=50 + i,
                                                   lr=0.1, seconds=1, images_per_sec=1, elapsed=i, val_loss=0, val_acc=v)
                              for i, v in enumerate(val_accs)])
 
 
 def test_best_validation_epoch_is_the_highest_and_the_earliest_on_ties() -> None:
-    assert training.best_validation_epoch(_history([90, 95, 94, 95, 93])).epoch == 2
-    assert training.best_validation_epoch(training.History()) is None
+    assert loop.best_validation_epoch(_history([90, 95, 94, 95, 93])).epoch == 2
+    assert loop.best_validation_epoch(loop.History()) is None
 
 
 def test_early_stopping_stops_at_the_expected_epoch_on_a_scripted_metric() -> None:
     scripted = [90, 95, 94, 94.5, 96, 95, 95.5, 95.9]
-    stopper = training.EarlyStopping(patience=3)
+    stopper = loop.EarlyStopping(patience=3)
     stops = [stopper.should_stop(_history(scripted[:n])) for n in range(1, len(scripted) + 1)]
     # best is epoch 2 until epoch 5 improves it; epochs 6, 7, 8 do not: the third of them stops the run
     assert stops == [False, False, False, False, False, False, False, True]
@@ -47,7 +48,7 @@ def test_validation_split_selects_an_epoch_and_saves_its_weights(synthetic_root:
     # the saved file holds the chosen epoch's weights: they score its validation accuracy again
     splits = data_utils.load_mnist(synthetic_root, verify=False)
     pipeline = data_utils.build_pipeline(splits, "tensor", 128, seed=1, val_split=64)
-    assert training.evaluate(model, pipeline.val)[1] == chosen["val_acc"]
+    assert evaluation.evaluate(model, pipeline.val)[1] == chosen["val_acc"]
 
 
 def test_patience_ends_the_run_after_k_epochs_without_validation_improvement(synthetic_root, tmp_path) -> None:

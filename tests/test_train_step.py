@@ -8,8 +8,8 @@ import torch.nn.functional as F
 import data_utils
 import lr_schedulers
 import optimizers
-import training
 from model_strategy import get_strategy
+from training import loop
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,7 +36,7 @@ def _sgd(model: torch.nn.Module, graph_safe: bool = False) -> torch.optim.Optimi
 
 def test_eager_step_returns_values_the_next_step_leaves_alone():
     model = _model("cpu")
-    step = training.TrainStep(model, _sgd(model))
+    step = loop.TrainStep(model, _sgd(model))
     kept = step(*_batches("cpu")[0])
     snapshot = [t.clone() for t in kept]
     step(*_batches("cpu")[1])
@@ -49,7 +49,7 @@ def test_eager_step_is_one_sgd_update_of_the_cross_entropy():
     model = _model("cpu", dropout=0.0)
     reference = _model("cpu", dropout=0.0)
     images, labels = _batches("cpu")[0]
-    loss, _ = training.TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1))(images, labels)
+    loss, _ = loop.TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1))(images, labels)
     expected = F.cross_entropy(reference(images), labels)
     expected.backward()
     assert torch.allclose(loss, expected.detach())
@@ -72,10 +72,10 @@ def exact_cudnn():
 @cuda
 def test_cuda_graph_step_trains_like_the_eager_step(exact_cudnn):
     eager_model, graph_model = _model("cuda", dropout=0.0), _model("cuda", dropout=0.0)
-    eager = training.TrainStep(eager_model, _sgd(eager_model))
+    eager = loop.TrainStep(eager_model, _sgd(eager_model))
     optimizer = _sgd(graph_model, graph_safe=True)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)  # a new rate every step
-    graphed = training.CudaGraphStep(graph_model, optimizer, 0.0, warmup=2)
+    graphed = loop.CudaGraphStep(graph_model, optimizer, 0.0, warmup=2)
     eager_schedule = torch.optim.lr_scheduler.StepLR(eager.optimizer, step_size=1, gamma=0.5)
     # steps 1-2 warm up eagerly, step 4 is recorded; the 8-image batches always run eagerly
     for images, labels in _batches("cuda") * 3:
@@ -93,7 +93,7 @@ def test_cuda_graph_step_trains_like_the_eager_step(exact_cudnn):
 def test_adam_steps_can_be_recorded_too(exact_cudnn):
     model = _model("cuda", dropout=0.0)
     optimizer = optimizers.build_optimizer("adam", model, 1e-3, 0.0, 0.0, graph_safe=True)
-    step = training.CudaGraphStep(model, optimizer, 0.0, warmup=1)
+    step = loop.CudaGraphStep(model, optimizer, 0.0, warmup=1)
     losses = [float(step(*batch)[0]) for batch in _batches("cuda", sizes=(64,)) * 20]  # learn one batch by heart
     assert step.graph is not None and losses[-1] < losses[0]
 
@@ -105,14 +105,14 @@ def test_a_gpu_epoch_never_waits_for_the_host():
     batches = data_utils.TensorTrainBatches(data, batch_size=128, seed=1)  # 7 full batches and one of 104
     model = _model("cuda")
     optimizer = _sgd(model, graph_safe=True)
-    step = training.CudaGraphStep(model, optimizer, 0.0)
+    step = loop.CudaGraphStep(model, optimizer, 0.0)
     schedule = lr_schedulers.get_scheduler("onecycle").build(
         optimizer, lr_schedulers.ScheduleContext(3, len(batches), 0.75))
-    training.train_one_epoch(step, batches.epoch(1), len(batches), schedule, "warm-up", refresh_every=None)
+    loop.train_one_epoch(step, batches.epoch(1), len(batches), schedule, "warm-up", refresh_every=None)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        results = training.train_one_epoch(step, batches.epoch(2), len(batches), schedule, "checked",
+        results = loop.train_one_epoch(step, batches.epoch(2), len(batches), schedule, "checked",
                                            refresh_every=None)
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -8,10 +8,10 @@ import acceleration
 import augmentations
 import config
 import data_utils
-import export
 import lr_schedulers
 import optimizers
-from artifacts import RUNS_ROOT
+from core.artifacts import RUNS_ROOT
+from deploy import export
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 import data_utils
 import model_strategy
-from artifacts import ArtifactPaths, atomic_write_bytes
+from core.artifacts import ArtifactPaths, atomic_write_bytes
 from data_utils import MNISTTensors, normalize
 
 LOGIT_TOLERANCE = 1e-3  # largest |logit difference| allowed between PyTorch and ONNX float32
@@ -78,7 +78,7 @@ def _lean(onnx_file: bytes, fold: bool = False) -> bytes:
     batch norms folded when ``fold``: the graph and weights only, under half the file for a tiny net."""
     import onnx  # noqa: PLC0415 - optional until an export is asked for
 
-    import onnx_rewrite  # noqa: PLC0415 - needs onnx
+    from deploy import onnx_rewrite  # noqa: PLC0415 - needs onnx
 
     model = onnx.load_from_string(onnx_file)
     for node in model.graph.node:

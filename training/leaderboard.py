@@ -18,12 +18,12 @@ import matplotlib
 matplotlib.use("Agg")  # no display here or on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
-import anatomy  # noqa: E402
 import config  # noqa: E402
-import runs  # noqa: E402
-from artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text  # noqa: E402
+from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text  # noqa: E402
+from core.tables import markdown_table, mean_std  # noqa: E402
 from model_strategy import get_strategy  # noqa: E402
-from tables import markdown_table, mean_std  # noqa: E402
+from models import anatomy  # noqa: E402
+from training import runs  # noqa: E402
 
 SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
                    "label_smoothing", "augment", "subset", "val_split", "val_split_by", "backend")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 # Environment variables that change what a run computes or how fast; recorded when set.
 SWITCHES = ("MNIST_ZOO_NATIVE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
             "CUBLAS_WORKSPACE_CONFIG")

@@ -1,18 +1,61 @@
 """What a trained model gets right and wrong: per-class scores, the confusion matrix, its worst mistakes.
 
-Pure functions over predictions; ``training.evaluate`` is the only loop that produces them.
+``inference`` is the one inference loop (eval mode, no gradients); ``evaluate`` (loss and accuracy, what
+training records each epoch), ``classify`` (digits and probabilities for images in [0, 1]) and
+``evaluate_model`` (per-class scores and the worst mistakes) all read predictions from it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-import training
+from data_utils import normalize
 
 NUM_CLASSES = 10
+
+
+@torch.no_grad()
+def inference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]
+              ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """The one inference loop: eval mode, no gradients; (images, logits, labels) per batch."""
+    model.eval()
+    for images, labels in batches:
+        yield images, model(images), labels
+
+
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+             collect: list[tuple[Tensor, Tensor, Tensor]] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients.
+
+    ``collect``, when given, receives each batch's (images, logits, labels) for deeper analysis.
+    """
+    loss_sum = correct = count = None
+    for images, logits, labels in inference(model, batches):
+        if collect is not None:
+            collect.append((images, logits, labels))
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        hits = (logits.argmax(1) == labels).sum()
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+        correct = hits if correct is None else correct + hits
+        count = len(labels) if count is None else count + len(labels)
+    if count is None:
+        return math.nan, math.nan
+    return float(loss_sum) / count, 100.0 * float(correct) / count
+
+
+def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
+    if len(digits) == 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    device = next(model.parameters()).device
+    batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
+    results = [logits.softmax(1).max(1) for _, logits, _ in inference(model, batches)]
+    return torch.cat([d.cpu() for _, d in results]), torch.cat([p.cpu() for p, _ in results])
 
 
 @dataclass
@@ -68,7 +111,7 @@ def evaluate_model(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                    worst: int = 25) -> tuple[Evaluation, list[Mistake]]:
     """Scores over every batch, and the ``worst`` most confident mistakes."""
     collected: list[tuple[Tensor, Tensor, Tensor]] = []
-    loss, accuracy = training.evaluate(model, batches, collect=collected)
+    loss, accuracy = evaluate(model, batches, collect=collected)
     images = torch.cat([c[0] for c in collected]).cpu()
     probs = torch.cat([c[1] for c in collected]).float().softmax(1).cpu()
     labels = torch.cat([c[2] for c in collected]).cpu()

@@ -1,8 +1,8 @@
 """The README's result tables, generated from committed files (never typed by hand).
 
-    python report.py                   # print the tables of the committed reference models
-    python report.py --out-dir runs    # the same for your own runs (results and leaderboard tables)
-    python report.py --readme          # rewrite them between their markers in README.md
+    python -m tools.report                   # print the tables of the committed reference models
+    python -m tools.report --out-dir runs    # the same for your own runs (results and leaderboard tables)
+    python -m tools.report --readme          # rewrite them between their markers in README.md
 
 models:   the registry's modules (anatomy.py)
 results:  outputs/*_metrics.json                      (the committed models)
@@ -23,17 +23,17 @@ import json
 import re
 from pathlib import Path
 
-import anatomy
 import config
-import external
 import model_strategy
-from artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
+from analysis import external
 from benchmarks.accuracy import markdown, summarize
 from benchmarks.bench_seeds import summary as seeds_at_once_summary
 from benchmarks.realworld import summary as realworld_summary
 from benchmarks.seeds_bound import summary as seeds_bound_summary
 from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
-from tables import markdown_table
+from core.artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
+from core.tables import markdown_table
+from models import anatomy
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 

@@ -1,30 +1,25 @@
-"""Predictions on new digits: image files as people make them, and Kaggle's digit-recognizer CSV.
+"""Any image into MNIST's form: the one preparation of digits, for a single image and for a batch.
 
-A photo or scan is made to look like an MNIST digit (LeCun et al.'s recipe): transparency flattened,
+``mnistify`` is LeCun et al.'s recipe for one photo or scan as people make them: transparency flattened,
 light ink on black (inverted when the paper is light), the paper's uneven level (grey paper, shadows)
 estimated and removed, sensor and JPEG noise thresholded away, the digit found wherever it is on the
 page, its bounding box scaled to fit 20x20 pixels, then placed in a 28x28 field so that its centre of
-mass sits at the centre. Each bad input is reported on its own; the others are still predicted.
+mass sits at the centre. ``prepare_scan`` is its batched twin for small scans (SEMEION's and optdigits'
+formats), on the device, with the same constants: the ``scan`` augmentations train on exactly what
+``--predict`` makes of such a scan. ``as_scans`` hands small digits to ``mnistify`` one by one, as a
+user's files would be. Nothing here knows a model.
 """
 from __future__ import annotations
 
-import csv
+import functools
 import io
 import math
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from torch import Tensor, nn
-
-import config
-from artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text, trained_root
-from data_utils import normalize
-from model_strategy import get_strategy, load_trained, load_weights, trained_params
-from training import inference
+from torch import Tensor
 
 BOX = 20
 SIZE = 28
@@ -41,15 +36,6 @@ SURROUNDING_WIDTH = 3.0  # ink at the image's edge this many times wider than th
 MAX_SHADOW = 0.75  # a paper level that rises further than this towards the ink's peak has followed the ink
 
 
-class PredictionInputError(Exception):
-    """Inputs could not be read; the message has one line per bad input."""
-
-
-@dataclass
-class Prediction:
-    source: str
-    digit: int
-    probability: float
 
 
 def _filter(x: Tensor, size: int, largest: bool) -> Tensor:
@@ -307,125 +293,147 @@ def read_gray(path: Path) -> Tensor:
     return gray
 
 
-def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[str]]:
-    """Kaggle's digit-recognizer rows (``pixel0``..``pixel783``, optional ``label`` first) as uint8 images,
-    their labels, their ``ImageId`` (1-based data row) and one problem line per bad row (blank lines are
-    skipped). A file that cannot be read at all raises ``PredictionInputError``."""
-    problems, images, labels, ids = [], [], [], []
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise PredictionInputError(f"{path}: empty file")
-            has_label = bool(header) and header[0].strip().lower() == "label"
-            expected = 785 if has_label else 784
-            pixel_names = header[1:] if has_label else header
-            if len(header) != expected or pixel_names[0].strip() != "pixel0" or pixel_names[-1].strip() != "pixel783":
-                raise PredictionInputError(f"{path}: header must be [label,]pixel0..pixel783, got {len(header)} columns")
-            row_id = 0
-            for row in reader:
-                if not any(field.strip() for field in row):
-                    continue
-                row_id += 1
-                try:
-                    values = [int(v) for v in row]
-                    if len(values) != expected or not all(0 <= v <= 255 for v in values[-784:]):
-                        raise ValueError
-                    if has_label and not 0 <= values[0] <= 9:
-                        raise ValueError
-                except ValueError:
-                    wanted = "a label 0-9, then 784 pixels 0-255" if has_label else "784 pixels 0-255"
-                    problems.append(f"{path} line {reader.line_num}: expected {expected} integers ({wanted}),"
-                                    f" got {len(row)} fields")
-                    continue
-                images.append(values[-784:])
-                ids.append(row_id)
-                if has_label:
-                    labels.append(values[0])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise PredictionInputError(f"{path}: cannot be read ({reason})") from None
-    if not images and not problems:
-        raise PredictionInputError(f"{path}: no rows after the header")
-    pixels = torch.tensor(images, dtype=torch.uint8).view(-1, SIZE, SIZE)
-    return pixels, (torch.tensor(labels) if labels else None), ids, problems
+
+# ---------------------------------------------------------------- the batched twin, for small scans
+
+SCAN_SIDE = 16  # SEMEION's cells across
+SCAN_PIXELS = 128  # a scan is handed to --predict as a 128x128 image (``as_scans``)
+BITMAP_SIDE, BLOCK = 32, 4  # optdigits: a 32x32 binary bitmap counted in 4x4 blocks, 8x8 cells of 17 levels
 
 
-def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
-    if len(digits) == 0:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
-    device = next(model.parameters()).device
-    batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
-    results = [logits.softmax(1).max(1) for _, logits, _ in inference(model, batches)]
-    return torch.cat([d.cpu() for _, d in results]), torch.cat([p.cpu() for p, _ in results])
+def _area_rows(first: Tensor, length: Tensor, size: int, field: int, count: Tensor | None = None) -> Tensor:
+    """(N, field, size) matrices averaging each image's rows [first, first + length) into ``count`` rows
+    (all ``field`` of them by default) centred in the field, with adaptive average pooling's windows
+    (``F.interpolate(mode="area")``): output row i averages input rows floor(i * length / count) to
+    ceil((i + 1) * length / count) - 1 of the crop. Rows outside the ``count`` are zero."""
+    count = torch.full_like(first, field) if count is None else count
+    k = torch.arange(field, device=first.device).view(1, field, 1) - ((field - count) // 2).view(-1, 1, 1)
+    length, count = length.clamp(min=1).view(-1, 1, 1), count.clamp(min=1).view(-1, 1, 1)
+    start = first.view(-1, 1, 1) + torch.div(k * length, count, rounding_mode="floor")
+    end = first.view(-1, 1, 1) + torch.div((k + 1) * length + count - 1, count, rounding_mode="floor")
+    j = torch.arange(size, device=first.device).view(1, 1, size)
+    window = ((j >= start) & (j < end) & (k >= 0) & (k < count)).float()
+    return window / window.sum(-1, keepdim=True).clamp(min=1)
 
 
-def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
-    """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
-    good, digits, problems = [], [], []
-    for path in paths:
+@functools.lru_cache(maxsize=8)
+def _resize_table(side: int, device: torch.device) -> Tensor:
+    """(side + 1, 21, 20, side): entry [n, L] maps n scan cells, each ``SCAN_PIXELS // side`` pixels wide, to
+    L pixels the way ``mnistify`` resizes a crop (bilinear, antialiased), in its top-left corner;
+    zeros elsewhere. The resize is separable and linear, so a whole scan is ``rows @ cells @ columns.T``."""
+    upscale = SCAN_PIXELS // side
+    table = torch.zeros(side + 1, BOX + 1, BOX, side)
+    for n in range(1, side + 1):
+        pixels = upscale * n
+        nearest = torch.eye(n).repeat_interleave(upscale, dim=0)  # (pixels, n): nearest-neighbour
+        for length in range(1, BOX + 1):
+            resize = F.interpolate(torch.eye(pixels)[None, None], size=(length, pixels), mode="bilinear",
+                                   antialias=True, align_corners=False)[0, 0]
+            table[n, length, :length, :n] = resize @ nearest
+    return table.to(device)
+
+
+def _ink_extents(images: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    ink = images[:, 0] > 0.1
+    return extent(ink.any(2)), extent(ink.any(1))
+
+
+def binary_scan(images: Tensor, threshold: Tensor) -> Tensor:
+    """(N, 1, 28, 28) digits as SEMEION stores digits, (N, 16, 16) in {0, 1}: each ink box (pixels above 0.1)
+    stretched on both axes to 16x16 by area sampling, then thresholded per image. A blank image gives zeros."""
+    (top, height), (left, width) = _ink_extents(images)
+    side = images.shape[-1]
+    rows, cols = _area_rows(top, height, side, SCAN_SIDE), _area_rows(left, width, side, SCAN_SIDE)
+    area = rows @ images[:, 0] @ cols.transpose(1, 2)
+    return ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
+
+
+def block_scan(images: Tensor, threshold: Tensor) -> Tensor:
+    """(N, 1, 28, 28) digits as UCI's optdigits stores digits, (N, 8, 8) in sixteenths: each ink box scaled by
+    its larger side to a 32x32 binary bitmap (aspect kept, centred; area sampling, thresholded per image),
+    then the ink counted in 4x4 blocks. A blank image gives zeros."""
+    (top, height), (left, width) = _ink_extents(images)
+    longer = torch.maximum(height, width).clamp(min=1).double()
+    side = images.shape[-1]
+
+    def matrix(first: Tensor, length: Tensor) -> Tensor:
+        count = torch.round(length.double() * (BITMAP_SIDE / longer)).long().clamp(1, BITMAP_SIDE)
+        return _area_rows(first, length, side, BITMAP_SIDE, count)
+
+    area = matrix(top, height) @ images[:, 0] @ matrix(left, width).transpose(1, 2)
+    bitmap = ((area > threshold.view(-1, 1, 1)) & (height > 0).view(-1, 1, 1)).to(images.dtype)
+    return F.avg_pool2d(bitmap[:, None], BLOCK)[:, 0]
+
+
+def cleaned_scan(cells: Tensor) -> Tensor:
+    """(N, S, S) scan cells (ink coverage) as ``clean`` leaves a scan on white paper: what is fainter
+    than a quarter of the darkest cell (and than ``MIN_CONTRAST``) is paper, the rest divided by the 75th
+    percentile of the ink and clipped (a stroke's core is full ink). Binary cells are kept as they are."""
+    peak = cells.amax((1, 2), keepdim=True)
+    ink = torch.where(cells > (INK_OF_PEAK * peak).clamp(min=MIN_CONTRAST), cells, torch.zeros_like(cells))
+    values = torch.where(ink > 0, ink, torch.full_like(ink, float("nan"))).flatten(1)
+    full = torch.nanquantile(values, FULL_INK_QUANTILE, dim=1).nan_to_num(1.0).view(-1, 1, 1)
+    return (ink / full).clamp(0, 1)
+
+
+def prepare_scan(cells: Tensor) -> Tensor:
+    """(N, S, S) scans (S dividing 128: SEMEION's 16, optdigits' 8) to (N, 1, 28, 28) the way ``--predict``
+    prepares each one handed in as a 128x128 image: cleaned (``cleaned_scan``), the ink box scaled to 20
+    pixels by its larger side (bilinear, antialiased), brought to full ink, centre of mass at the centre.
+    Blank scans stay blank."""
+    n, side, device = len(cells), cells.shape[-1], cells.device
+    upscale = SCAN_PIXELS // side
+    cells = cleaned_scan(cells)
+    ink = cells > 0
+    (top, height), (left, width) = extent(ink.any(2)), extent(ink.any(1))
+    longer = torch.maximum(height, width).clamp(min=1).double()
+
+    def pixels(count: Tensor) -> Tensor:  # mnistify's round(crop * (BOX / max(crop))), in the same float64
+        crop = (upscale * count).double()
+        return torch.round(crop * (BOX / (upscale * longer))).long().clamp(1, BOX)
+
+    out_h, out_w = pixels(height), pixels(width)
+    table = _resize_table(side, device)
+    shift = torch.arange(side, device=device)
+    rows_in = (top.view(-1, 1) + shift).clamp(max=side - 1)  # the ink box moved to the top-left corner
+    cols_in = (left.view(-1, 1) + shift).clamp(max=side - 1)
+    moved = cells.gather(1, rows_in.view(n, side, 1).expand(n, side, side))
+    moved = moved.gather(2, cols_in.view(n, 1, side).expand(n, side, side))
+    digit = table[height, out_h] @ moved @ table[width, out_w].transpose(1, 2)  # (N, 20, 20)
+    digit = (digit / digit.amax((1, 2), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
+    total = digit.sum((1, 2)).clamp(min=1e-12)
+    index = torch.arange(BOX, device=device, dtype=digit.dtype)
+    cy, cx = (digit.sum(2) * index).sum(1) / total, (digit.sum(1) * index).sum(1) / total
+    first_row = torch.minimum(torch.round((SIZE - 1) / 2 - cy).clamp(min=0).long(), SIZE - out_h)
+    first_col = torch.minimum(torch.round((SIZE - 1) / 2 - cx).clamp(min=0).long(), SIZE - out_w)
+    place = torch.arange(SIZE, device=device).view(1, SIZE, 1)
+    box = torch.arange(BOX, device=device).view(1, 1, BOX)
+    put_rows = (place == first_row.view(-1, 1, 1) + box).to(digit.dtype)  # (N, 28, 20) one-hot placement
+    put_cols = (place == first_col.view(-1, 1, 1) + box).to(digit.dtype)
+    return (put_rows @ digit @ put_cols.transpose(1, 2)).unsqueeze(1)
+
+
+def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """First index and length of the hull of the True entries along the last axis of an (N, L) mask (length 0
+    when there are none)."""
+    index = torch.arange(mask.shape[-1], device=mask.device)
+    first = torch.where(mask, index, mask.shape[-1]).amin(-1)
+    last = torch.where(mask, index, -1).amax(-1)
+    return first.clamp(max=mask.shape[-1] - 1), (last + 1 - first).clamp(min=0)
+
+
+def as_scans(ink: Tensor) -> Tensor:
+    """Each small digit (16x16, 8x8: ink coverage) as a user's scan (dark on white, 128x128 PNG) prepared as
+    ``--predict`` prepares it; one it finds blank is a blank field."""
+    digits = []
+    for image in ink:
+        pixels = ((1 - image) * 255).round().byte().numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").resize((SCAN_PIXELS, SCAN_PIXELS), Image.Resampling.NEAREST).save(buffer, "PNG")
+        with Image.open(io.BytesIO(buffer.getvalue())) as scan:
+            gray = flatten_alpha(scan)
         try:
-            digits.append(load_image(path))
-            good.append(path)
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
-    return good, (torch.stack(digits) if digits else torch.zeros(0, SIZE, SIZE)), problems
-
-
-def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
-    """Every image, or one error listing each unreadable one (the CLI predicts the rest instead)."""
-    good, digits, problems = prepare_images(paths)
-    if problems:
-        raise PredictionInputError("\n".join(problems))
-    predicted, probability = classify(model, digits)
-    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(good, predicted, probability)]
-
-
-def submission_csv(ids: list[int], predicted: Tensor) -> str:
-    """Kaggle's submission format: ``ImageId,Label`` with the rows' 1-based ids."""
-    return "ImageId,Label\n" + "".join(f"{i},{int(d)}\n" for i, d in zip(ids, predicted.tolist()))
-
-
-def png_bytes(digit: Tensor) -> bytes:
-    """A (28, 28) digit in [0, 1] as an 8-bit PNG, light on black as MNIST stores it."""
-    buffer = io.BytesIO()
-    Image.fromarray((digit * 255).round().byte().numpy(), mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def predict_saved(cfg: config.RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
-                  save_prepared: bool = False) -> int:
-    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
-    prediction and one per bad input (on stderr); returns how many inputs were bad."""
-    strategy = get_strategy(cfg.model)
-    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
-    model = load_trained(strategy.key, source.base, cfg.device)
-    if best:
-        load_weights(model, source.best_params, strategy.key)
-    print(f"model {strategy.key}: {source.best_params if best else trained_params(strategy.key, source.base)}",
-          file=sys.stderr)
-    out = ArtifactPaths(strategy.stem, cfg.out_dir)
-    problems: list[str] = []
-    if images:
-        good, digits, problems = prepare_images([Path(x) for x in images])
-        predicted, probability = classify(model, digits)
-        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
-            saved = ""
-            if save_prepared:
-                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
-                atomic_write_bytes(prepared, png_bytes(digit))
-                saved = f"  [model saw {prepared}]"
-            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
-    if csv_file:
-        pixels, labels, ids, bad_rows = read_kaggle_csv(Path(csv_file))
-        problems += bad_rows
-        digits, _ = classify(model, pixels.float() / 255.0)
-        if len(ids):
-            atomic_write_text(out.submission, submission_csv(ids, digits))
-            scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
-            print(f"wrote {out.submission} ({len(digits)} rows{', bad rows left out' if bad_rows else ''}){scored}")
-    for line in problems:
-        print(f"main.py: error: {line}", file=sys.stderr)
-    return len(problems)
+            digits.append(mnistify(gray))
+        except ValueError:  # --predict finds no digit in it: a blank field (a stroke too faint for the scan)
+            digits.append(torch.zeros(SIZE, SIZE))
+    return torch.stack(digits)

@@ -13,7 +13,7 @@ import ctypes.util
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ import data_utils
 import lr_schedulers
 import model_strategy
 import optimizers
+from analysis.evaluation import evaluate
 from lr_schedulers import Schedule
 
 
@@ -105,33 +106,6 @@ class DivergenceError(RuntimeError):
     """The training loss stopped being a finite number."""
 
 
-@torch.no_grad()
-def inference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]
-              ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
-    """The one inference loop: eval mode, no gradients; (images, logits, labels) per batch."""
-    model.eval()
-    for images, labels in batches:
-        yield images, model(images), labels
-
-
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
-             collect: list[tuple[Tensor, Tensor, Tensor]] | None = None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%) over all batches, without augmentation or gradients.
-
-    ``collect``, when given, receives each batch's (images, logits, labels) for deeper analysis.
-    """
-    loss_sum = correct = count = None
-    for images, logits, labels in inference(model, batches):
-        if collect is not None:
-            collect.append((images, logits, labels))
-        loss = F.cross_entropy(logits, labels, reduction="sum")
-        hits = (logits.argmax(1) == labels).sum()
-        loss_sum = loss if loss_sum is None else loss_sum + loss
-        correct = hits if correct is None else correct + hits
-        count = len(labels) if count is None else count + len(labels)
-    if count is None:
-        return math.nan, math.nan
-    return float(loss_sum) / count, 100.0 * float(correct) / count
 
 
 class TrainStep:

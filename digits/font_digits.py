@@ -4,7 +4,7 @@ MNIST's training digits come from about 540 writers of two American populations;
 from anyone. Typefaces drawn to look handwritten carry other people's ways of writing digits, so the
 committed file holds every Google Fonts "handwriting" family (the catalogue as the npm package
 ``google-fonts-complete`` 2.2.3 lists it) that Fontsource publishes with all ten digits: each digit of its
-regular (or nearest) latin weight rendered dark on white and passed through ``predict.mnistify``.
+regular (or nearest) latin weight rendered dark on white and passed through ``prepare.mnistify``.
 The families are split once, alphabetically, into training fonts and development fonts (every fourth),
 so a recipe that learns from the first can be judged on hands it never saw without touching a test set.
 
@@ -33,7 +33,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from artifacts import REPO_ROOT
+from core.artifacts import REPO_ROOT
+from digits import prepare
 
 PATH = REPO_ROOT / "assets" / "font_digits.safetensors"
 DEVELOPMENT_EVERY = 4  # every fourth family, alphabetically, is kept out of training
@@ -110,9 +111,8 @@ def font_file(package: Path, font_id: str, weights: list[int]) -> Path | None:
 
 
 def prepared_digits(path: Path) -> Tensor | None:
-    """The ten digits of the font at ``path`` prepared by ``predict.mnistify``, uint8 (10, 28, 28); None if the
+    """The ten digits of the font at ``path`` prepared by ``prepare.mnistify``, uint8 (10, 28, 28); None if the
     font lacks one of them (drawn as its missing-glyph box, or as nothing)."""
-    import predict  # noqa: PLC0415 - predict imports the data pipeline, which imports this module
 
     font = ImageFont.truetype(str(path), RENDER_SIZE)
     missing = render(font, MISSING_GLYPH)
@@ -121,7 +121,7 @@ def prepared_digits(path: Path) -> Tensor | None:
         drawn = render(font, d)
         if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)):
             return None
-        digits.append(predict.mnistify(drawn))
+        digits.append(prepare.mnistify(drawn))
     images = torch.stack(digits).mul(255).round().to(torch.uint8)
     flat = images.view(10, -1).float()
     if (torch.cdist(flat, flat) + torch.eye(10) * 1e9).min() < 1.0:  # two digits drawn alike: a placeholder glyph

@@ -19,7 +19,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_ROOT = REPO_ROOT  # the committed, reproducible reference models and their files
 RUNS_ROOT = REPO_ROOT / "runs"  # where runs write unless told otherwise (ignored by git)
 FOLDERS = ("outputs", "plots", "summaries")

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import config
-import export
-import leaderboard
 import model_strategy
-import predict
-import runs
 import visualization
-from artifacts import ArtifactPaths, trained_root
+from core.artifacts import ArtifactPaths, trained_root
+from deploy import export, predict
+from training import leaderboard, runs
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-import anatomy
 from data_utils import normalize
+from models import anatomy
 
 SATURATED = 0.99  # a softmax this confident counts as saturated
 

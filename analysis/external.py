@@ -4,7 +4,7 @@ employees; hsf_4, high-school students), from QMNIST's labels.
 
 SEMEION's 16x16 binary digits and optdigits' 8x8 grey ones are handed in the way a user hands in a scan —
 dark ink on white, a 128x128 PNG — and go through exactly the preparation ``--predict`` uses on image files
-(``predict.flatten_alpha`` then ``predict.mnistify``). Files are verified by MD5 like MNIST's.
+(``digits.prepare.as_scans``). Files are verified by MD5 like MNIST's.
 """
 from __future__ import annotations
 
@@ -12,25 +12,21 @@ import functools
 import gzip
 import hashlib
 import importlib.util
-import io
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
-import augmentations
-import evaluation
-import predict
+from analysis import evaluation
 from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
+from digits.prepare import as_scans, binary_scan, block_scan
 
 SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
 QMNIST_TEST_FILE = QMNIST_FILES["test"][0]
 OPTDIGITS_FILE = "datasets/data/digits.csv.gz"  # inside scikit-learn, which ships it
 OPTDIGITS_MD5 = "a0339c30a8a5312a1b6f9e5c719dcce5"  # of the uncompressed text: a recompressed copy still passes
-SCAN_SIDE = 128
 SEMEION = "SEMEION (other writers, --predict's preparation)"
 OPTDIGITS = "optdigits (13 other writers, 8×8 grey, --predict's preparation)"
 SERIES = {0: "hsf_0 (Census employees)", 4: "hsf_4 (high-school students)"}
@@ -105,37 +101,22 @@ def load_optdigits(path: Path | None = None) -> tuple[Tensor, Tensor]:
     return values[:, :64].view(-1, 8, 8).float() / 16, values[:, 64]
 
 
-def as_scans(ink: Tensor) -> Tensor:
-    """Each small digit (16x16, 8x8: ink coverage) as a user's scan (dark on white, 128x128 PNG) prepared as
-    ``--predict`` prepares it; one it finds blank is a blank field."""
-    digits = []
-    for image in ink:
-        pixels = ((1 - image) * 255).round().byte().numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(pixels, mode="L").resize((SCAN_SIDE, SCAN_SIDE), Image.Resampling.NEAREST).save(buffer, "PNG")
-        with Image.open(io.BytesIO(buffer.getvalue())) as scan:
-            gray = predict.flatten_alpha(scan)
-        try:
-            digits.append(predict.mnistify(gray))
-        except ValueError:  # --predict finds no digit in it: a blank field (a stroke too faint for the scan)
-            digits.append(torch.zeros(predict.SIZE, predict.SIZE))
-    return torch.stack(digits)
 
 
 def binary_scans(images: Tensor) -> Tensor:
     """MNIST digits (N, 28, 28) in [0, 1] as another dataset's maker would store them: each digit's ink box
     stretched on both axes to 16 x 16 (area sampling) and thresholded at one half, like SEMEION's binary
-    scans (``augmentations.binary_scan``, which the ``scan`` augmentation trains on). Built from training
+    scans (``digits.prepare.binary_scan``, which the ``scan`` augmentation trains on). Built from training
     writers held out for validation, it is a development set for scanned input that never touches SEMEION
     or MNIST's test set."""
-    return augmentations.binary_scan(images[:, None], torch.full((len(images),), 0.5))
+    return binary_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
 def block_scans(images: Tensor) -> Tensor:
     """MNIST digits (N, 28, 28) in [0, 1] as optdigits' makers stored digits: each ink box scaled by its larger
-    side to a 32x32 bitmap thresholded at one half, counted in 4x4 blocks (``augmentations.block_scan``). Like
+    side to a 32x32 bitmap thresholded at one half, counted in 4x4 blocks (``digits.prepare.block_scan``). Like
     ``binary_scans``, a development set when built from held-out training writers."""
-    return augmentations.block_scan(images[:, None], torch.full((len(images),), 0.5))
+    return block_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
 @functools.lru_cache(maxsize=2)
@@ -167,9 +148,9 @@ def evaluate_external(model: nn.Module, mnist_test: MNISTTensors, root: Path | s
     population."""
     scores = []
     for name, (digits, labels) in ((SEMEION, prepared_semeion(str(root))), (OPTDIGITS, prepared_optdigits())):
-        scores.append(score(name, predict.classify(model, digits)[0], labels))
+        scores.append(score(name, evaluation.classify(model, digits)[0], labels))
     series = test_series(root)
-    predicted, _ = predict.classify(model, mnist_test.images.float() / 255.0)
+    predicted, _ = evaluation.classify(model, mnist_test.images.float() / 255.0)
     for number, population in SERIES.items():
         chosen = series == number
         scores.append(score(f"MNIST test, {population}", predicted[chosen], mnist_test.labels[chosen]))

@@ -1,6 +1,6 @@
 """A run, recorded: the one writer of a run's files, and the library calls behind the CLI's modes.
 
-``RunWriter`` is ``training.train``'s callback: after every epoch the checkpoint, the running metrics
+``RunWriter`` is ``loop.train``'s callback: after every epoch the checkpoint, the running metrics
 and (with a validation split) the selected epoch's params; on an interrupt or a divergence the metrics
 marked so; at the end the params, evaluation, summary and figures. ``train_and_save`` and
 ``evaluate_saved`` are what ``python main.py`` and ``--evaluate`` do, callable from Python.
@@ -21,16 +21,12 @@ import torch
 import acceleration
 import config
 import data_utils
-import evaluation
-import external
-import inspection
 import model_strategy
-import predict
-import provenance
-import seeds_at_once
-import training
 import visualization
-from artifacts import (
+from analysis import evaluation, external, inspection
+from config import ConfigError, RunConfig
+from core import provenance
+from core.artifacts import (
     REPO_ROOT,
     ArtifactPaths,
     WriteError,
@@ -40,7 +36,9 @@ from artifacts import (
     safetensors_bytes,
     torch_bytes,
 )
-from config import ConfigError, RunConfig
+from deploy import predict
+from digits import prepare
+from training import loop, seeds_at_once
 
 
 class Interrupted(Exception):
@@ -60,14 +58,14 @@ class RunWriteError(WriteError):
         self.epochs_saved, self.checkpoint = epochs_saved, checkpoint
 
 
-def metrics_record(run: training.Run, status: str) -> dict:
+def metrics_record(run: loop.Run, status: str) -> dict:
     """The metrics JSON: config, environment, data, history and a summary; ``status`` says how far it got.
 
     status: ``running`` (written after every epoch), ``complete``, ``interrupted`` or ``diverged``.
     """
     cfg, history, epochs = run.cfg, run.history, run.history.epochs
     best_test = max(epochs, key=lambda e: e.test_acc) if epochs else None
-    best_val = training.best_validation_epoch(history)
+    best_val = loop.best_validation_epoch(history)
     paths = ArtifactPaths(run.strategy.stem, cfg.out_dir)
     return {
         "status": status,
@@ -114,7 +112,7 @@ class RunWriter:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
-        self.run: training.Run | None = None
+        self.run: loop.Run | None = None
         self.epochs_saved = 0  # epochs held by the checkpoint on disk
 
     def load_checkpoint(self) -> dict:
@@ -143,14 +141,14 @@ class RunWriter:
         self.epochs_saved = len(epochs)
         return state
 
-    def on_start(self, run: training.Run) -> None:
+    def on_start(self, run: loop.Run) -> None:
         self.run = run
 
-    def on_epoch_end(self, run: training.Run, record: training.EpochRecord) -> None:
+    def on_epoch_end(self, run: loop.Run, record: loop.EpochRecord) -> None:
         """Checkpoint, running metrics and (when validation selects this epoch) its params, as one step."""
         files = {self.paths.checkpoint: torch_bytes(run.checkpoint()),
                  self.paths.metrics: json_bytes(metrics_record(run, "running"))}
-        if training.best_validation_epoch(run.history) is record:
+        if loop.best_validation_epoch(run.history) is record:
             files[self.paths.best_params] = torch_bytes(run.model.state_dict())
         atomic_write_many(files)
         self.epochs_saved = record.epoch
@@ -161,12 +159,12 @@ class RunWriter:
             atomic_save_json(self.paths.metrics, metrics_record(self.run, "interrupted"))
         return Interrupted(self.epochs_saved, self.paths.checkpoint, finishing)
 
-    def diverged(self, error: training.DivergenceError) -> None:
+    def diverged(self, error: loop.DivergenceError) -> None:
         """Record the divergence; the final weights of earlier runs stay untouched."""
         if self.run is not None:
             atomic_save_json(self.paths.metrics, {**metrics_record(self.run, "diverged"), "error": str(error)})
 
-    def finish(self, run: training.Run) -> dict:
+    def finish(self, run: loop.Run) -> dict:
         """The final files: params, metrics with the evaluation and summary as one step, then the figures
         (a figure that cannot be written loses nothing written before it)."""
         record = metrics_record(run, "complete")
@@ -188,20 +186,20 @@ def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | Non
 
     A checkpoint is written after every epoch; ``resume`` continues from it and ends with the same
     weights and history as an uninterrupted run. Raises ``Interrupted`` on Ctrl-C or SIGTERM,
-    ``training.DivergenceError`` (each after recording it) and ``RunWriteError`` when a file cannot be
+    ``loop.DivergenceError`` (each after recording it) and ``RunWriteError`` when a file cannot be
     written, leaving the files of the last good epoch as they were.
     """
     writer = RunWriter(cfg)
     state = writer.load_checkpoint() if resume else None
     try:
         try:
-            run = training.train(cfg, writer, state, started_at)
+            run = loop.train(cfg, writer, state, started_at)
         except KeyboardInterrupt:
             raise writer.interrupted() from None
-        except training.DivergenceError as exc:
+        except loop.DivergenceError as exc:
             writer.diverged(exc)
             raise
-        except training.CheckpointMismatch as exc:
+        except loop.CheckpointMismatch as exc:
             raise ConfigError("resume", f"{writer.paths.checkpoint}: {exc}") from None
         try:
             return writer.finish(run)
@@ -378,8 +376,8 @@ def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
         shown, what = digit, f"MNIST test image {target} (label {int(test.labels[int(target)])})"
     else:
         try:
-            shown = predict.read_gray(Path(target))
-            digit = predict.mnistify(shown)
+            shown = prepare.read_gray(Path(target))
+            digit = prepare.mnistify(shown)
         except ValueError as exc:
             raise predict.PredictionInputError(f"{target}: {exc}") from None
         what = Path(target).name

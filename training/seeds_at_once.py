@@ -32,7 +32,8 @@ import data_utils
 import lr_schedulers
 import model_strategy
 import optimizers
-import training
+from analysis import evaluation
+from training import loop
 
 # Layers without parameters that act per element or per channel: the same module serves K copies.
 SHARED = (nn.ReLU, nn.Dropout, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
@@ -131,11 +132,11 @@ class SeedBatches:
 
 @torch.no_grad()
 def evaluate_each(stack: SeedStack, batches: data_utils.TensorEvalBatches) -> list[tuple[float, float]]:
-    """Each seed's mean cross-entropy and accuracy (%) on the same images (``training.inference``)."""
+    """Each seed's mean cross-entropy and accuracy (%) on the same images (``evaluation.inference``)."""
     loss_sum = correct = None
     count = 0
     wide = ((images.expand(-1, stack.k, -1, -1).contiguous(), labels) for images, labels in batches)
-    for _, logits, labels in training.inference(stack, wide):
+    for _, logits, labels in evaluation.inference(stack, wide):
         seeds = labels.unsqueeze(1).expand(-1, stack.k)
         loss = torch.nn.functional.cross_entropy(logits.movedim(2, 1), seeds, reduction="none").sum(0)
         hits = (logits.argmax(-1) == seeds).sum(0)
@@ -159,13 +160,13 @@ def check(cfgs: list[config.RunConfig]) -> None:
         config.check(cfg)
 
 
-def train_together(cfgs: list[config.RunConfig], started_at: float | None = None) -> list[training.Run]:
-    """Train ``cfgs`` (one per seed, otherwise equal) as one ``SeedStack``; each seed's ``training.Run``,
-    its model the ordinary one with that seed's weights. Raises ``training.DivergenceError``."""
+def train_together(cfgs: list[config.RunConfig], started_at: float | None = None) -> list[loop.Run]:
+    """Train ``cfgs`` (one per seed, otherwise equal) as one ``SeedStack``; each seed's ``loop.Run``,
+    its model the ordinary one with that seed's weights. Raises ``loop.DivergenceError``."""
     started_at = time.perf_counter() if started_at is None else started_at
     check(cfgs)
     base, k = cfgs[0], len(cfgs)
-    training.keep_freed_memory()
+    loop.keep_freed_memory()
     strategy = model_strategy.get_strategy(base.model)
     models = []
     for cfg in cfgs:  # each copy starts where its own run would
@@ -182,22 +183,22 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
                                            base.momentum, base.weight_decay, graphed)
     schedule = lr_schedulers.get_scheduler(base.scheduler).build(
         optimizer, lr_schedulers.ScheduleContext(base.epochs, len(train), base.max_lr))
-    step = (training.CudaGraphStep if graphed else training.TrainStep)(stack, optimizer, base.label_smoothing)
-    histories = [training.History() for _ in cfgs]
+    step = (loop.CudaGraphStep if graphed else loop.TrainStep)(stack, optimizer, base.label_smoothing)
+    histories = [loop.History() for _ in cfgs]
     for epoch in range(1, base.epochs + 1):
         lr = float(optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
-        losses, hits, sizes = training.train_one_epoch(step, train.epoch(epoch), len(train), schedule,
+        losses, hits, sizes = loop.train_one_epoch(step, train.epoch(epoch), len(train), schedule,
                                                        f"epoch {epoch}/{base.epochs}, {k} seeds at once")
         losses, hits = losses.cpu(), hits.cpu()  # (batches, K)
         seen = int(sizes.sum())
         if not torch.isfinite(losses).all():
-            raise training.DivergenceError(f"training loss became non-finite in epoch {epoch}")
+            raise loop.DivergenceError(f"training loss became non-finite in epoch {epoch}")
         seconds = time.perf_counter() - start
         tests = evaluate_each(stack, pipelines[0].test)
         schedule.after_epoch(math.nan)  # never read: check() refused the schedulers that step on a loss
         for s, history in enumerate(histories):
-            record = training.EpochRecord(
+            record = loop.EpochRecord(
                 epoch=epoch, train_loss=float((losses[:, s] * sizes).sum()) / seen,
                 train_acc=100.0 * float(hits[:, s].sum()) / seen, test_loss=tests[s][0], test_acc=tests[s][1],
                 lr=lr, seconds=seconds, images_per_sec=seen / seconds, elapsed=time.perf_counter() - started_at,
@@ -212,6 +213,6 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
         model = strategy.get_model(cfg.device)
         model.load_state_dict(state)
         model, _ = acceleration.accelerate(model, cfg.backend)
-        runs.append(training.Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at,
+        runs.append(loop.Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at,
                                  together=[c.seed for c in cfgs]))
     return runs

@@ -1,0 +1,148 @@
+"""Predictions on new digits: image files as people make them, and Kaggle's digit-recognizer CSV.
+
+Every image goes through the one preparation (``digits.prepare``) and the one inference loop
+(``analysis.evaluation.classify``); each bad input is reported on its own, the others still predicted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+import config
+from analysis.evaluation import classify
+from core.artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text, trained_root
+from digits.prepare import SIZE, load_image
+from model_strategy import get_strategy, load_trained, load_weights, trained_params
+
+
+class PredictionInputError(Exception):
+    """Inputs could not be read; the message has one line per bad input."""
+
+
+@dataclass
+class Prediction:
+    source: str
+    digit: int
+    probability: float
+
+
+def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[str]]:
+    """Kaggle's digit-recognizer rows (``pixel0``..``pixel783``, optional ``label`` first) as uint8 images,
+    their labels, their ``ImageId`` (1-based data row) and one problem line per bad row (blank lines are
+    skipped). A file that cannot be read at all raises ``PredictionInputError``."""
+    problems, images, labels, ids = [], [], [], []
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise PredictionInputError(f"{path}: empty file")
+            has_label = bool(header) and header[0].strip().lower() == "label"
+            expected = 785 if has_label else 784
+            pixel_names = header[1:] if has_label else header
+            if len(header) != expected or pixel_names[0].strip() != "pixel0" or pixel_names[-1].strip() != "pixel783":
+                raise PredictionInputError(f"{path}: header must be [label,]pixel0..pixel783, got {len(header)} columns")
+            row_id = 0
+            for row in reader:
+                if not any(field.strip() for field in row):
+                    continue
+                row_id += 1
+                try:
+                    values = [int(v) for v in row]
+                    if len(values) != expected or not all(0 <= v <= 255 for v in values[-784:]):
+                        raise ValueError
+                    if has_label and not 0 <= values[0] <= 9:
+                        raise ValueError
+                except ValueError:
+                    wanted = "a label 0-9, then 784 pixels 0-255" if has_label else "784 pixels 0-255"
+                    problems.append(f"{path} line {reader.line_num}: expected {expected} integers ({wanted}),"
+                                    f" got {len(row)} fields")
+                    continue
+                images.append(values[-784:])
+                ids.append(row_id)
+                if has_label:
+                    labels.append(values[0])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise PredictionInputError(f"{path}: cannot be read ({reason})") from None
+    if not images and not problems:
+        raise PredictionInputError(f"{path}: no rows after the header")
+    pixels = torch.tensor(images, dtype=torch.uint8).view(-1, SIZE, SIZE)
+    return pixels, (torch.tensor(labels) if labels else None), ids, problems
+
+
+
+def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
+    """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
+    good, digits, problems = [], [], []
+    for path in paths:
+        try:
+            digits.append(load_image(path))
+            good.append(path)
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+    return good, (torch.stack(digits) if digits else torch.zeros(0, SIZE, SIZE)), problems
+
+
+def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
+    """Every image, or one error listing each unreadable one (the CLI predicts the rest instead)."""
+    good, digits, problems = prepare_images(paths)
+    if problems:
+        raise PredictionInputError("\n".join(problems))
+    predicted, probability = classify(model, digits)
+    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(good, predicted, probability)]
+
+
+def submission_csv(ids: list[int], predicted: Tensor) -> str:
+    """Kaggle's submission format: ``ImageId,Label`` with the rows' 1-based ids."""
+    return "ImageId,Label\n" + "".join(f"{i},{int(d)}\n" for i, d in zip(ids, predicted.tolist()))
+
+
+def png_bytes(digit: Tensor) -> bytes:
+    """A (28, 28) digit in [0, 1] as an 8-bit PNG, light on black as MNIST stores it."""
+    buffer = io.BytesIO()
+    Image.fromarray((digit * 255).round().byte().numpy(), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict_saved(cfg: config.RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
+                  save_prepared: bool = False) -> int:
+    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
+    prediction and one per bad input (on stderr); returns how many inputs were bad."""
+    strategy = get_strategy(cfg.model)
+    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
+    model = load_trained(strategy.key, source.base, cfg.device)
+    if best:
+        load_weights(model, source.best_params, strategy.key)
+    print(f"model {strategy.key}: {source.best_params if best else trained_params(strategy.key, source.base)}",
+          file=sys.stderr)
+    out = ArtifactPaths(strategy.stem, cfg.out_dir)
+    problems: list[str] = []
+    if images:
+        good, digits, problems = prepare_images([Path(x) for x in images])
+        predicted, probability = classify(model, digits)
+        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
+            saved = ""
+            if save_prepared:
+                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
+                atomic_write_bytes(prepared, png_bytes(digit))
+                saved = f"  [model saw {prepared}]"
+            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
+    if csv_file:
+        pixels, labels, ids, bad_rows = read_kaggle_csv(Path(csv_file))
+        problems += bad_rows
+        digits, _ = classify(model, pixels.float() / 255.0)
+        if len(ids):
+            atomic_write_text(out.submission, submission_csv(ids, digits))
+            scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
+            print(f"wrote {out.submission} ({len(digits)} rows{', bad rows left out' if bad_rows else ''}){scored}")
+    for line in problems:
+        print(f"main.py: error: {line}", file=sys.stderr)
+    return len(problems)
