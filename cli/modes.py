@@ -12,9 +12,8 @@ from pathlib import Path
 import config
 import model_strategy
 import visualization
+import zoo
 from core.artifacts import ArtifactPaths, trained_root
-from deploy import export, predict
-from training import leaderboard, runs
 
 
 @dataclass
@@ -41,7 +40,7 @@ def summary(cmd: Command) -> None:
 
 def train(cmd: Command) -> None:
     cfg = cmd.cfgs[0]
-    result = runs.train_and_save(cfg, resume=cmd.args.resume)["summary"]
+    result = zoo.train_run(cfg, resume=cmd.args.resume)["summary"]
     paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
     stopped = result["stopped_early_after_epoch"]
     epochs = result["epochs_run"]
@@ -55,35 +54,35 @@ def train(cmd: Command) -> None:
 
 
 def evaluate(cmd: Command) -> None:
-    runs.evaluate_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
+    zoo.evaluate_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
 
 
 def run_export(cmd: Command) -> None:
-    r = export.export_saved(cmd.cfgs[0], cmd.args.export, _source(cmd, "exporting"))
+    r = zoo.export_saved(cmd.cfgs[0], cmd.args.export, _source(cmd, "exporting"))
     print(f"wrote {r.path} ({r.size_bytes:,} bytes): test accuracy {r.export_test_acc:.2f}%"
           f" ({cmd.args.export}, onnxruntime) vs {r.torch_test_acc:.2f}% (PyTorch); same digit on"
           f" {100 * r.same_prediction:.2f}% of the test set, logits within {r.max_logit_diff:.2g}")
 
 
 def run_predict(cmd: Command) -> int:
-    failed = predict.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
+    failed = zoo.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
                                    cmd.args.save_prepared)
     return 1 if failed else 0
 
 
 def run_inspect(cmd: Command) -> None:
-    print("wrote " + ", ".join(map(str, runs.inspect_saved(cmd.cfgs[0], cmd.args.inspect, _source(cmd, "inspecting")))))
+    print("wrote " + ", ".join(map(str, zoo.inspect_saved(cmd.cfgs[0], cmd.args.inspect, _source(cmd, "inspecting")))))
 
 
 def evaluate_external(cmd: Command) -> None:
-    runs.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
+    zoo.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
 
 
 MODES = {
     "list": lambda cmd: print(model_strategy.table()),
     "summary": summary,
     "train": train,
-    "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, leaderboard.train(
+    "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, zoo.leaderboard(
         cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once, cmd.args.jobs)))),
     "evaluate": evaluate,
     "predict": run_predict,

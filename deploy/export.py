@@ -20,9 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-import data_utils
-import model_strategy
-from core.artifacts import ArtifactPaths, atomic_write_bytes
+from core.artifacts import atomic_write_bytes
 from data_utils import MNISTTensors, normalize
 
 LOGIT_TOLERANCE = 1e-3  # largest |logit difference| allowed between PyTorch and ONNX float32
@@ -171,13 +169,3 @@ def images_per_second(run, images: Tensor, batch_size: int = 256, repeats: int =
             run(chunk)
         best = min(best, time.perf_counter() - start)
     return len(images) / best
-
-
-def export_saved(cfg, fmt: str, source: Path) -> ExportReport:  # noqa: ANN001 - config.RunConfig
-    """``--export``: the model saved under ``source`` as ``fmt``, written under ``cfg.out_dir`` and checked."""
-    require_packages()
-    strategy = model_strategy.get_strategy(cfg.model)
-    model = model_strategy.load_trained(strategy.key, source)
-    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
-    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
-    return export(model, fmt, paths.onnx if fmt == "onnx" else paths.onnx_int8, splits["train"], splits["test"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-import config
 from analysis.evaluation import classify
-from core.artifacts import ArtifactPaths, atomic_write_bytes, atomic_write_text, trained_root
 from digits.prepare import SIZE, load_image
-from model_strategy import get_strategy, load_trained, load_weights, trained_params
 
 
 class PredictionInputError(Exception):
@@ -110,39 +106,3 @@ def png_bytes(digit: Tensor) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray((digit * 255).round().byte().numpy(), mode="L").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def predict_saved(cfg: config.RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
-                  save_prepared: bool = False) -> int:
-    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
-    prediction and one per bad input (on stderr); returns how many inputs were bad."""
-    strategy = get_strategy(cfg.model)
-    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
-    model = load_trained(strategy.key, source.base, cfg.device)
-    if best:
-        load_weights(model, source.best_params, strategy.key)
-    print(f"model {strategy.key}: {source.best_params if best else trained_params(strategy.key, source.base)}",
-          file=sys.stderr)
-    out = ArtifactPaths(strategy.stem, cfg.out_dir)
-    problems: list[str] = []
-    if images:
-        good, digits, problems = prepare_images([Path(x) for x in images])
-        predicted, probability = classify(model, digits)
-        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
-            saved = ""
-            if save_prepared:
-                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
-                atomic_write_bytes(prepared, png_bytes(digit))
-                saved = f"  [model saw {prepared}]"
-            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
-    if csv_file:
-        pixels, labels, ids, bad_rows = read_kaggle_csv(Path(csv_file))
-        problems += bad_rows
-        digits, _ = classify(model, pixels.float() / 255.0)
-        if len(ids):
-            atomic_write_text(out.submission, submission_csv(ids, digits))
-            scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
-            print(f"wrote {out.submission} ({len(digits)} rows{', bad rows left out' if bad_rows else ''}){scored}")
-    for line in problems:
-        print(f"main.py: error: {line}", file=sys.stderr)
-    return len(problems)

@@ -1,9 +1,9 @@
-"""A run, recorded: the one writer of a run's files, and the library calls behind the CLI's modes.
+"""A run, recorded: the one writer of a run's files.
 
 ``RunWriter`` is ``loop.train``'s callback: after every epoch the checkpoint, the running metrics
 and (with a validation split) the selected epoch's params; on an interrupt or a divergence the metrics
-marked so; at the end the params, evaluation, summary and figures. ``train_and_save`` and
-``evaluate_saved`` are what ``python main.py`` and ``--evaluate`` do, callable from Python.
+marked so; at the end the params, evaluation, summary and figures. ``train_and_save`` is one run,
+``train_together_and_save`` K seeds trained as one network, each written as its own run.
 """
 from __future__ import annotations
 
@@ -18,12 +18,10 @@ from pathlib import Path
 
 import torch
 
-import acceleration
 import config
-import data_utils
 import model_strategy
 import visualization
-from analysis import evaluation, external, inspection
+from analysis import evaluation, inspection
 from config import ConfigError, RunConfig
 from core import provenance
 from core.artifacts import (
@@ -36,8 +34,6 @@ from core.artifacts import (
     safetensors_bytes,
     torch_bytes,
 )
-from deploy import predict
-from digits import prepare
 from training import loop, seeds_at_once
 
 
@@ -317,82 +313,3 @@ def save_figures(model: torch.nn.Module, strategy: model_strategy.ModelStrategy,
     visualization.save_mistakes_plot(mistakes, paths.mistakes_plot, f"{name}: the {len(mistakes)} most confident mistakes",
                                      saliencies)
     visualization.save_filters_plot(model, paths.filters_plot, f"{name}: first convolution's kernels")
-
-
-def saved_record(saved: ArtifactPaths, cfg: RunConfig) -> dict:
-    """The metrics record beside saved weights; for weights without a (readable) one, just ``cfg``."""
-    try:
-        return json.loads(saved.metrics.read_text())
-    except (OSError, ValueError):
-        return {"config": cfg.to_dict()}
-
-
-def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
-    """``--evaluate``: the model saved under ``source`` (default: ``cfg.out_dir``) on the test set, run as it
-    trained (same backend), nothing trained. Its metrics record, with the evaluation, and the figures go
-    under ``cfg.out_dir``; the params are not copied."""
-    strategy = model_strategy.get_strategy(cfg.model)
-    saved = ArtifactPaths(strategy.stem, cfg.out_dir if source is None else source)
-    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
-    model = model_strategy.load_trained(strategy.key, saved.base, cfg.device)
-    model, _ = acceleration.accelerate(model, cfg.backend)
-    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
-    pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device)
-    metrics = saved_record(saved, cfg)
-    result, mistakes = evaluate(model.eval(), pipeline.test, metrics)
-    atomic_save_json(paths.metrics, metrics)
-    save_figures(model, strategy, result, mistakes, paths)
-    return metrics
-
-
-def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
-    """``--evaluate-external``: the model saved under ``source`` on SEMEION, optdigits and MNIST's test set per writer
-    population (``external.py``); the scores go into its metrics record under ``cfg.out_dir`` (``external``)."""
-    strategy = model_strategy.get_strategy(cfg.model)
-    model = model_strategy.load_trained(strategy.key, source)
-    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
-    scores = external.evaluate_external(model, test, cfg.data_dir)
-    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
-    metrics = saved_record(saved, cfg)
-    metrics["external"] = {"scores": [s.to_dict() for s in scores], "params_file": model_strategy.trained_params(
-        strategy.key, source).name, "note": "never used to select or tune anything"}
-    atomic_save_json(paths.metrics, metrics)
-    for s in scores:
-        print(f"{s.name}: {s.accuracy:.2f}% of {s.images:,}\n    per true digit: {s.per_digit_line()}")
-    return scores
-
-
-def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
-    """``--inspect``: for one digit (an image file, or the index of an MNIST test image) the feature maps after
-    every stage, the prediction pipeline and the saliency map; over the whole test set every layer's
-    activation statistics (printed, and in ``outputs/<stem>_activations.json``). Returns the files written."""
-    strategy = model_strategy.get_strategy(cfg.model)
-    model = model_strategy.load_trained(strategy.key, source)
-    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
-    if target.isdigit():
-        if int(target) >= len(test):
-            raise ConfigError("inspect", f"test image {target} does not exist (0-{len(test) - 1})")
-        digit = test.images[int(target)].float() / 255.0
-        shown, what = digit, f"MNIST test image {target} (label {int(test.labels[int(target)])})"
-    else:
-        try:
-            shown = prepare.read_gray(Path(target))
-            digit = prepare.mnistify(shown)
-        except ValueError as exc:
-            raise predict.PredictionInputError(f"{target}: {exc}") from None
-        what = Path(target).name
-    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
-    batch = data_utils.normalize(digit[None])
-    maps, fields = inspection.block_outputs(inspection.capture(model, batch)), inspection.receptive_fields(model)
-    sal, predicted, probabilities = inspection.saliency(model, batch[0])
-    stats, saturated = inspection.activation_stats(model, test.images)
-    print(inspection.stats_table(stats, saturated))
-    atomic_save_json(paths.activations, inspection.stats_record(stats, saturated))
-    name = f"{strategy.stem}, {what}: said {predicted} ({100 * float(probabilities[predicted]):.1f}%)"
-    written = [paths.activations,
-               visualization.save_pipeline(shown, digit, maps, probabilities, paths.pipeline_plot, name),
-               visualization.save_saliency(digit, sal, paths.saliency_plot, f"{name}: where the prediction looks")]
-    if maps:
-        written.append(visualization.save_feature_maps(maps, fields, paths.feature_maps_plot,
-                                                       f"{name}: feature maps after every stage"))
-    return written

@@ -1,0 +1,246 @@
+"""The zoo from Python, and the library calls behind every mode of the command line (one place for both).
+
+    import zoo
+    record = zoo.train("3", epochs=1, subset=6000)   # one run, its files under runs/; the metrics record
+    model = zoo.load("3")                             # your latest run of V3, else the committed reference
+    zoo.predict(model, ["digit.png", array, tensor])  # one Prediction(source, digit, probability) each
+    zoo.evaluate(model).accuracy                       # on MNIST's test set
+
+``train``, ``load``, ``predict`` and ``evaluate`` take plain names and keywords; the ``*_saved`` functions
+and ``leaderboard`` take a resolved ``config.RunConfig`` and are what ``cli/modes.py`` calls. Errors are
+the library's own types (``config.ConfigError`` names the setting); nothing here exits or words them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import acceleration
+import config
+import data_utils
+import model_strategy
+import visualization
+from analysis import evaluation, external, inspection
+from config import ConfigError, RunConfig
+from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
+from deploy import export as exporting
+from deploy import predict as predicting
+from digits import prepare
+from training import leaderboard as board
+from training import runs
+
+Image = str | Path | Tensor | Any  # a file, a (H, W) tensor or array of grey levels (uint8, or floats in [0, 1])
+
+
+# --------------------------------------------------------------------------------------- in a few lines
+
+
+def settings(model: str = "3", **overrides: Any) -> RunConfig:
+    """The run ``main.py --model MODEL --flag value ...`` would make: the model's recipe, the ``overrides``
+    (flag names with underscores: ``epochs=1``, ``max_lr=0.5``, ``data_dir=...``, ``device="cpu"``) on top."""
+    given = {"data_dir": str(data_utils.default_data_dir()), **overrides}
+    device = config.resolve_device(given.pop("device", "auto"))
+    return config.resolve(model, given, device)
+
+
+def train(model: str = "3", **overrides: Any) -> dict:
+    """Train one model (``settings``) and write its files under ``runs/`` (or ``out_dir=``); its metrics record."""
+    cfg = settings(model, **overrides)
+    config.probe_out_dir(cfg.out_dir, [model_strategy.get_strategy(cfg.model).stem])
+    return train_run(cfg)
+
+
+def load(model: str = "3", out_dir: str | Path | None = None, device: str = "cpu") -> nn.Module:
+    """The trained ``model`` in eval mode: from ``out_dir`` when given; else your own run in ``runs/`` when there
+    is one, else the committed reference (``main.py --predict`` reads the same one)."""
+    strategy = model_strategy.get_strategy(model)
+    return model_strategy.load_trained(strategy.key, trained_root(strategy.stem, out_dir), device)
+
+
+def _as_model(model: nn.Module | str) -> nn.Module:
+    return load(model) if isinstance(model, str) else model
+
+
+def _prepared(image: Image) -> Tensor:
+    """One input as the 28x28 digit the model sees, through ``--predict``'s preparation."""
+    if isinstance(image, (str, Path)):
+        return prepare.load_image(Path(image))
+    gray = torch.as_tensor(image)
+    if gray.dim() != 2:
+        raise ValueError(f"an image array must be (H, W) grey levels, got shape {tuple(gray.shape)}")
+    gray = gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float()
+    return prepare.mnistify(gray)
+
+
+def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[predicting.Prediction]:
+    """The digit and its probability for each image (a file, or a (H, W) array or tensor), prepared as
+    ``--predict`` prepares files; ``model`` is a loaded model or a key. An unreadable input raises
+    ``deploy.predict.PredictionInputError`` naming every bad one."""
+    inputs = [images] if isinstance(images, (str, Path, Tensor)) or getattr(images, "ndim", 0) == 2 else list(images)
+    digits, problems = [], []
+    for i, image in enumerate(inputs):
+        name = str(image) if isinstance(image, (str, Path)) else f"image {i}"
+        try:
+            digits.append((name, _prepared(image)))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise predicting.PredictionInputError("\n".join(problems))
+    if not digits:
+        return []
+    predicted, probability = evaluation.classify(_as_model(model), torch.stack([d for _, d in digits]))
+    return [predicting.Prediction(name, int(d), float(p)) for (name, _), d, p in zip(digits, predicted, probability)]
+
+
+def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> evaluation.Evaluation:
+    """Accuracy, per-class scores and the confusion matrix of ``model`` on MNIST's test set."""
+    net = _as_model(model)
+    test = data_utils.load_mnist(data_dir or data_utils.default_data_dir())["test"]
+    device = next(net.parameters()).device
+    batches = data_utils.TensorEvalBatches(data_utils.MNISTTensors(test.images.to(device), test.labels.to(device)))
+    return evaluation.evaluate_model(net.eval(), batches)[0]
+
+
+# --------------------------------------------------------------------------------- the modes' calls
+
+
+def train_run(cfg: RunConfig, resume: bool = False) -> dict:
+    """Training one model, as ``main.py`` does: a checkpoint every epoch, ``resume`` continues from it
+    (``training.runs.train_and_save``); the metrics record."""
+    return runs.train_and_save(cfg, resume=resume)
+
+
+def leaderboard(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1) -> list[Path]:
+    """``--model A,B --seeds K``: every model with K seeds, then the leaderboard files (``training.leaderboard``)."""
+    return board.train(keys, seeds, given, device, at_once, jobs)
+
+
+def saved_record(saved: ArtifactPaths, cfg: RunConfig) -> dict:
+    """The metrics record beside saved weights; for weights without a (readable) one, just ``cfg``."""
+    try:
+        return json.loads(saved.metrics.read_text())
+    except (OSError, ValueError):
+        return {"config": cfg.to_dict()}
+
+
+def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
+    """``--evaluate``: the model saved under ``source`` (default: ``cfg.out_dir``) on the test set, run as it
+    trained (same backend), nothing trained. Its metrics record, with the evaluation, and the figures go
+    under ``cfg.out_dir``; the params are not copied."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    saved = ArtifactPaths(strategy.stem, cfg.out_dir if source is None else source)
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    model = model_strategy.load_trained(strategy.key, saved.base, cfg.device)
+    model, _ = acceleration.accelerate(model, cfg.backend)
+    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
+    pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device)
+    metrics = saved_record(saved, cfg)
+    result, mistakes = runs.evaluate(model.eval(), pipeline.test, metrics)
+    atomic_save_json(paths.metrics, metrics)
+    runs.save_figures(model, strategy, result, mistakes, paths)
+    return metrics
+
+
+def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
+    """``--evaluate-external``: the model saved under ``source`` on SEMEION, optdigits and MNIST's test set per writer
+    population (``analysis.external``); the scores go into its metrics record under ``cfg.out_dir`` (``external``)."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    scores = external.evaluate_external(model, test, cfg.data_dir)
+    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
+    metrics = saved_record(saved, cfg)
+    metrics["external"] = {"scores": [s.to_dict() for s in scores], "params_file": model_strategy.trained_params(
+        strategy.key, source).name, "note": "never used to select or tune anything"}
+    atomic_save_json(paths.metrics, metrics)
+    for s in scores:
+        print(f"{s.name}: {s.accuracy:.2f}% of {s.images:,}\n    per true digit: {s.per_digit_line()}")
+    return scores
+
+
+def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
+    """``--inspect``: for one digit (an image file, or the index of an MNIST test image) the feature maps after
+    every stage, the prediction pipeline and the saliency map; over the whole test set every layer's
+    activation statistics (printed, and in ``outputs/<stem>_activations.json``). Returns the files written."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    if target.isdigit():
+        if int(target) >= len(test):
+            raise ConfigError("inspect", f"test image {target} does not exist (0-{len(test) - 1})")
+        digit = test.images[int(target)].float() / 255.0
+        shown, what = digit, f"MNIST test image {target} (label {int(test.labels[int(target)])})"
+    else:
+        try:
+            shown = prepare.read_gray(Path(target))
+            digit = prepare.mnistify(shown)
+        except ValueError as exc:
+            raise predicting.PredictionInputError(f"{target}: {exc}") from None
+        what = Path(target).name
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    batch = data_utils.normalize(digit[None])
+    maps, fields = inspection.block_outputs(inspection.capture(model, batch)), inspection.receptive_fields(model)
+    sal, predicted, probabilities = inspection.saliency(model, batch[0])
+    stats, saturated = inspection.activation_stats(model, test.images)
+    print(inspection.stats_table(stats, saturated))
+    atomic_save_json(paths.activations, inspection.stats_record(stats, saturated))
+    name = f"{strategy.stem}, {what}: said {predicted} ({100 * float(probabilities[predicted]):.1f}%)"
+    written = [paths.activations,
+               visualization.save_pipeline(shown, digit, maps, probabilities, paths.pipeline_plot, name),
+               visualization.save_saliency(digit, sal, paths.saliency_plot, f"{name}: where the prediction looks")]
+    if maps:
+        written.append(visualization.save_feature_maps(maps, fields, paths.feature_maps_plot,
+                                                       f"{name}: feature maps after every stage"))
+    return written
+
+
+def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
+                  save_prepared: bool = False) -> int:
+    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
+    prediction and one per bad input (on stderr); returns how many inputs were bad."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
+    model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
+    if best:
+        model_strategy.load_weights(model, source.best_params, strategy.key)
+    print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
+          file=sys.stderr)
+    out = ArtifactPaths(strategy.stem, cfg.out_dir)
+    problems: list[str] = []
+    if images:
+        good, digits, problems = predicting.prepare_images([Path(x) for x in images])
+        predicted, probability = evaluation.classify(model, digits)
+        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
+            saved = ""
+            if save_prepared:
+                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
+                atomic_write_bytes(prepared, predicting.png_bytes(digit))
+                saved = f"  [model saw {prepared}]"
+            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
+    if csv_file:
+        pixels, labels, ids, bad_rows = predicting.read_kaggle_csv(Path(csv_file))
+        problems += bad_rows
+        digits, _ = evaluation.classify(model, pixels.float() / 255.0)
+        if len(ids):
+            atomic_write_text(out.submission, predicting.submission_csv(ids, digits))
+            scored = "" if labels is None else f"; accuracy on its labels {100 * float((digits == labels).float().mean()):.2f}%"
+            print(f"wrote {out.submission} ({len(digits)} rows{', bad rows left out' if bad_rows else ''}){scored}")
+    for line in problems:
+        print(f"main.py: error: {line}", file=sys.stderr)
+    return len(problems)
+
+
+def export_saved(cfg: RunConfig, fmt: str, source: Path) -> exporting.ExportReport:
+    """``--export``: the model saved under ``source`` as ``fmt``, written under ``cfg.out_dir`` and checked."""
+    exporting.require_packages()
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    return exporting.export(model, fmt, paths.onnx if fmt == "onnx" else paths.onnx_int8, splits["train"], splits["test"])
