@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.registry import Registry
 from digits import font_digits
 from digits.prepare import binary_scan, block_scan, extent, prepare_scan
 
@@ -313,13 +314,14 @@ class Augmentation:
     reads: Callable[[torch.device], object] | None = None  # loads what it draws from (a missing file fails early)
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {}
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
 CLASSIC = ("rotation", "none")  # what the classic torchvision pipeline can do
 
 
 def register(name: str, apply: Callable[..., Tensor], uses_labels: bool = False,
              reads: Callable[[torch.device], object] | None = None) -> None:
-    AUGMENTATIONS[name] = Augmentation(name, apply, (apply.__doc__ or "").split("\n")[0], uses_labels, reads)
+    summary = " ".join((apply.__doc__ or "").split("\n\n")[0].split())  # the docstring's first paragraph
+    AUGMENTATIONS.register(name, Augmentation(name, apply, summary, uses_labels, reads))
 
 
 register("none", lambda images, gen: images)

@@ -26,6 +26,7 @@ import lr_schedulers
 import model_strategy
 import optimizers
 from core.artifacts import ArtifactPaths, WriteError, probe_writable
+from core.registry import UnknownName
 
 MAX_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds
@@ -41,6 +42,9 @@ class ConfigError(ValueError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+    def __reduce__(self) -> tuple:  # rebuilt whole when a worker process sends it back (training.jobs)
+        return type(self), (self.setting, str(self))
 
     @property
     def flag(self) -> str:
@@ -124,12 +128,10 @@ def resolve(model: str, given: dict[str, Any], device: str = "cpu", soft: frozen
     optimizer = values.get("optimizer", recipe.optimizer)
     scheduler = values.get("scheduler", recipe.scheduler)
     try:
-        spec, schedule = optimizers.OPTIMIZERS[optimizer], lr_schedulers.get_scheduler(scheduler)
-    except KeyError:
-        raise ConfigError("optimizer", f"unknown optimizer {optimizer!r}; valid: {', '.join(optimizers.OPTIMIZERS)}")\
-            from None
-    except ValueError as exc:
-        raise ConfigError("scheduler", str(exc)) from None
+        spec = optimizers.OPTIMIZERS[optimizer]
+        schedule = lr_schedulers.SCHEDULERS[scheduler]
+    except UnknownName as exc:
+        raise ConfigError(exc.kind, str(exc)) from None
     rates = recipe if optimizer == recipe.optimizer else spec
     unread = [(f"scheduler {scheduler}", "max_lr" if schedule.reads == "lr" else "lr")]
     if "momentum" not in spec.reads:
@@ -169,7 +171,7 @@ def check(cfg: RunConfig) -> None:
     if cfg.patience is not None and not 1 <= cfg.patience <= MAX_EPOCHS:
         raise ConfigError("patience", f"{cfg.patience} is outside [1, {MAX_EPOCHS}]")
     if cfg.augment not in augmentations.AUGMENTATIONS:
-        raise ConfigError("augment", f"unknown augmentation {cfg.augment!r}; valid: {', '.join(augmentations.AUGMENTATIONS)}")
+        raise ConfigError("augment", str(UnknownName("augmentation", cfg.augment, list(augmentations.AUGMENTATIONS))))
     if cfg.loader == "torchvision" and cfg.augment not in augmentations.CLASSIC:
         raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has {' or '.join(augmentations.CLASSIC)},"
                           f" not {cfg.augment} (model {cfg.model}'s recipe:"

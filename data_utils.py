@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 import augmentations
 from augmentations import CLASSIC, MAX_ROTATION_DEGREES, augment
 from core.artifacts import atomic_write_bytes
+from core.registry import Registry
 
 MEAN, STD = 0.1307, 0.3081
 EVAL_BATCH_SIZE = 1000
@@ -547,10 +548,9 @@ def _torchvision_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, 
         num_train=len(train), num_val=len(val) if val is not None else 0, num_test=len(splits["test"]))
 
 
-LOADERS: dict[str, Callable[..., DataPipeline]] = {
-    "tensor": _tensor_pipeline,
-    "torchvision": _torchvision_pipeline,
-}
+LOADERS: Registry[Callable[..., DataPipeline]] = Registry("loader")
+LOADERS.register("tensor", _tensor_pipeline)
+LOADERS.register("torchvision", _torchvision_pipeline)
 
 
 def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int, seed: int,
@@ -558,14 +558,13 @@ def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int
                    augment: str = "rotation", writers: Tensor | None = None) -> DataPipeline:
     """Training/validation split (whole writers when ``writers`` gives each training image's writer, else
     random images), then the chosen loader's batches on ``device``."""
-    if loader not in LOADERS:
-        raise ValueError(f"unknown loader {loader!r}; choose from {', '.join(LOADERS)}")
+    make = LOADERS[loader]  # an unknown name raises before any work, naming the valid ones
     if val_split and writers is not None:
         train_idx, val_idx = writer_split_indices(writers, subset, val_split, seed)
     else:
         train_idx, val_idx = split_indices(len(splits["train"]), subset, val_split, seed)
     train = splits["train"].select(train_idx)
     val = splits["train"].select(val_idx) if val_split else None
-    pipeline = LOADERS[loader](splits, train, val, batch_size, seed, torch.device(device), augment)
+    pipeline = make(splits, train, val, batch_size, seed, torch.device(device), augment)
     pipeline.val_kind = None if not val_split else ("writers" if writers is not None else "random")
     return pipeline

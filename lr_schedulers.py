@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from torch.optim import Optimizer, lr_scheduler
 
+from core.registry import Registry
+
 
 class Cadence(Enum):
     PER_BATCH = "per batch"
@@ -74,12 +76,11 @@ class SchedulerStrategy:
         return Schedule(self.factory(optimizer, context, self.constants), self.cadence)
 
 
-_REGISTRY: dict[str, SchedulerStrategy] = {}
+SCHEDULERS: Registry[SchedulerStrategy] = Registry("scheduler")
 
 
 def register(strategy: SchedulerStrategy) -> SchedulerStrategy:
-    _REGISTRY[strategy.name] = strategy
-    return strategy
+    return SCHEDULERS.register(strategy.name, strategy)
 
 
 # The original project's OneCycle: warm up for 30%, cosine down, start and end a 7.5th of the peak.
@@ -109,12 +110,9 @@ register(SchedulerStrategy(
 
 
 def available_schedulers() -> list[str]:
-    return list(_REGISTRY)
+    return list(SCHEDULERS)
 
 
 def get_scheduler(name: str) -> SchedulerStrategy:
     """The strategy for ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; valid schedulers: {', '.join(_REGISTRY)}") from None
+    return SCHEDULERS[name]

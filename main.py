@@ -21,7 +21,7 @@ from cli.modes import MODES, Command
 from core.artifacts import WriteError
 from deploy import export, predict
 from digits import font_digits
-from training import loop, runs
+from training import jobs, loop, runs
 
 
 def parse(argv: list[str]) -> Command:
@@ -79,53 +79,63 @@ def _saved(epochs: int) -> str:
     return "epoch 1 is" if epochs == 1 else f"epochs 1-{epochs} are"
 
 
+# Errors of bad input: one line naming the file or the fault, exit code 2.
+BAD_INPUT = (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError,
+             export.ExportError, font_digits.FontDigitsError)
+
+
+def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int, str]:
+    """An error as the exit code and the one line that says it (see the module's docstring); anything else is
+    a bug and propagates with its traceback."""
+    error = "main.py: error:"
+    if isinstance(exc, (config.ConfigError, acceleration.AccelerationError)):
+        return 2, f"{error} argument {getattr(exc, 'flag', '--backend')}: {exc}"
+    if isinstance(exc, BAD_INPUT):
+        return 2, f"{error} {exc}"
+    if isinstance(exc, loop.DivergenceError):
+        return 3, (f"{error} {exc}. Try a lower --max_lr (OneCycle) or --lr. The metrics JSON records the divergence;"
+                   " earlier runs' weights are untouched; the checkpoint holds the last finished epoch, if any.")
+    if isinstance(exc, WriteError):
+        saved = getattr(exc, "epochs_saved", 0)
+        after = (f" {_saved(saved).capitalize()} saved in {exc.checkpoint}; when the cause is fixed, continue with:"
+                 f" {_resume_hint(argv)}") if saved else " Files written before it are intact."
+        return 4, f"{error} cannot write {exc.path}: {exc.reason}.{after}"
+    if isinstance(exc, jobs.SeedFailed):
+        code, said = explain(exc.error, argv, None)
+        return code, (f"main.py: seed {exc.seed} failed ({said.removeprefix(error).strip()}); the leaderboard files hold"
+                      " the models finished before it.")
+    if isinstance(exc, runs.Interrupted):
+        if mode == "leaderboard":
+            return 130, ("main.py: interrupted; the leaderboard files hold the models finished before it (none if it was"
+                         " the first); run the same command again to start over.")
+        if exc.finishing:
+            return 130, (f"main.py: interrupted while writing the final files; all {exc.epochs_done} epochs are in"
+                         f" {exc.checkpoint}. Write them with: {_resume_hint(argv)}")
+        if exc.epochs_done == 0:
+            return 130, "main.py: interrupted before the first epoch ended; nothing was saved."
+        return 130, (f"main.py: interrupted; {_saved(exc.epochs_done)} saved in {exc.checkpoint}."
+                     f" Continue with: {_resume_hint(argv)}")
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "main.py: interrupted."
+    raise exc
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; every error becomes one line and an exit code (see the module's docstring)."""
+    """Run one command; every error becomes one line and an exit code (``explain``)."""
     argv = sys.argv[1:] if argv is None else argv
-    cmd, error = None, "main.py: error:"
+    cmd = None
     signal.signal(signal.SIGTERM, _terminate)
     try:
         cmd = parse(argv)
         return MODES[cmd.mode](cmd) or 0
     except SystemExit as exc:  # argparse has printed the usage and the error (or the help)
         return exc.code if isinstance(exc.code, int) else 2
-    except (config.ConfigError, acceleration.AccelerationError) as exc:
-        print(f"{error} argument {getattr(exc, 'flag', '--backend')}: {exc}", file=sys.stderr)
-        return 2
-    except (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError,
-            export.ExportError, font_digits.FontDigitsError) as exc:
-        print(f"{error} {exc}", file=sys.stderr)
-        return 2
-    except loop.DivergenceError as exc:
-        print(f"{error} {exc}. Try a lower --max_lr (OneCycle) or --lr. The metrics JSON records the divergence;"
-              " earlier runs' weights are untouched; the checkpoint holds the last finished epoch, if any.", file=sys.stderr)
-        return 3
-    except WriteError as exc:
-        saved = getattr(exc, "epochs_saved", 0)
-        after = (f" {_saved(saved).capitalize()} saved in {exc.checkpoint}; when the cause is fixed, continue with:"
-                 f" {_resume_hint(argv)}") if saved else " Files written before it are intact."
-        print(f"{error} cannot write {exc.path}: {exc.reason}.{after}", file=sys.stderr)
-        return 4
-    except runs.SeedRunFailed as exc:
-        print(f"main.py: seed {exc.seed} failed ({exc}); the leaderboard files hold the models finished before it.",
-              file=sys.stderr)
-        return exc.code
-    except runs.Interrupted as stop:
-        if cmd is not None and cmd.mode == "leaderboard":
-            print("main.py: interrupted; the leaderboard files hold the models finished before it (none if it was"
-                  " the first); run the same command again to start over.", file=sys.stderr)
-        elif stop.finishing:
-            print(f"main.py: interrupted while writing the final files; all {stop.epochs_done} epochs are in"
-                  f" {stop.checkpoint}. Write them with: {_resume_hint(argv)}", file=sys.stderr)
-        elif stop.epochs_done == 0:
-            print("main.py: interrupted before the first epoch ended; nothing was saved.", file=sys.stderr)
-        else:
-            print(f"main.py: interrupted; {_saved(stop.epochs_done)} saved in {stop.checkpoint}."
-                  f" Continue with: {_resume_hint(argv)}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("main.py: interrupted.", file=sys.stderr)
-        return 130
+    except Exception as exc:
+        code, line = explain(exc, argv, None if cmd is None else cmd.mode)
+    except KeyboardInterrupt as exc:
+        code, line = explain(exc, argv, None if cmd is None else cmd.mode)
+    print(line, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

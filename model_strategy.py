@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths
+from core.registry import Registry
 from models import anatomy, cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
 
 
@@ -86,17 +87,11 @@ class ModelStrategy:
         return f"{self.stem}: {self.description} ({param_count(model):,} params)"
 
 
-_REGISTRY: dict[str, ModelStrategy] = {}
-_ALIASES: dict[str, str] = {}
+MODELS: Registry[ModelStrategy] = Registry("model")
 
 
 def register(strategy: ModelStrategy) -> ModelStrategy:
-    for name in (strategy.key, *strategy.aliases):
-        if name in _ALIASES:
-            raise ValueError(f"model name {name!r} is registered twice")
-        _ALIASES[name] = strategy.key
-    _REGISTRY[strategy.key] = strategy
-    return strategy
+    return MODELS.register(strategy.key, strategy, strategy.aliases)
 
 
 register(ModelStrategy("1", "tiny CNN", "V1: six 3x3 conv layers, a 1x1 transition, 1x1-conv head after global average pooling",
@@ -118,13 +113,13 @@ register(ModelStrategy("cnn-bn", "CNN", "3 padded conv blocks with BatchNorm (32
 
 def available_models() -> list[str]:
     """Canonical keys in display order."""
-    return list(_REGISTRY)
+    return list(MODELS)
 
 
 def table() -> str:
     """Every model, one line each: key, aliases, parameters, MACs, weight size, description (``--list-models``)."""
     rows = [("key", "aliases", "params", "MACs/image", "weights KB", "description")]
-    for key, s in _REGISTRY.items():
+    for key, s in MODELS.items():
         a = anatomy.analyse(s.builder())
         rows.append((key, ",".join(s.aliases) or "-", f"{a.params:,}", f"{a.macs:,}", f"{a.weights_kb:,.1f}",
                      s.description))
@@ -145,11 +140,7 @@ def keys(text: str) -> list[str]:
 
 def get_strategy(key: str) -> ModelStrategy:
     """The strategy for a key or alias; unknown names raise ``ValueError`` listing the valid ones."""
-    canonical = _ALIASES.get(str(key).strip().lower())
-    if canonical is None:
-        valid = ", ".join(f"{k} ({'/'.join(s.aliases)})" if s.aliases else k for k, s in _REGISTRY.items())
-        raise ValueError(f"unknown model {key!r}; valid models: {valid}")
-    return _REGISTRY[canonical]
+    return MODELS[str(key).strip().lower()]
 
 
 class IncompatibleWeightsError(Exception):
@@ -159,7 +150,7 @@ class IncompatibleWeightsError(Exception):
 def identify_state_dict(state: dict) -> str | None:
     """The registry key whose architecture has exactly these parameter names and shapes, if any."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    for key, strategy in _REGISTRY.items():
+    for key, strategy in MODELS.items():
         if {k: tuple(v.shape) for k, v in strategy.builder().state_dict().items()} == shapes:
             return key
     return None

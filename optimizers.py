@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from core.registry import Registry
+
 
 @dataclass(frozen=True)
 class OptimizerSpec:
@@ -23,13 +25,12 @@ class OptimizerSpec:
     graph_safe: dict | None = None  # options under which its update can be recorded in a CUDA graph
 
 
-OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, reads=("momentum", "weight_decay"),
-                         graph_safe={"fused": True}),
-    "adam": OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, graph_safe={"capturable": True}),
-    "adamw": OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, graph_safe={"capturable": True}),
-    "adagrad": OptimizerSpec(torch.optim.Adagrad, lr=1e-2, max_lr=5e-2),
-}
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+OPTIMIZERS.register("sgd", OptimizerSpec(torch.optim.SGD, lr=0.1, max_lr=0.75, reads=("momentum", "weight_decay"),
+                                         graph_safe={"fused": True}))
+OPTIMIZERS.register("adam", OptimizerSpec(torch.optim.Adam, lr=1e-3, max_lr=3e-3, graph_safe={"capturable": True}))
+OPTIMIZERS.register("adamw", OptimizerSpec(torch.optim.AdamW, lr=1e-3, max_lr=3e-3, graph_safe={"capturable": True}))
+OPTIMIZERS.register("adagrad", OptimizerSpec(torch.optim.Adagrad, lr=1e-2, max_lr=5e-2))
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, momentum: float | None, weight_decay: float,

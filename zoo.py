@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -71,7 +72,7 @@ def _prepared(image: Image) -> Tensor:
     """One input as the 28x28 digit the model sees, through ``--predict``'s preparation."""
     if isinstance(image, (str, Path)):
         return prepare.load_image(Path(image))
-    gray = torch.as_tensor(image)
+    gray = image if isinstance(image, Tensor) else torch.from_numpy(np.array(image))  # a copy: arrays may be read-only
     if gray.dim() != 2:
         raise ValueError(f"an image array must be (H, W) grey levels, got shape {tuple(gray.shape)}")
     gray = gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float()
@@ -79,10 +80,12 @@ def _prepared(image: Image) -> Tensor:
 
 
 def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[predicting.Prediction]:
-    """The digit and its probability for each image (a file, or a (H, W) array or tensor), prepared as
+    """The digit and its probability for each image (a file, a (H, W) array or tensor, or a list or (N, H, W) stack
+    of them), prepared as
     ``--predict`` prepares files; ``model`` is a loaded model or a key. An unreadable input raises
     ``deploy.predict.PredictionInputError`` naming every bad one."""
-    inputs = [images] if isinstance(images, (str, Path, Tensor)) or getattr(images, "ndim", 0) == 2 else list(images)
+    single = isinstance(images, (str, Path)) or getattr(images, "ndim", 0) == 2  # one file, or one (H, W) image
+    inputs = [images] if single else list(images)  # a list, or an (N, H, W) array or tensor
     digits, problems = [], []
     for i, image in enumerate(inputs):
         name = str(image) if isinstance(image, (str, Path)) else f"image {i}"

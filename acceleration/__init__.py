@@ -19,8 +19,14 @@ import torch
 from torch import nn
 
 from acceleration import fused, native
+from core.registry import Registry, UnknownName
 
-BACKENDS = ("auto", "native", "torch", "channels-last", "none")
+BACKENDS: Registry[str] = Registry("backend")  # name -> what it does
+BACKENDS.register("auto", "native on a CPU where the kernels build, else torch; channels-last on a GPU")
+BACKENDS.register("native", "channels-last weights and the fused blocks through the C kernels (CPU)")
+BACKENDS.register("torch", "channels-last weights and the same block fusion from PyTorch ops (CPU)")
+BACKENDS.register("channels-last", "only the memory layout (what GPUs get)")
+BACKENDS.register("none", "the model as built: the classic pipeline")
 CPU_ONLY = ("native", "torch")
 
 
@@ -32,7 +38,7 @@ def resolve(backend: str, device: torch.device | str) -> str:
     """The backend ``auto`` stands for on ``device``; an explicit one, checked that it can run there."""
     device = torch.device(device)
     if backend not in BACKENDS:
-        raise AccelerationError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        raise AccelerationError(str(UnknownName("backend", backend, list(BACKENDS))))
     if backend == "auto":
         if device.type != "cpu":
             return "channels-last"

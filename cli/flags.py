@@ -45,77 +45,94 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags in argument groups; the modes other than training are one mutually exclusive group."""
     p = argparse.ArgumentParser(prog="main.py", formatter_class=HelpFormatter,
                                 description="Train a model of the MNIST zoo. Defaults marked 'recipe' come from the model.")
-    add = p.add_argument
-    add("--model", default="3", help="model key or alias (see --list-models); 'all' or a comma list trains a leaderboard")
-    add("--seeds", type=_number(int, 1, config.MAX_SEEDS), default=1,
-        help=f"train each model with seeds --seed, --seed+1, ... (1-{config.MAX_SEEDS}); leaderboard")
-    add("--seeds-at-once", action="store_true",
-        help="with --seeds K: train the K seeds as one network of K side-by-side copies (grouped layers), then split it"
-             " into K ordinary runs; README 'Seeds at once' measures what it saves")
-    add("--jobs", type=_number(int, 1, config.MAX_JOBS), default=1,
-        help=f"with --seeds K: train up to N of the seeds at a time, each in a process of its own with the cores shared"
-             f" out (1-{config.MAX_JOBS}); not bit for bit a run with all cores; README 'Seeds at once'")
-    add("--scheduler", choices=lr_schedulers.available_schedulers(), help="learning-rate schedule (default: recipe)")
-    add("--epochs", type=_number(int, 1, config.MAX_EPOCHS), help=f"epochs, 1-{config.MAX_EPOCHS} (default: recipe)")
-    add("--max_lr", "--max-lr", dest="max_lr", type=_number(float, 0, low_open=True),
-        help="OneCycle's peak rate, > 0; onecycle only (default: recipe, 0.75 for SGD)")
-    add("--optimizer", choices=list(optimizers.OPTIMIZERS), help="optimizer (default: recipe)")
-    add("--lr", type=_number(float, 0, low_open=True), help="rate of step/plateau/cosine/none, > 0 (default: recipe)")
-    add("--momentum", type=_number(float, 0, 1, high_open=True), help="SGD momentum, [0, 1); SGD only (default: recipe)")
-    add("--weight-decay", type=_number(float, 0), help="weight decay, >= 0 (default: recipe)")
-    add("--batch-size", type=_number(int, 1, config.MAX_BATCH_SIZE),
-        help=f"training batch size, 1-{config.MAX_BATCH_SIZE} (default: recipe)")
-    add("--label-smoothing", type=_number(float, 0, 1, high_open=True), help="label smoothing, [0, 1) (default: recipe)")
-    add("--seed", type=_number(int, 0, config.MAX_SEED), default=1,
-        help=f"seed for weights, shuffling, augmentation, 0-{config.MAX_SEED}")
-    add("--device", default="auto", choices=config.DEVICES, help="auto picks cuda, then mps, then cpu")
-    add("--backend", default="auto", choices=acceleration.BACKENDS,
-        help="how the model runs fast, the same network either way: native (C kernels, CPU), torch (the same fusion"
-             " from PyTorch ops), channels-last, none (as built: the classic pipeline); auto: native where it builds,"
-             " else torch; channels-last on a GPU")
-    add("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
-        help="CUDA only: replay each full batch's training step from a CUDA graph (default: on)")
-    add("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else data/ in this repository)")
-    add("--loader", default="tensor", choices=list(data_utils.LOADERS),
-        help="tensor: batches made on the device; torchvision: classic Dataset + DataLoader")
-    add("--augment", choices=list(augmentations.AUGMENTATIONS),
-        help="how training batches are varied (default: the model recipe's): rotation (+-7 deg, the design card's),"
-        " affine, thickness, elastic, blur-binarize, stretch, coarse, handwriting (all of them), scanned (half"
-        " rotation, half handwriting), scan / scans (other digit sets' formats), rotation-scan / rotation-scans"
-        " (rotation, then half of each batch scanned), rotation-scans-third (a third scanned),"
-        " rotation-scans-third-fonts (a tenth of each batch first drawn in a handwriting font's hand), writers-scan, none")
-    add("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
-    add("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
-        help="hold out N training images (seeded) as a validation set")
-    add("--val-split-by", default="auto", choices=config.VAL_SPLITS,
-        help="writers: hold out whole writers (QMNIST/raw/ in --data-dir gives each training digit's writer), so no"
-             " writer is in both; random: random images, as before; auto: writers when QMNIST is there")
-    add("--patience", type=_number(int, 1, config.MAX_EPOCHS),
-        help="stop after K epochs without a higher validation accuracy (needs --val-split)")
-    add("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this repository; the"
-        " committed reference models are in the repository itself, --out-dir .)")
-    add("--no-verify", dest="verify", action="store_false", help="accept IDX files whose MD5 is not MNIST's")
-    add("--config", metavar="FILE", help="rerun a recorded run: a metrics JSON (its 'config') or a JSON/TOML file of"
-        " settings; flags given as well override single values")
-    add("--resume", action="store_true", help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
-    add("--evaluate", action="store_true", help="no training: evaluate the saved params and write per-class scores,"
-        " the confusion matrix and the mistakes and filters plots under --out-dir")
-    add("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION and optdigits"
-        " (other writers, through --predict's preparation) and on MNIST's test set per writer population; needs"
-        " SEMEION/ and QMNIST/raw/ in --data-dir, and scikit-learn (which ships optdigits)")
-    add("--predict", nargs="+", metavar="IMG", help="no training: the saved model's digit and probability per image")
-    add("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write outputs/<stem>_submission.csv")
-    add("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or int8 ONNX to"
-        " outputs/<stem>[_int8].onnx, checked with onnxruntime on the whole test set")
-    add("--inspect", metavar="IMG_OR_TEST_INDEX", help="no training: feature maps after every stage, the prediction"
-        " pipeline and the saliency map of one digit, and every layer's activation statistics over the test set")
-    add("--best", action="store_true", help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
-    add("--save-prepared", action="store_true", help="--predict: also write each 28x28 digit the model saw to"
-        " outputs/prepared/")
-    add("--list-models", action="store_true", help="print the models table and exit")
-    add("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
+    recipe = p.add_argument_group("model and recipe", "which model, and how it trains (defaults: the model's recipe)")
+    recipe.add_argument("--model", default="3",
+                        help="model key or alias (see --list-models); 'all' or a comma list trains a leaderboard")
+    recipe.add_argument("--scheduler", choices=lr_schedulers.SCHEDULERS.choices(),
+                        help="learning-rate schedule (default: recipe)")
+    recipe.add_argument("--epochs", type=_number(int, 1, config.MAX_EPOCHS),
+                        help=f"epochs, 1-{config.MAX_EPOCHS} (default: recipe)")
+    recipe.add_argument("--max_lr", "--max-lr", dest="max_lr", type=_number(float, 0, low_open=True),
+                        help="OneCycle's peak rate, > 0; onecycle only (default: recipe, 0.75 for SGD)")
+    recipe.add_argument("--optimizer", choices=optimizers.OPTIMIZERS.choices(), help="optimizer (default: recipe)")
+    recipe.add_argument("--lr", type=_number(float, 0, low_open=True),
+                        help="rate of step/plateau/cosine/none, > 0 (default: recipe)")
+    recipe.add_argument("--momentum", type=_number(float, 0, 1, high_open=True),
+                        help="SGD momentum, [0, 1); SGD only (default: recipe)")
+    recipe.add_argument("--weight-decay", type=_number(float, 0), help="weight decay, >= 0 (default: recipe)")
+    recipe.add_argument("--batch-size", type=_number(int, 1, config.MAX_BATCH_SIZE),
+                        help=f"training batch size, 1-{config.MAX_BATCH_SIZE} (default: recipe)")
+    recipe.add_argument("--label-smoothing", type=_number(float, 0, 1, high_open=True),
+                        help="label smoothing, [0, 1) (default: recipe)")
+    recipe.add_argument("--seed", type=_number(int, 0, config.MAX_SEED), default=1,
+                        help=f"seed for weights, shuffling, augmentation, 0-{config.MAX_SEED}")
+    recipe.add_argument("--seeds", type=_number(int, 1, config.MAX_SEEDS), default=1,
+                        help=f"train each model with seeds --seed, --seed+1, ... (1-{config.MAX_SEEDS}); leaderboard")
+    recipe.add_argument("--config", metavar="FILE", help="rerun a recorded run: a metrics JSON (its 'config') or a"
+                        " JSON/TOML file of settings; flags given as well override single values")
+
+    data = p.add_argument_group("data and augmentation")
+    data.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else data/ in this repository)")
+    data.add_argument("--no-verify", dest="verify", action="store_false", help="accept IDX files whose MD5 is not MNIST's")
+    data.add_argument("--loader", default="tensor", choices=data_utils.LOADERS.choices(),
+                      help="tensor: batches made on the device; torchvision: classic Dataset + DataLoader")
+    data.add_argument("--augment", choices=augmentations.AUGMENTATIONS.choices(),
+                      help="how training batches are varied (default: the model recipe's); docs/cli.md describes each")
+    data.add_argument("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
+    data.add_argument("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
+                      help="hold out N training images (seeded) as a validation set")
+    data.add_argument("--val-split-by", default="auto", choices=config.VAL_SPLITS,
+                      help="writers: hold out whole writers (QMNIST/raw/ in --data-dir gives each training digit's writer),"
+                           " so no writer is in both; random: random images, as before; auto: writers when QMNIST is there")
+    data.add_argument("--patience", type=_number(int, 1, config.MAX_EPOCHS),
+                      help="stop after K epochs without a higher validation accuracy (needs --val-split)")
+
+    output = p.add_argument_group("output")
+    output.add_argument("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this"
+                        " repository; the committed reference models are in the repository itself, --out-dir .)")
+    output.add_argument("--resume", action="store_true",
+                        help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
+    output.add_argument("--best", action="store_true",
+                        help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
+    output.add_argument("--save-prepared", action="store_true",
+                        help="--predict: also write each 28x28 digit the model saw to outputs/prepared/")
+
+    speed = p.add_argument_group("speed", "the same training, run faster; none of these changes what is learnt")
+    speed.add_argument("--device", default="auto", choices=config.DEVICES, help="auto picks cuda, then mps, then cpu")
+    speed.add_argument("--backend", default="auto", choices=acceleration.BACKENDS.choices(),
+                       help="how the model runs fast, the same network either way: native (C kernels, CPU), torch (the"
+                            " same fusion from PyTorch ops), channels-last, none (as built: the classic pipeline); auto:"
+                            " native where it builds, else torch; channels-last on a GPU")
+    speed.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                       help="CUDA only: replay each full batch's training step from a CUDA graph (default: on)")
+    speed.add_argument("--seeds-at-once", action="store_true",
+                       help="with --seeds K: train the K seeds as one network of K side-by-side copies (grouped layers),"
+                            " then split it into K ordinary runs; docs/performance.md 'Seeds at once' measures it")
+    speed.add_argument("--jobs", type=_number(int, 1, config.MAX_JOBS), default=1,
+                       help=f"with --seeds K: train up to N of the seeds at a time, each in a process of its own with the"
+                            f" cores shared out (1-{config.MAX_JOBS}); not bit for bit a run with all cores")
+
+    modes = p.add_argument_group("modes", "at most one; without one, main.py trains")
+    one = modes.add_mutually_exclusive_group()
+    one.add_argument("--list-models", action="store_true", help="print the models table and exit")
+    one.add_argument("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
+    one.add_argument("--evaluate", action="store_true", help="no training: evaluate the saved params and write"
+                     " per-class scores, the confusion matrix and the mistakes and filters plots under --out-dir")
+    one.add_argument("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION and"
+                     " optdigits (other writers, through --predict's preparation) and on MNIST's test set per writer"
+                     " population; needs SEMEION/ and QMNIST/raw/ in --data-dir, and scikit-learn (which ships optdigits)")
+    one.add_argument("--predict", nargs="+", metavar="IMG",
+                     help="no training: the saved model's digit and probability per image")
+    modes.add_argument("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write"
+                       " outputs/<stem>_submission.csv (may come with --predict)")
+    one.add_argument("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or"
+                     " int8 ONNX to outputs/<stem>[_int8].onnx, checked with onnxruntime on the whole test set")
+    one.add_argument("--inspect", metavar="IMG_OR_TEST_INDEX", help="no training: feature maps after every stage, the"
+                     " prediction pipeline and the saliency map of one digit, and every layer's activation statistics"
+                     " over the test set")
     return p
 
 

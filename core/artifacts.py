@@ -131,6 +131,9 @@ class WriteError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = Path(path), reason
 
+    def __reduce__(self) -> tuple:  # rebuilt whole when a worker process sends it back (training.jobs)
+        return type(self), (self.path, self.reason)
+
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__

@@ -8,38 +8,24 @@ regular (or nearest) latin weight rendered dark on white and passed through ``pr
 The families are split once, alphabetically, into training fonts and development fonts (every fourth),
 so a recipe that learns from the first can be judged on hands it never saw without touching a test set.
 
-    npm pack google-fonts-complete@2.2.3 && tar xzf google-fonts-complete-2.2.3.tgz
-    python -m font_digits --ids package/google-fonts.json > ids.txt        # the handwriting families' ids
-    mkdir fonts && cd fonts && while read id; do npm pack "@fontsource/$id" && mkdir "$id" &&
-        tar xzf fontsource-"$id"-*.tgz -C "$id" --strip-components=1; done < ../ids.txt; cd ..
-    python -m font_digits --make fonts
-
-rebuilds ``assets/font_digits.safetensors`` (an id Fontsource does not publish fails its ``npm pack`` and is
-left out). The file keeps each family's name, package version and licence; newer package versions may
-draw a glyph differently.
+``tools/build_fonts.py`` makes the file (how, in its docstring); this module only reads it.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from core.artifacts import REPO_ROOT
-from digits import prepare
 
 PATH = REPO_ROOT / "assets" / "font_digits.safetensors"
 DEVELOPMENT_EVERY = 4  # every fourth family, alphabetically, is kept out of training
-RENDER_SIZE = 96  # font size in pixels; the glyph is then prepared to MNIST's 20-pixel box
-MISSING_GLYPH = "\ue000"  # a private-use code point: fonts draw their "missing glyph" box for it
 
 
 class FontDigitsError(Exception):
@@ -64,7 +50,7 @@ def is_development(index: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _load(path: Path) -> tuple[Tensor, list[str]]:
+def read(path: Path) -> tuple[Tensor, list[str]]:
     if not path.is_file():
         raise FontDigitsError(f"{path}: no font digits file (it is part of the repository: restore it with git)")
     try:
@@ -83,103 +69,6 @@ def load(split: str, path: Path | None = None) -> FontDigits:
     """The ``"train"`` or ``"development"`` fonts' digits (``"all"``: every font), from ``path`` (default ``PATH``)."""
     if split not in ("train", "development", "all"):
         raise ValueError(f"split is train, development or all, not {split!r}")
-    images, families = _load(Path(path or PATH))
+    images, families = read(Path(path or PATH))
     keep = [i for i in range(len(families)) if split == "all" or (split == "development") == is_development(i)]
     return FontDigits(images[keep], [families[i] for i in keep])
-
-
-# --------------------------------------------------------------------------- making the file
-
-
-def render(font: ImageFont.FreeTypeFont, text: str) -> Tensor:
-    """``text`` in ``font``, dark ink on white, as a float (H, W) image in [0, 1] with a margin around it."""
-    left, top, right, bottom = font.getbbox(text)
-    margin = RENDER_SIZE // 4
-    image = Image.new("L", (right - left + 2 * margin, bottom - top + 2 * margin), 255)
-    ImageDraw.Draw(image).text((margin - left, margin - top), text, font=font, fill=0)
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
-
-
-def font_file(package: Path, font_id: str, weights: list[int]) -> Path | None:
-    """The package's latin, normal-style file of the weight nearest 400 (woff2 preferred)."""
-    for weight in sorted(weights, key=lambda w: (abs(w - 400), w)):
-        for suffix in ("woff2", "woff"):
-            path = package / "files" / f"{font_id}-latin-{weight}-normal.{suffix}"
-            if path.is_file():
-                return path
-    return None
-
-
-def prepared_digits(path: Path) -> Tensor | None:
-    """The ten digits of the font at ``path`` prepared by ``prepare.mnistify``, uint8 (10, 28, 28); None if the
-    font lacks one of them (drawn as its missing-glyph box, or as nothing)."""
-
-    font = ImageFont.truetype(str(path), RENDER_SIZE)
-    missing = render(font, MISSING_GLYPH)
-    digits = []
-    for d in "0123456789":
-        drawn = render(font, d)
-        if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)):
-            return None
-        digits.append(prepare.mnistify(drawn))
-    images = torch.stack(digits).mul(255).round().to(torch.uint8)
-    flat = images.view(10, -1).float()
-    if (torch.cdist(flat, flat) + torch.eye(10) * 1e9).min() < 1.0:  # two digits drawn alike: a placeholder glyph
-        return None
-    return images
-
-
-def make(packages: Path, out: Path | None = None) -> list[str]:
-    """Writes the font digits file from unpacked Fontsource packages; returns the families left out and why."""
-    fonts, images, skipped = [], [], []
-    for package in sorted(p for p in packages.iterdir() if (p / "metadata.json").is_file()):
-        meta = json.loads((package / "metadata.json").read_text())
-        version = json.loads((package / "package.json").read_text())["version"]
-        font_id, family = meta.get("id", meta.get("fontId")), meta.get("family", meta.get("fontName"))  # v5 / v4 keys
-        path = font_file(package, font_id, meta["weights"])
-        digits = None if path is None else prepared_digits(path)
-        if digits is None:
-            skipped.append(f"{family}: {'no latin normal file' if path is None else 'lacks a digit'}")
-            continue
-        licence = meta["license"] if isinstance(meta["license"], dict) else {"type": "Google Fonts (see attribution)",
-                                                                             "attribution": meta["license"]}
-        fonts.append({"family": family, "file": path.name, "package": f"@fontsource/{font_id}@{version}",
-                      "license": licence["type"], "attribution": licence.get("attribution", "")})
-        images.append(digits)
-    out = Path(out or PATH)
-    order = sorted(range(len(fonts)), key=lambda i: fonts[i]["family"].lower())
-    fonts = [fonts[i] for i in order]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"images": torch.stack([images[i] for i in order]).contiguous()}, str(out),
-              metadata={"fonts": json.dumps(fonts), "made_by": "python -m font_digits --make"})
-    _load.cache_clear()
-    return skipped
-
-
-def handwriting_ids(catalogue: Path) -> list[str]:
-    """Fontsource ids of the "handwriting" families in a Google Fonts catalogue (google-fonts-complete's JSON)."""
-    families = json.loads(catalogue.read_text())
-    return [re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            for name, font in sorted(families.items()) if font.get("category") == "handwriting"]
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    task = p.add_mutually_exclusive_group(required=True)
-    task.add_argument("--ids", type=Path, metavar="CATALOGUE_JSON",
-                      help="print the Fontsource ids of the catalogue's handwriting families")
-    task.add_argument("--make", type=Path, metavar="FONT_PACKAGES",
-                      help="folder of unpacked @fontsource packages, one folder each")
-    args = p.parse_args()
-    if args.ids:
-        print("\n".join(handwriting_ids(args.ids)))
-        return
-    for line in make(args.make):
-        print("left out:", line)
-    everything = load("all")
-    print(f"{PATH}: {len(everything.families)} fonts, {len(load('train').families)} for training, "
-          f"{len(load('development').families)} for development")
-
-
-if __name__ == "__main__":
-    main()

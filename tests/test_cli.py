@@ -165,7 +165,22 @@ def test_a_flag_the_chosen_strategies_do_not_read_is_refused_naming_both(tmp_pat
                                   ["--list-models", "--predict-csv", "x.csv"], ["--evaluate", "--resume"]])
 def test_modes_are_mutually_exclusive(tmp_path, capsys, argv) -> None:
     code = main.main([*argv, "--out-dir", str(tmp_path)])
-    assert code == 2 and "cannot be combined with" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and ("cannot be combined with" in err or "not allowed with" in err)
+    assert all(flag in err for flag in argv if flag.startswith("--")) and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_groups_the_flags_and_makes_the_modes_one_exclusive_group() -> None:
+    parser = main.build_parser()
+    groups = {g.title: [a.option_strings[0] for a in g._group_actions] for g in parser._action_groups}
+    assert {"model and recipe", "data and augmentation", "output", "speed", "modes"} <= groups.keys()
+    assert "--model" in groups["model and recipe"] and "--augment" in groups["data and augmentation"]
+    assert "--backend" in groups["speed"] and "--out-dir" in groups["output"]
+    exclusive = {a.option_strings[0] for g in parser._mutually_exclusive_groups for a in g._group_actions}
+    assert {"--evaluate", "--predict", "--export", "--inspect", "--list-models"} <= exclusive
+    shown = main.build_parser().format_help()
+    assert all(f"\n{title}:" in shown for title in ("model and recipe", "speed", "modes"))
 
 
 def test_torchvision_loader_runs_the_same_loop(synthetic_root: Path, tmp_path: Path) -> None:

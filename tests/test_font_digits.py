@@ -10,6 +10,7 @@ import torch
 import augmentations
 import data_utils
 from digits import font_digits, prepare
+from tools import build_fonts
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
@@ -47,9 +48,9 @@ def test_a_missing_or_damaged_font_digits_file_is_named(tmp_path) -> None:
 
 
 def test_a_fonts_digits_are_prepared_as_predict_prepares_a_file() -> None:
-    digits = font_digits.prepared_digits(DEJAVU)
+    digits = build_fonts.prepared_digits(DEJAVU)
     assert digits is not None and digits.shape == (10, 28, 28) and digits.dtype == torch.uint8
-    drawn = font_digits.render(font_digits.ImageFont.truetype(str(DEJAVU), font_digits.RENDER_SIZE), "7")
+    drawn = build_fonts.render(build_fonts.ImageFont.truetype(str(DEJAVU), build_fonts.RENDER_SIZE), "7")
     assert torch.equal(digits[7], prepare.mnistify(drawn).mul(255).round().to(torch.uint8))
 
 
@@ -98,4 +99,4 @@ def test_the_catalogue_gives_the_fontsource_ids_of_its_handwriting_families_only
     catalogue = tmp_path / "google-fonts.json"
     catalogue.write_text('{"Caveat": {"category": "handwriting"}, "Roboto": {"category": "sans-serif"},'
                          ' "Mr De Haviland": {"category": "handwriting"}}')
-    assert font_digits.handwriting_ids(catalogue) == ["caveat", "mr-de-haviland"]
+    assert build_fonts.handwriting_ids(catalogue) == ["caveat", "mr-de-haviland"]

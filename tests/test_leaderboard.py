@@ -153,11 +153,19 @@ def test_jobs_needs_several_seeds_trained_one_per_process(tmp_path, capsys, extr
     assert code == 2 and "--jobs" in capsys.readouterr().err
 
 
-def test_a_failed_seed_is_named_by_its_own_message_or_else_its_last_output(tmp_path) -> None:
-    from training import runs
+def test_a_seeds_error_crosses_the_process_pool_whole_and_is_worded_as_it_would_be_alone(tmp_path) -> None:
+    import pickle
 
-    log = tmp_path / "seed1.log"
-    log.write_text("epoch 1/15:  40%\repoch 1/15:  90%\nmain.py: error: argument --lr: must be > 0\n")
-    assert runs._last_error(log) == "main.py: error: argument --lr: must be > 0"
-    log.write_text("epoch 1/15:  40%\rTraceback (most recent call last):\nMemoryError\n\n")
-    assert runs._last_error(log) == "its last output: MemoryError"
+    import config
+    from core.artifacts import WriteError
+    from training import jobs, runs
+
+    errors = [config.ConfigError("max_lr", "must be > 0"), runs.Interrupted(3, tmp_path / "c.pt", finishing=True),
+              runs.RunWriteError(WriteError(tmp_path / "m.json", "No space left on device"), 2, tmp_path / "c.pt")]
+    for error in errors:
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and vars(back) == vars(error) and str(back) == str(error)
+    code, line = main.explain(jobs.SeedFailed(7, errors[0]), [], "leaderboard")
+    assert code == 2 and line.startswith("main.py: seed 7 failed (argument --max-lr: must be > 0)")
+    code, line = main.explain(jobs.SeedFailed(8, errors[2]), [], "leaderboard")
+    assert code == 4 and "seed 8 failed (cannot write" in line and "No space left on device" in line

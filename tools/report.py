@@ -2,7 +2,7 @@
 
     python -m tools.report                   # print the tables of the committed reference models
     python -m tools.report --out-dir runs    # the same for your own runs (results and leaderboard tables)
-    python -m tools.report --readme          # rewrite them between their markers in README.md
+    python -m tools.report --readme          # rewrite them between their markers in README.md and docs/
 
 models:   the registry's modules (anatomy.py)
 results:  outputs/*_metrics.json                      (the committed models)
@@ -23,6 +23,7 @@ import json
 import re
 from pathlib import Path
 
+import augmentations
 import config
 import model_strategy
 from analysis import external
@@ -31,9 +32,11 @@ from benchmarks.bench_seeds import summary as seeds_at_once_summary
 from benchmarks.realworld import summary as realworld_summary
 from benchmarks.seeds_bound import summary as seeds_bound_summary
 from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
+from cli import flags
 from core.artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from core.tables import markdown_table
 from models import anatomy
+from training import leaderboard
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
@@ -198,6 +201,53 @@ def leaderboard_table(root: Path = REFERENCE_ROOT) -> str:
     return path.read_text().strip() if path.is_file() else "_not trained yet: run the leaderboard command above_"
 
 
+def zoo_table(root: Path = REFERENCE_ROOT) -> str:
+    """The README's models table: parameters, MACs and the reference accuracy (final epoch, mean over the
+    leaderboard's seeds) of every registered model."""
+    board = {e.key: e for e in leaderboard.read(Path(root) / "outputs" / "leaderboard.json")}
+    rows = []
+    for key, strategy in model_strategy.MODELS.items():
+        a = anatomy.analyse(strategy.builder())
+        entry = board.get(key)
+        acc = "-" if entry is None else f"{entry.mean:.2f}% ± {entry.std:.2f} ({len(entry.seeds)} seeds)"
+        aliases = ", ".join(f"`{x}`" for x in strategy.aliases)
+        rows.append((f"`{key}`" + (f" ({aliases})" if aliases else ""), strategy.family, f"{a.params:,}", f"{a.macs:,}",
+                     acc, strategy.description))
+    return markdown_table(("model", "family", "parameters", "MACs/image", "final test accuracy", "what it is"),
+                          "llrrrl", rows)
+
+
+def cli_table() -> str:
+    """Every flag of ``main.py`` by argument group, from the parser itself (``cli.flags``): what ``--help`` says."""
+    parser = flags.build_parser()
+    exclusive = {a.dest for g in parser._mutually_exclusive_groups for a in g._group_actions}
+    blocks = []
+    for group in parser._action_groups:
+        actions = [a for a in group._group_actions if a.help != argparse.SUPPRESS and a.dest != "help"]
+        if not actions:
+            continue
+        rows = []
+        for a in actions:
+            names = " / ".join(f"`{o}`" for o in a.option_strings)
+            if a.choices is not None and a.nargs != 0:
+                names += " " + "\\|".join(map(str, a.choices)) if len(a.choices) <= 5 else f" {a.dest.upper()}"
+            elif a.metavar or (a.nargs != 0 and a.option_strings):
+                names += f" {a.metavar or a.dest.upper()}"
+            default = "" if a.default in (None, False, argparse.SUPPRESS) or a.nargs == 0 else f"`{a.default}`"
+            meaning = (a.help or "").replace("|", "\\|") + (" (one of the exclusive modes)" if a.dest in exclusive else "")
+            rows.append((names, default, meaning))
+        title = f"**{group.title}**" + (f": {group.description}" if group.description else "")
+        blocks.append(title + "\n\n" + markdown_table(("flag", "default", "meaning"), "lll", rows))
+    return "\n\n".join(blocks)
+
+
+def augmentations_table() -> str:
+    """Every augmentation strategy and its first docstring line (``augmentations.AUGMENTATIONS``)."""
+    rows = [(f"`{name}`", a.description.replace("``", "`") or "the images as they are",
+             "yes" if name in augmentations.CLASSIC else "") for name, a in augmentations.AUGMENTATIONS.items()]
+    return markdown_table(("--augment", "what it does to a training batch", "classic loader too"), "lll", rows)
+
+
 def models_table() -> str:
     """Figures of merit of every registered model, computed from its modules (``anatomy.py``)."""
     rows = []
@@ -217,12 +267,30 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "accuracy": lambda root: accuracy_table(), "export": lambda root: export_table(),
           "external": external_table, "external-digits": external_digits_table, "realworld": lambda root: realworld_table(),
           "time-to-accuracy": lambda root: time_to_accuracy_table(),
-          "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table()}
+          "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table(),
+          "cli": lambda root: cli_table(), "augmentations": lambda root: augmentations_table(), "zoo": zoo_table}
+DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
+
+
+def marker(name: str) -> re.Pattern:
+    """The block between a table's markers, in whichever document holds it."""
+    return re.compile(rf"<!-- {re.escape(name)}:start -->\n(.*?)\n<!-- {re.escape(name)}:end -->", re.S)
+
+
+def homes() -> dict[str, Path]:
+    """Each table's one document; a table with no home, or with two, is an error."""
+    found: dict[str, list[Path]] = {name: [d for d in DOCUMENTS if marker(name).search(d.read_text())] for name in TABLES}
+    wrong = {name: places for name, places in found.items() if len(places) != 1}
+    if wrong:
+        raise SystemExit("each table needs markers in exactly one document: "
+                         + "; ".join(f"{n} in {len(p)}" for n, p in wrong.items()))
+    return {name: places[0] for name, places in found.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="rewrite the tables in README.md (reference models only)")
+    parser.add_argument("--readme", "--docs", dest="readme", action="store_true",
+                        help="rewrite the tables in README.md and docs/*.md (reference models only)")
     parser.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT,
                         help="root holding outputs/ (default: the committed reference models; runs/ holds yours)")
     args = parser.parse_args()
@@ -232,18 +300,14 @@ def main() -> None:
         for name, make in TABLES.items():
             print(f"## {name}\n\n{make(args.out_dir)}\n")
         return
-    readme = REPO_ROOT / "README.md"
-    text = readme.read_text()
-    for name, make in TABLES.items():
-        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no {start} ... {end} markers")
-        block = f"{start}\n{make(REFERENCE_ROOT)}\n{end}"
-        text = pattern.sub(lambda _, block=block: block, text)  # a function: tables may hold backslashes
-    atomic_write_text(readme, text)
-    print(f"updated {readme}")
-
+    for document in sorted(set(homes().values())):
+        text = document.read_text()
+        for name, make in TABLES.items():
+            block = f"<!-- {name}:start -->\n{make(REFERENCE_ROOT)}\n<!-- {name}:end -->"
+            text = marker(name).sub(lambda _, block=block: block, text)  # a function: tables may hold backslashes
+        if text != document.read_text():
+            atomic_write_text(document, text)
+            print(f"updated {document.relative_to(REPO_ROOT)}")
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, 
 from core.tables import markdown_table, mean_std  # noqa: E402
 from model_strategy import get_strategy  # noqa: E402
 from models import anatomy  # noqa: E402
+from training import jobs as side_by_side  # noqa: E402
 from training import runs  # noqa: E402
 
 SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
@@ -144,7 +145,7 @@ def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
 def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1) -> list[Path]:
     """Each model with ``seeds`` seeds from ``given["seed"]``: one after the other; ``at_once``, as one
     network (``seeds_at_once``); or, ``jobs`` > 1, up to that many at a time in processes of their own
-    (``runs.train_side_by_side_and_save``). The first seed's run writes the usual artifacts, every seed's
+    (``jobs.train_side_by_side_and_save``). The first seed's run writes the usual artifacts, every seed's
     metrics record is kept as ``outputs/<stem>_seed<N>_metrics.json``. The leaderboard is rewritten after
     every model, so progress survives an interrupt."""
     out_dir = given.get("out_dir")
@@ -161,8 +162,8 @@ def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool =
                 trained = iter(runs.train_together_and_save(cfgs))
             elif jobs > 1:
                 print(f"model {key}: {seeds_named}, {min(jobs, seeds)} at a time in processes of their own"
-                      f" ({runs.threads_per_job(jobs)} thread(s) each); their output goes to logs")
-                trained = iter(runs.train_side_by_side_and_save(cfgs, jobs, Path(scratch)))
+                      f" ({side_by_side.threads_per_job(jobs)} thread(s) each); each seed's result follows when all are done")
+                trained = iter(side_by_side.train_side_by_side_and_save(cfgs, jobs))
             records, files = [], []
             for cfg in cfgs:
                 seed = cfg.seed

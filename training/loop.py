@@ -217,51 +217,64 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
     return torch.stack(losses).float(), torch.stack(hits), torch.tensor(sizes)
 
 
-def fit(model: nn.Module, pipeline: data_utils.DataPipeline, optimizer: torch.optim.Optimizer, schedule: Schedule, epochs: int,
-        label_smoothing: float = 0.0,
-        on_epoch_end: Callable[[EpochRecord, History], None] | None = None,
-        started_at: float | None = None, history: History | None = None,
-        stopper: EarlyStopping | None = None, step: TrainStep | None = None) -> History:
-    """Train up to epoch ``epochs`` and evaluate after each; ``on_epoch_end`` sees every finished epoch.
+def fit(step: TrainStep, pipeline: data_utils.DataPipeline, schedule: Schedule, epochs: int,
+        histories: list[History], scores: Callable[[Iterable[tuple[Tensor, Tensor]]], list[tuple[float, float]]],
+        on_epoch_end: Callable[[list[EpochRecord]], None] | None = None, started_at: float | None = None,
+        stopper: EarlyStopping | None = None, names: list[str] | None = None) -> list[History]:
+    """The one training loop: train up to epoch ``epochs``, evaluate after each, for one model or K stacked ones.
 
-    ``started_at`` is the ``time.perf_counter()`` that ``elapsed`` counts from (default: now).
-    ``history`` continues a resumed run after its last recorded epoch; ``stopper`` may end it early.
-    ``step`` defaults to the eager ``TrainStep`` over ``model`` and ``optimizer``.
+    ``step`` trains what ``histories`` describe: one model (one history) or K models at once (logits
+    (N, K, classes), K histories, ``training.seeds_at_once``); ``scores(batches)`` is each model's (loss,
+    accuracy) on evaluation batches. ``histories`` continue a resumed run after their last recorded epoch;
+    ``on_epoch_end`` sees every finished epoch's records; ``stopper`` may end it early (on the first
+    model's validation accuracy). ``started_at`` is the ``time.perf_counter()`` that ``elapsed`` counts
+    from (default: now); ``names`` label K models in the epoch line.
     """
-    step = TrainStep(model, optimizer, label_smoothing) if step is None else step
     started_at = time.perf_counter() if started_at is None else started_at
-    history = History() if history is None else history
-    for epoch in range(len(history.epochs) + 1, epochs + 1):
-        lr = float(optimizer.param_groups[0]["lr"])
+    k = len(histories)
+    for epoch in range(len(histories[0].epochs) + 1, epochs + 1):
+        lr = float(step.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
-        losses, hits, sizes = train_one_epoch(step, pipeline.train.epoch(epoch), len(pipeline.train),
-                                              schedule, f"epoch {epoch}/{epochs}")
-        losses, hits = losses.cpu(), hits.cpu()  # the epoch's one read-back from the device
+        losses, hits, sizes = train_one_epoch(step, pipeline.train.epoch(epoch), len(pipeline.train), schedule,
+                                              f"epoch {epoch}/{epochs}" + (f", {k} at once" if k > 1 else ""))
+        # the epoch's one read-back from the device; (batches, K) whether one model or K
+        losses, hits = losses.cpu().view(len(sizes), k), hits.cpu().view(len(sizes), k)
         seen = int(sizes.sum())
         if not torch.isfinite(losses).all():
             raise DivergenceError(f"training loss became non-finite in epoch {epoch}")
         seconds = time.perf_counter() - start
-        test_loss, test_acc = evaluate(model, pipeline.test)
-        val_loss, val_acc = evaluate(model, pipeline.val) if pipeline.val is not None else (None, None)
-        schedule.after_epoch(val_loss if val_loss is not None else test_loss)
-        record = EpochRecord(epoch=epoch, train_loss=float((losses * sizes).sum()) / seen,
-                             train_acc=100.0 * float(hits.sum()) / seen,
-                             test_loss=test_loss, test_acc=test_acc, lr=lr, seconds=seconds,
-                             images_per_sec=seen / seconds, elapsed=time.perf_counter() - started_at,
-                             started=start - started_at,
-                             val_loss=val_loss, val_acc=val_acc)
-        history.epochs.append(record)
-        history.batch_train_loss += losses.tolist()
-        history.batch_train_acc += (100.0 * hits / sizes).tolist()
-        val = f", val {record.val_acc:.2f}%" if record.val_acc is not None else ""
-        tqdm.write(f"epoch {record.epoch:>3}: train loss {record.train_loss:.4f}, acc {record.train_acc:.2f}%"
-                   f" | test loss {record.test_loss:.4f}, acc {record.test_acc:.2f}%{val}"
-                   f" | lr {record.lr:.4g} | {record.seconds:.1f}s, {record.images_per_sec:,.0f} img/s")
+        tests = scores(pipeline.test)
+        vals = scores(pipeline.val) if pipeline.val is not None else [(None, None)] * k
+        schedule.after_epoch(vals[0][0] if vals[0][0] is not None else tests[0][0])
+        records = []
+        for s, history in enumerate(histories):
+            record = EpochRecord(epoch=epoch, train_loss=float((losses[:, s] * sizes).sum()) / seen,
+                                 train_acc=100.0 * float(hits[:, s].sum()) / seen,
+                                 test_loss=tests[s][0], test_acc=tests[s][1], lr=lr, seconds=seconds,
+                                 images_per_sec=seen / seconds, elapsed=time.perf_counter() - started_at,
+                                 started=start - started_at, val_loss=vals[s][0], val_acc=vals[s][1])
+            history.epochs.append(record)
+            history.batch_train_loss += losses[:, s].tolist()
+            history.batch_train_acc += (100.0 * hits[:, s] / sizes).tolist()
+            records.append(record)
+        tqdm.write(_epoch_line(records, names))
         if on_epoch_end is not None:
-            on_epoch_end(record, history)
-        if stopper is not None and stopper.should_stop(history):
+            on_epoch_end(records)
+        if stopper is not None and stopper.should_stop(histories[0]):
             break
-    return history
+    return histories
+
+
+def _epoch_line(records: list[EpochRecord], names: list[str] | None) -> str:
+    r = records[0]
+    if len(records) > 1:
+        names = names or [f"model {s}" for s in range(len(records))]
+        return (f"epoch {r.epoch:>3}: test acc " + ", ".join(f"{n} {x.test_acc:.2f}%" for n, x in zip(names, records))
+                + f" | {r.seconds:.1f}s for {len(records)}")
+    val = f", val {r.val_acc:.2f}%" if r.val_acc is not None else ""
+    return (f"epoch {r.epoch:>3}: train loss {r.train_loss:.4f}, acc {r.train_acc:.2f}%"
+            f" | test loss {r.test_loss:.4f}, acc {r.test_acc:.2f}%{val}"
+            f" | lr {r.lr:.4g} | {r.seconds:.1f}s, {r.images_per_sec:,.0f} img/s")
 
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
@@ -321,6 +334,18 @@ class Callbacks(Protocol):
     def on_epoch_end(self, run: Run, record: EpochRecord) -> None: ...
 
 
+def optimization(cfg: config.RunConfig, model: nn.Module, batches_per_epoch: int) -> tuple[torch.optim.Optimizer,
+                                                                                          Schedule, bool]:
+    """The optimizer and schedule ``cfg`` names for ``model``, and whether full batches will replay a CUDA graph
+    (its optimizer is then built graph-safe)."""
+    graphed = bool(cfg.cuda_graph) and optimizers.OPTIMIZERS[cfg.optimizer].graph_safe is not None
+    optimizer = optimizers.build_optimizer(cfg.optimizer, model, cfg.max_lr if cfg.lr is None else cfg.lr,
+                                           cfg.momentum, cfg.weight_decay, graphed)
+    schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
+        optimizer, lr_schedulers.ScheduleContext(cfg.epochs, batches_per_epoch, cfg.max_lr))
+    return optimizer, schedule, graphed
+
+
 def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | None = None) -> Run:
     """Model, data, optimizer and schedule for ``cfg``; ``state`` (a checkpoint) continues a run."""
     started_at = time.perf_counter() if started_at is None else started_at
@@ -345,11 +370,7 @@ def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | 
     if pipeline.num_train == 0:
         raise config.ConfigError("val_split", f"holding out the whole writers of {cfg.val_split} images leaves none to"
                                  " train on; hold out fewer, or --val-split-by random")
-    graphed = bool(cfg.cuda_graph) and optimizers.OPTIMIZERS[cfg.optimizer].graph_safe is not None
-    optimizer = optimizers.build_optimizer(cfg.optimizer, model, cfg.max_lr if cfg.lr is None else cfg.lr,
-                                           cfg.momentum, cfg.weight_decay, graphed)
-    schedule = lr_schedulers.get_scheduler(cfg.scheduler).build(
-        optimizer, lr_schedulers.ScheduleContext(cfg.epochs, len(pipeline.train), cfg.max_lr))
+    optimizer, schedule, graphed = optimization(cfg, model, len(pipeline.train))
     history = restore(state, model, optimizer, schedule) if state is not None else History()
     return Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at)
 
@@ -365,8 +386,7 @@ def train(cfg: config.RunConfig, callbacks: Callbacks | None = None, state: dict
     if callbacks is not None:
         callbacks.on_start(run)
     step = (CudaGraphStep if run.graphed else TrainStep)(run.model, run.optimizer, cfg.label_smoothing)
-    fit(run.model, run.pipeline, run.optimizer, run.schedule, cfg.epochs, cfg.label_smoothing,
-        None if callbacks is None else (lambda record, _: callbacks.on_epoch_end(run, record)),
-        started_at=run.started_at, history=run.history,
-        stopper=EarlyStopping(cfg.patience) if cfg.patience else None, step=step)
+    fit(step, run.pipeline, run.schedule, cfg.epochs, [run.history], lambda batches: [evaluate(run.model, batches)],
+        None if callbacks is None else (lambda records: callbacks.on_epoch_end(run, records[0])),
+        started_at=run.started_at, stopper=EarlyStopping(cfg.patience) if cfg.patience else None)
     return run

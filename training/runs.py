@@ -7,11 +7,6 @@ marked so; at the end the params, evaluation, summary and figures. ``train_and_s
 """
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +20,6 @@ from analysis import evaluation, inspection
 from config import ConfigError, RunConfig
 from core import provenance
 from core.artifacts import (
-    REPO_ROOT,
     ArtifactPaths,
     WriteError,
     atomic_save_json,
@@ -45,6 +39,9 @@ class Interrupted(Exception):
         super().__init__(epochs_done, checkpoint)
         self.epochs_done, self.checkpoint, self.finishing = epochs_done, checkpoint, finishing
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.epochs_done, self.checkpoint, self.finishing)
+
 
 class RunWriteError(WriteError):
     """A file of a run could not be written; ``epochs_saved`` epochs are in ``checkpoint`` (0: none)."""
@@ -52,6 +49,9 @@ class RunWriteError(WriteError):
     def __init__(self, error: WriteError, epochs_saved: int, checkpoint: Path) -> None:
         super().__init__(error.path, error.reason)
         self.epochs_saved, self.checkpoint = epochs_saved, checkpoint
+
+    def __reduce__(self) -> tuple:
+        return type(self), (WriteError(self.path, self.reason), self.epochs_saved, self.checkpoint)
 
 
 def metrics_record(run: loop.Run, status: str) -> dict:
@@ -222,77 +222,6 @@ def train_together_and_save(cfgs: list[RunConfig], started_at: float | None = No
         return records
     except WriteError as exc:
         raise RunWriteError(exc, 0, writers[0].paths.checkpoint) from None
-
-
-class SeedRunFailed(RuntimeError):
-    """A run trained in its own process (``train_side_by_side_and_save``) ended with an error: the message
-    it printed and the exit code it gave."""
-
-    def __init__(self, seed: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.seed, self.code = seed, code
-
-
-def _last_error(log: Path) -> str:
-    """The one-line message a ``main.py`` process printed last ("main.py: ..."), from its log; else its last
-    line of output (the log is a temporary file, gone once the leaderboard stops)."""
-    lines = [line.strip() for line in log.read_text(errors="replace").replace("\r", "\n").splitlines()]
-    said = [line for line in lines if line.startswith("main.py:")]
-    return said[-1] if said else "its last output: " + next((line for line in reversed(lines) if line), "none")
-
-
-def threads_per_job(jobs: int) -> int:
-    """Threads for each of ``jobs`` runs at once: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // jobs)
-
-
-def train_side_by_side_and_save(cfgs: list[RunConfig], jobs: int, scratch: Path) -> list[dict]:
-    """Each of ``cfgs`` trained as ``main.py --config`` in its own process, at most ``jobs`` at a time, each
-    with ``cores // jobs`` threads; their metrics records, in order. A run writes its files where its config
-    says, as if run alone; its output goes to a log in ``scratch``. The first run to fail stops the others
-    and raises ``SeedRunFailed`` with its message; Ctrl-C or SIGTERM stops them all (``Interrupted``).
-    Fewer threads give other floating-point sums: a run here does not rerun bit for bit with more threads."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_job(jobs))}
-    waiting, running, records = list(enumerate(cfgs)), {}, [None] * len(cfgs)
-
-    def start(i: int, cfg: RunConfig) -> None:
-        settings, log = scratch / f"seed{cfg.seed}_config.json", scratch / f"seed{cfg.seed}.log"
-        atomic_save_json(settings, {"config": cfg.to_dict()})  # read as a recorded run's settings
-        cmd = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(settings)]
-        cmd += ["--out-dir", cfg.out_dir] if cfg.out_dir is not None else []
-        with open(log, "wb") as sink:
-            running[i] = (subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env), log, cfg)
-
-    def stop_all() -> None:
-        for proc, _, _ in running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # a run stops as on Ctrl-C: its written files stay whole
-        for proc, _, _ in running.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                start(*waiting.pop(0))
-            time.sleep(0.2)
-            for i, (proc, log, cfg) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[i]
-                if proc.returncode:
-                    raise SeedRunFailed(cfg.seed, proc.returncode, _last_error(log))
-                stem = model_strategy.get_strategy(cfg.model).stem
-                records[i] = json.loads(ArtifactPaths(stem, cfg.out_dir).metrics.read_text())
-    except KeyboardInterrupt:
-        stop_all()
-        raise Interrupted(0, None) from None
-    except BaseException:
-        stop_all()
-        raise
-    return records
 
 
 def evaluate(model: torch.nn.Module, test_batches, metrics: dict) -> tuple:  # noqa: ANN001

@@ -19,7 +19,7 @@ arithmetic stays K models' worth; ``benchmarks/bench_seeds.py`` measures it agai
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 import time
 from typing import Iterator
 
@@ -31,7 +31,6 @@ import config
 import data_utils
 import lr_schedulers
 import model_strategy
-import optimizers
 from analysis import evaluation
 from training import loop
 
@@ -165,7 +164,7 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
     its model the ordinary one with that seed's weights. Raises ``loop.DivergenceError``."""
     started_at = time.perf_counter() if started_at is None else started_at
     check(cfgs)
-    base, k = cfgs[0], len(cfgs)
+    base = cfgs[0]
     loop.keep_freed_memory()
     strategy = model_strategy.get_strategy(base.model)
     models = []
@@ -178,41 +177,17 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
     pipelines = [data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device, cfg.subset,
                                            augment=cfg.augment) for cfg in cfgs]
     train = SeedBatches([p.train for p in pipelines])
-    graphed = bool(base.cuda_graph) and optimizers.OPTIMIZERS[base.optimizer].graph_safe is not None
-    optimizer = optimizers.build_optimizer(base.optimizer, stack, base.max_lr if base.lr is None else base.lr,
-                                           base.momentum, base.weight_decay, graphed)
-    schedule = lr_schedulers.get_scheduler(base.scheduler).build(
-        optimizer, lr_schedulers.ScheduleContext(base.epochs, len(train), base.max_lr))
+    optimizer, schedule, graphed = loop.optimization(base, stack, len(train))
     step = (loop.CudaGraphStep if graphed else loop.TrainStep)(stack, optimizer, base.label_smoothing)
     histories = [loop.History() for _ in cfgs]
-    for epoch in range(1, base.epochs + 1):
-        lr = float(optimizer.param_groups[0]["lr"])
-        start = time.perf_counter()
-        losses, hits, sizes = loop.train_one_epoch(step, train.epoch(epoch), len(train), schedule,
-                                                       f"epoch {epoch}/{base.epochs}, {k} seeds at once")
-        losses, hits = losses.cpu(), hits.cpu()  # (batches, K)
-        seen = int(sizes.sum())
-        if not torch.isfinite(losses).all():
-            raise loop.DivergenceError(f"training loss became non-finite in epoch {epoch}")
-        seconds = time.perf_counter() - start
-        tests = evaluate_each(stack, pipelines[0].test)
-        schedule.after_epoch(math.nan)  # never read: check() refused the schedulers that step on a loss
-        for s, history in enumerate(histories):
-            record = loop.EpochRecord(
-                epoch=epoch, train_loss=float((losses[:, s] * sizes).sum()) / seen,
-                train_acc=100.0 * float(hits[:, s].sum()) / seen, test_loss=tests[s][0], test_acc=tests[s][1],
-                lr=lr, seconds=seconds, images_per_sec=seen / seconds, elapsed=time.perf_counter() - started_at,
-                started=start - started_at)
-            history.epochs.append(record)
-            history.batch_train_loss += losses[:, s].tolist()
-            history.batch_train_acc += (100.0 * hits[:, s] / sizes).tolist()
-        print(f"epoch {epoch:>3}: test acc " + ", ".join(f"seed {c.seed} {t[1]:.2f}%" for c, t in zip(cfgs, tests))
-              + f" | {seconds:.1f}s for {k} seeds")
+    loop.fit(step, dataclasses.replace(pipelines[0], train=train), schedule, base.epochs, histories,
+             lambda batches: evaluate_each(stack, batches), started_at=started_at,
+             names=[f"seed {c.seed}" for c in cfgs])
     runs = []
     for cfg, state, pipeline, history in zip(cfgs, stack.split(), pipelines, histories):
         model = strategy.get_model(cfg.device)
         model.load_state_dict(state)
         model, _ = acceleration.accelerate(model, cfg.backend)
         runs.append(loop.Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at,
-                                 together=[c.seed for c in cfgs]))
+                             together=[c.seed for c in cfgs]))
     return runs
