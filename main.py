@@ -101,7 +101,10 @@ def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int,
                  f" {_resume_hint(argv)}") if saved else " Files written before it are intact."
         return 4, f"{error} cannot write {exc.path}: {exc.reason}.{after}"
     if isinstance(exc, jobs.SeedFailed):
-        code, said = explain(exc.error, argv, None)
+        try:
+            code, said = explain(exc.error, argv, None)
+        except BaseException:  # noqa: BLE001 - a process that died, or a bug: its own words, not a second traceback
+            code, said = 1, f"{type(exc.error).__name__}: {exc.error}"
         return code, (f"main.py: seed {exc.seed} failed ({said.removeprefix(error).strip()}); the leaderboard files hold"
                       " the models finished before it.")
     if isinstance(exc, runs.Interrupted):
@@ -130,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return MODES[cmd.mode](cmd) or 0
     except SystemExit as exc:  # argparse has printed the usage and the error (or the help)
         return exc.code if isinstance(exc.code, int) else 2
-    except Exception as exc:
-        code, line = explain(exc, argv, None if cmd is None else cmd.mode)
-    except KeyboardInterrupt as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         code, line = explain(exc, argv, None if cmd is None else cmd.mode)
     print(line, file=sys.stderr)
     return code
