@@ -40,6 +40,8 @@ def parse(argv: list[str]) -> Command:
     for flag in ("best", "save_prepared"):
         if getattr(args, flag) and mode != "predict":
             raise config.ConfigError(flag, "works with --predict or --predict-csv only")
+    if args.format != "text" and not args.predict:
+        raise config.ConfigError("format", "works with --predict only")
     try:
         keys = model_strategy.keys(args.model)
     except ValueError as exc:

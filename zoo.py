@@ -80,8 +80,8 @@ def _prepared(image: Image) -> Tensor:
 
 
 def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[predicting.Prediction]:
-    """The digit and its probability for each image (a file, a (H, W) array or tensor, or a list or (N, H, W) stack
-    of them), prepared as
+    """The digit, its probability and the runners-up (``Prediction.top``) for each image (a file, a (H, W) array or
+    tensor, or a list or (N, H, W) stack of them), prepared as
     ``--predict`` prepares files; ``model`` is a loaded model or a key. An unreadable input raises
     ``deploy.predict.PredictionInputError`` naming every bad one."""
     single = isinstance(images, (str, Path)) or getattr(images, "ndim", 0) == 2  # one file, or one (H, W) image
@@ -97,8 +97,8 @@ def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[pre
         raise predicting.PredictionInputError("\n".join(problems))
     if not digits:
         return []
-    predicted, probability = evaluation.classify(_as_model(model), torch.stack([d for _, d in digits]))
-    return [predicting.Prediction(name, int(d), float(p)) for (name, _), d, p in zip(digits, predicted, probability)]
+    said = evaluation.probabilities(_as_model(model), torch.stack([d for _, d in digits]))
+    return [predicting.Prediction.answer(name, p) for (name, _), p in zip(digits, said)]
 
 
 def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> evaluation.Evaluation:
@@ -204,9 +204,10 @@ def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
 
 
 def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
-                  save_prepared: bool = False) -> int:
+                  save_prepared: bool = False, fmt: str = "text") -> int:
     """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
-    prediction and one per bad input (on stderr); returns how many inputs were bad."""
+    input in its order (``fmt`` ``json``: one JSON object per input, unreadable ones included) and one per bad
+    input on stderr; returns how many inputs were bad."""
     strategy = model_strategy.get_strategy(cfg.model)
     source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
     model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
@@ -217,15 +218,27 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
     out = ArtifactPaths(strategy.stem, cfg.out_dir)
     problems: list[str] = []
     if images:
-        good, digits, problems = predicting.prepare_images([Path(x) for x in images])
-        predicted, probability = evaluation.classify(model, digits)
-        for path, digit, d, q in zip(good, digits, predicted.tolist(), probability.tolist()):
-            saved = ""
-            if save_prepared:
-                prepared = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
-                atomic_write_bytes(prepared, predicting.png_bytes(digit))
-                saved = f"  [model saw {prepared}]"
-            print(f"{path}: {d} ({100 * q:.1f}%){saved}")
+        paths = [Path(x) for x in images]
+        prepared: dict[int, Tensor] = {}
+        said: dict[int, predicting.Prediction] = {}
+        for i, path in enumerate(paths):
+            try:
+                prepared[i] = prepare.load_image(path)
+            except ValueError as exc:
+                said[i] = predicting.Prediction.unreadable(str(path), str(exc))
+                problems.append(f"{path}: {exc}")
+        if prepared:
+            for i, p in zip(prepared, evaluation.probabilities(model, torch.stack(list(prepared.values())))):
+                said[i] = predicting.Prediction.answer(str(paths[i]), p)
+        for i, path in enumerate(paths):
+            answer, where = said[i], None
+            if save_prepared and i in prepared:
+                where = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
+                atomic_write_bytes(where, predicting.png_bytes(prepared[i]))
+            if fmt == "json":
+                print(json.dumps({**answer.to_dict(), **({"prepared": str(where)} if where else {})}))
+            elif answer.digit is not None:  # an unreadable input is said on stderr below, as before
+                print(answer.line() + (f"  [model saw {where}]" if where else ""))
     if csv_file:
         pixels, labels, ids, bad_rows = predicting.read_kaggle_csv(Path(csv_file))
         problems += bad_rows

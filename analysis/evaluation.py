@@ -19,6 +19,7 @@ from data_utils import normalize
 NUM_CLASSES = 10
 
 
+
 @torch.no_grad()
 def inference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]
               ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
@@ -48,14 +49,19 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     return float(loss_sum) / count, 100.0 * float(correct) / count
 
 
-def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-    """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
+def probabilities(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> Tensor:
+    """Softmax probabilities (N, 10) for (N, 28, 28) images in [0, 1], on the CPU."""
     if len(digits) == 0:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        return torch.zeros(0, NUM_CLASSES)
     device = next(model.parameters()).device
     batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
-    results = [logits.softmax(1).max(1) for _, logits, _ in inference(model, batches)]
-    return torch.cat([d.cpu() for _, d in results]), torch.cat([p.cpu() for p, _ in results])
+    return torch.cat([logits.softmax(1).cpu() for _, logits, _ in inference(model, batches)])
+
+
+def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """Predicted digits and their softmax probabilities for (N, 28, 28) images in [0, 1]."""
+    probability, digit = probabilities(model, digits, batch_size).max(1)
+    return digit, probability
 
 
 @dataclass

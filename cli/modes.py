@@ -66,7 +66,7 @@ def run_export(cmd: Command) -> None:
 
 def run_predict(cmd: Command) -> int:
     failed = zoo.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
-                                   cmd.args.save_prepared)
+                               cmd.args.save_prepared, cmd.args.format)
     return 1 if failed else 0
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from analysis.evaluation import classify
+from analysis.evaluation import probabilities
 from digits.prepare import SIZE, load_image
 
 
@@ -22,11 +22,43 @@ class PredictionInputError(Exception):
     """Inputs could not be read; the message has one line per bad input."""
 
 
+TOP = 3  # the answers shown per input: the digit and its runners-up
+
+
 @dataclass
 class Prediction:
+    """What a model says of one input. ``verdict`` is ``digit`` for an answer, ``unreadable`` for an input that
+    could not be read or held no digit (``reason`` says why; ``digit`` is then None)."""
+
     source: str
-    digit: int
-    probability: float
+    digit: int | None
+    probability: float | None
+    top: list[tuple[int, float]] = field(default_factory=list)  # the TOP most probable digits, most probable first
+    verdict: str = "digit"
+    reason: str | None = None
+
+    @classmethod
+    def answer(cls, source: str, probabilities: Tensor) -> "Prediction":
+        """The prediction for one input from its 10 class probabilities."""
+        values, digits = probabilities.topk(TOP)
+        top = [(int(d), float(p)) for d, p in zip(digits, values)]
+        return cls(source, top[0][0], top[0][1], top)
+
+    @classmethod
+    def unreadable(cls, source: str, reason: str) -> "Prediction":
+        return cls(source, None, None, [], "unreadable", reason)
+
+    def to_dict(self) -> dict:
+        """The machine-readable form ``--format json`` prints, one object per input."""
+        return {"file": self.source, "number": None if self.digit is None else str(self.digit),
+                "confidence": self.probability, "top": [[d, p] for d, p in self.top], "verdict": self.verdict,
+                "reason": self.reason}
+
+    def line(self) -> str:
+        """The human-readable form: the digit with its probability, then the runners-up."""
+        if self.digit is None:
+            return f"{self.source}: {self.reason}"
+        return f"{self.source}: " + " | ".join(f"{d} ({100 * p:.1f}%)" for d, p in self.top)
 
 
 def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[str]]:
@@ -92,8 +124,7 @@ def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
     good, digits, problems = prepare_images(paths)
     if problems:
         raise PredictionInputError("\n".join(problems))
-    predicted, probability = classify(model, digits)
-    return [Prediction(str(p), int(d), float(q)) for p, d, q in zip(good, predicted, probability)]
+    return [Prediction.answer(str(p), q) for p, q in zip(good, probabilities(model, digits))]
 
 
 def submission_csv(ids: list[int], predicted: Tensor) -> str:

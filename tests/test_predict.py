@@ -162,11 +162,45 @@ def test_predict_prints_a_digit_and_probability_and_inverted_input_gives_the_sam
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     answers = []
-    for line in lines:
-        digit, probability = line.rsplit(": ", 1)[1].split(" (")
-        assert 0 <= int(digit) <= 9 and 0 <= float(probability.rstrip("%)")) <= 100
-        answers.append(int(digit))
+    for line in lines:  # "<file>: 7 (99.9%) | 1 (0.1%) | 9 (0.0%)": the digit first, then the runners-up
+        top = [(int(d), float(p.rstrip("%)"))) for d, p in (part.split(" (") for part in line.rsplit(": ", 1)[1].split(" | "))]
+        assert len(top) == 3 and len({d for d, _ in top}) == 3 and all(0 <= d <= 9 and 0 <= p <= 100 for d, p in top)
+        assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+        answers.append(top[0][0])
     assert answers == [7, 7]
+
+
+def test_predict_json_prints_one_object_per_input_in_order_unreadable_ones_included(tmp_path, capsys):
+    import json
+
+    seven, blank = _draw_seven(tmp_path / "seven.png"), tmp_path / "blank.png"
+    Image.new("L", (40, 40), 255).save(blank)
+    code = main.main(["--model", "3", "--predict", str(blank), str(seven), str(tmp_path / "gone.png"), "--format", "json"])
+    out, err = capsys.readouterr()
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and [o["file"] for o in objects] == [str(blank), str(seven), str(tmp_path / "gone.png")]
+    assert all(o.keys() >= {"file", "number", "confidence", "top", "verdict", "reason"} for o in objects)
+    said = objects[1]
+    assert said["verdict"] == "digit" and said["number"] == "7" and said["reason"] is None
+    assert said["top"][0] == [7, said["confidence"]] and len(said["top"]) == 3
+    assert abs(sum(p for _, p in said["top"]) - 1) < 0.05 and said["confidence"] > 0.5
+    assert objects[0]["verdict"] == objects[2]["verdict"] == "unreadable" and objects[0]["number"] is None
+    assert "blank" in objects[0]["reason"] and objects[2]["reason"] == "no such file"
+    assert err.count("main.py: error:") == 2 and "Traceback" not in err  # one line per bad input, as in text mode
+
+
+def test_format_json_is_refused_without_predict(capsys):
+    assert main.main(["--model", "3", "--list-models", "--format", "json"]) == 2
+    assert "argument --format: works with --predict only" in capsys.readouterr().err
+
+
+def test_the_python_api_gives_the_same_objects(tmp_path):
+    import zoo
+
+    [p] = zoo.predict("3", [str(_draw_seven(tmp_path / "seven.png"))])
+    record = p.to_dict()
+    assert record["number"] == "7" and record["verdict"] == "digit" and record["top"][0][0] == 7
+    assert p.line().startswith(f"{tmp_path / 'seven.png'}: 7 (")
 
 
 def test_committed_v3_reads_a_drawn_seven(tmp_path: Path) -> None:
