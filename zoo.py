@@ -113,15 +113,16 @@ def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> eval
 # --------------------------------------------------------------------------------- the modes' calls
 
 
-def train_run(cfg: RunConfig, resume: bool = False) -> dict:
-    """Training one model, as ``main.py`` does: a checkpoint every epoch, ``resume`` continues from it
-    (``training.runs.train_and_save``); the metrics record."""
-    return runs.train_and_save(cfg, resume=resume)
+def train_run(cfg: RunConfig, resume: bool = False, events: bool = True) -> dict:
+    """Training one model, as ``main.py`` does: a checkpoint every epoch, ``resume`` continues from it, ``events``
+    writes TensorBoard events (``training.runs.train_and_save``); the metrics record."""
+    return runs.train_and_save(cfg, resume=resume, events=events)
 
 
-def leaderboard(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1) -> list[Path]:
+def leaderboard(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1,
+                events: bool = True) -> list[Path]:
     """``--model A,B --seeds K``: every model with K seeds, then the leaderboard files (``training.leaderboard``)."""
-    return board.train(keys, seeds, given, device, at_once, jobs)
+    return board.train(keys, seeds, given, device, at_once, jobs, events)
 
 
 def saved_record(saved: ArtifactPaths, cfg: RunConfig) -> dict:

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
     output.add_argument("--best", action="store_true",
                         help="--predict/--predict-csv with the validation-selected params (_best_params.pth)")
+    output.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                        help="training: write TensorBoard events under <out-dir>/events/ (tensorboard --logdir runs)"
+                             " (default: on)")
     output.add_argument("--format", default="text", choices=("text", "json"),
                         help="--predict: text, one line per image (the digit and the runners-up, with probabilities), or"
                              " json, one JSON object per image per line (file, number, confidence, top, verdict, reason)")

@@ -40,7 +40,7 @@ def summary(cmd: Command) -> None:
 
 def train(cmd: Command) -> None:
     cfg = cmd.cfgs[0]
-    result = zoo.train_run(cfg, resume=cmd.args.resume)["summary"]
+    result = zoo.train_run(cfg, resume=cmd.args.resume, events=cmd.args.tensorboard)["summary"]
     paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
     stopped = result["stopped_early_after_epoch"]
     epochs = result["epochs_run"]
@@ -83,7 +83,8 @@ MODES = {
     "summary": summary,
     "train": train,
     "leaderboard": lambda cmd: print("wrote " + ", ".join(map(str, zoo.leaderboard(
-        cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once, cmd.args.jobs)))),
+        cmd.keys, cmd.args.seeds, cmd.given, cmd.cfgs[0].device, cmd.args.seeds_at_once, cmd.args.jobs,
+        cmd.args.tensorboard)))),
     "evaluate": evaluate,
     "predict": run_predict,
     "export": run_export,

@@ -117,6 +117,11 @@ def _load_every_artifact(root: Path) -> int:
     for path in root.rglob("*"):
         if not path.is_file() or path.name.startswith("."):
             continue  # ".<name>.<random>.tmp" files are unfinished writes, never read by the zoo
+        if "events" in path.relative_to(root).parts[:1]:  # TensorBoard's own append-only logs: read, not counted
+            from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+            list(EventFileLoader(str(path)).Load())  # a record cut short by a kill ends the file, as TensorBoard reads it
+            continue
         if path.suffix in (".pth", ".pt"):
             torch.load(path, weights_only=True)
         elif path.suffix == ".safetensors":

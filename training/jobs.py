@@ -52,8 +52,8 @@ def _worker_start(threads: int) -> None:
     sys.stdout = sys.stderr = open(os.devnull, "w")  # K progress bars at once are unreadable: the parent reports
 
 
-def _train(settings: dict) -> dict:
-    return runs.train_and_save(RunConfig(**settings))
+def _train(settings: dict, events: bool) -> dict:
+    return runs.train_and_save(RunConfig(**settings), events=events)
 
 
 @contextlib.contextmanager
@@ -84,7 +84,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def train_side_by_side_and_save(cfgs: list[RunConfig], jobs: int) -> list[dict]:
+def train_side_by_side_and_save(cfgs: list[RunConfig], jobs: int, events: bool = True) -> list[dict]:
     """Each of ``cfgs`` trained and written as one run, up to ``jobs`` at a time; their metrics records in
     order. Raises ``SeedFailed`` for the first run to fail, ``runs.Interrupted`` on Ctrl-C or SIGTERM."""
     threads = threads_per_job(jobs)
@@ -92,7 +92,7 @@ def train_side_by_side_and_save(cfgs: list[RunConfig], jobs: int) -> list[dict]:
         pool = ProcessPoolExecutor(min(jobs, len(cfgs)), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_start, initargs=(threads,))
         try:
-            futures: list[Future] = [pool.submit(_train, asdict(cfg)) for cfg in cfgs]
+            futures: list[Future] = [pool.submit(_train, asdict(cfg), events) for cfg in cfgs]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for cfg, future in zip(cfgs, futures):
                 if future in done and future.exception() is not None:

@@ -142,7 +142,8 @@ def write(entries: list[Entry], out_dir: Path | str | None) -> list[Path]:
     return [json_path, md_path, png_path]
 
 
-def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1) -> list[Path]:
+def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool = False, jobs: int = 1,
+          events: bool = True) -> list[Path]:
     """Each model with ``seeds`` seeds from ``given["seed"]``: one after the other; ``at_once``, as one
     network (``seeds_at_once``); or, ``jobs`` > 1, up to that many at a time in processes of their own
     (``jobs.train_side_by_side_and_save``). The first seed's run writes the usual artifacts, every seed's
@@ -159,15 +160,15 @@ def train(keys: list[str], seeds: int, given: dict, device: str, at_once: bool =
             seeds_named, trained = f"seeds {first_seed}-{first_seed + seeds - 1}", None
             if at_once:
                 print(f"model {key}: {seeds_named} at once, as one network")
-                trained = iter(runs.train_together_and_save(cfgs))
+                trained = iter(runs.train_together_and_save(cfgs, events=events))
             elif jobs > 1:
                 print(f"model {key}: {seeds_named}, {min(jobs, seeds)} at a time in processes of their own"
                       f" ({side_by_side.threads_per_job(jobs)} thread(s) each); each seed's result follows when all are done")
-                trained = iter(side_by_side.train_side_by_side_and_save(cfgs, jobs))
+                trained = iter(side_by_side.train_side_by_side_and_save(cfgs, jobs, events))
             records, files = [], []
             for cfg in cfgs:
                 seed = cfg.seed
-                records.append(next(trained) if trained is not None else runs.train_and_save(cfg))
+                records.append(next(trained) if trained is not None else runs.train_and_save(cfg, events=events))
                 kept = ArtifactPaths(f"{get_strategy(key).stem}_seed{seed}", out_dir).metrics
                 atomic_save_json(kept, records[-1])
                 files.append(str(kept.relative_to(kept.parents[1])))

@@ -29,6 +29,8 @@ from core.artifacts import (
     torch_bytes,
 )
 from training import loop, seeds_at_once
+from training.events import EventLog
+from training.events import folder as event_folder
 
 
 class Interrupted(Exception):
@@ -105,11 +107,24 @@ def architecture_summary(strategy: model_strategy.ModelStrategy) -> str:
 class RunWriter:
     """Everything a run writes, and when; nothing else writes a run's files."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, events: bool = True, resume: bool = False) -> None:
         self.cfg = cfg
         self.paths = ArtifactPaths(model_strategy.get_strategy(cfg.model).stem, cfg.out_dir)
         self.run: loop.Run | None = None
         self.epochs_saved = 0  # epochs held by the checkpoint on disk
+        self.events = EventLog(event_folder(self.paths.base, self.paths.stem, cfg.seed, resume)) if events else None
+        self.epochs_logged = 0  # epochs already in the event file
+
+    def _log_epochs(self, run: loop.Run) -> None:
+        """The epochs not yet in the event file (every one, for seeds trained at once)."""
+        if self.events is None:
+            return
+        history, batches = run.history, len(run.pipeline.train)
+        for record in history.epochs[self.epochs_logged:]:
+            first = (record.epoch - 1) * batches
+            self.events.epoch(record, history.batch_train_loss[first:first + batches],
+                              history.batch_train_acc[first:first + batches])
+        self.epochs_logged = len(history.epochs)
 
     def load_checkpoint(self) -> dict:
         """The checkpoint to resume from, refused when it is missing, unreadable or from other settings."""
@@ -134,7 +149,7 @@ class RunWriter:
             wanted = asdict(self.cfg)
             diffs = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {wanted[k]})" for k in changed)
             raise ConfigError("resume", f"{path} was written with {diffs}; give the same flags to resume")
-        self.epochs_saved = len(epochs)
+        self.epochs_saved = self.epochs_logged = len(epochs)
         return state
 
     def on_start(self, run: loop.Run) -> None:
@@ -148,17 +163,22 @@ class RunWriter:
             files[self.paths.best_params] = torch_bytes(run.model.state_dict())
         atomic_write_many(files)
         self.epochs_saved = record.epoch
+        self._log_epochs(run)
 
     def interrupted(self, finishing: bool = False) -> Interrupted:
         """Mark the record of the finished epochs; with none finished, touch nothing."""
         if self.run is not None and self.epochs_saved and not finishing:
             atomic_save_json(self.paths.metrics, metrics_record(self.run, "interrupted"))
+        if self.events is not None:
+            self.events.close()
         return Interrupted(self.epochs_saved, self.paths.checkpoint, finishing)
 
     def diverged(self, error: loop.DivergenceError) -> None:
         """Record the divergence; the final weights of earlier runs stay untouched."""
         if self.run is not None:
             atomic_save_json(self.paths.metrics, {**metrics_record(self.run, "diverged"), "error": str(error)})
+        if self.events is not None:
+            self.events.close()
 
     def finish(self, run: loop.Run) -> dict:
         """The final files: params, metrics with the evaluation and summary as one step, then the figures
@@ -174,18 +194,22 @@ class RunWriter:
             record["history"], self.paths.plot, f"{run.strategy.stem} ({record['summary']['params']:,} params):"
             f" final test accuracy {run.history.epochs[-1].test_acc:.2f}%")
         save_figures(run.model, run.strategy, result, mistakes, self.paths)
+        if self.events is not None:
+            self._log_epochs(run)
+            self.events.finish(run.cfg, record["summary"], {"confusion": self.paths.confusion_plot,
+                                                            "mistakes": self.paths.mistakes_plot})
         return record
 
 
-def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | None = None) -> dict:
+def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | None = None, events: bool = True) -> dict:
     """Train one model and write its files; returns the metrics record.
 
     A checkpoint is written after every epoch; ``resume`` continues from it and ends with the same
     weights and history as an uninterrupted run. Raises ``Interrupted`` on Ctrl-C or SIGTERM,
     ``loop.DivergenceError`` (each after recording it) and ``RunWriteError`` when a file cannot be
-    written, leaving the files of the last good epoch as they were.
+    written, leaving the files of the last good epoch as they were. ``events``: TensorBoard events too.
     """
-    writer = RunWriter(cfg)
+    writer = RunWriter(cfg, events, resume)
     state = writer.load_checkpoint() if resume else None
     try:
         try:
@@ -202,14 +226,16 @@ def train_and_save(cfg: RunConfig, resume: bool = False, started_at: float | Non
         except KeyboardInterrupt:
             raise writer.interrupted(finishing=True) from None
     except WriteError as exc:
+        if writer.events is not None:
+            writer.events.close()
         raise RunWriteError(exc, writer.epochs_saved, writer.paths.checkpoint) from None
 
 
-def train_together_and_save(cfgs: list[RunConfig], started_at: float | None = None) -> list[dict]:
+def train_together_and_save(cfgs: list[RunConfig], started_at: float | None = None, events: bool = True) -> list[dict]:
     """Train the seeds of ``cfgs`` at once (``seeds_at_once``), then write each seed's files as its own
     run's; returns their metrics records. There are no per-epoch checkpoints: an interrupt or a
     divergence loses the epochs so far and leaves every file written before untouched."""
-    writers = [RunWriter(cfg) for cfg in cfgs]
+    writers = [RunWriter(cfg, events) for cfg in cfgs]
     try:
         try:
             trained = seeds_at_once.train_together(cfgs, started_at)
