@@ -212,7 +212,7 @@ def zoo_table(root: Path = REFERENCE_ROOT) -> str:
         acc = "-" if entry is None else f"{entry.mean:.2f}% ± {entry.std:.2f} ({len(entry.seeds)} seeds)"
         aliases = ", ".join(f"`{x}`" for x in strategy.aliases)
         rows.append((f"`{key}`" + (f" ({aliases})" if aliases else ""), strategy.family, f"{a.params:,}", f"{a.macs:,}",
-                     acc, strategy.description))
+                     acc, strategy.description.replace("|", "\\|")))
     return markdown_table(("model", "family", "parameters", "MACs/image", "final test accuracy", "what it is"),
                           "llrrrl", rows)
 
