@@ -109,10 +109,6 @@ register(SchedulerStrategy(
     lambda opt, ctx, c: lr_scheduler.LambdaLR(opt, lambda _: 1.0)))
 
 
-def available_schedulers() -> list[str]:
-    return list(SCHEDULERS)
-
-
 def get_scheduler(name: str) -> SchedulerStrategy:
     """The strategy for ``name``; unknown names raise ``ValueError`` listing the valid ones."""
     return SCHEDULERS[name]
