@@ -41,14 +41,14 @@ class Recipe:
 
 # The original project's recipe for the tiny CNNs: SGD + OneCycle peaking at 0.75, with `rotation-scan` (the
 # design card's rotation, half of each batch then as a 16x16 binary scan), which the held-out-writer
-# selection picked for V2 (README, "Handwriting the models never saw"). For V1 and V3 it picked
-# `rotation-scans-third-fonts` once development fonts joined the held-out writers (the rule stated in the
-# README before its runs): a tenth of each batch redrawn in a handwriting font's hand, then a third of it
+# selection picked for V2 (docs/handwriting.md). For V1 and V3 it picked
+# `rotation-scans-third-fonts` once development fonts joined the held-out writers (the rule
+# written in docs/handwriting.md before its runs): a tenth of each batch redrawn in a handwriting font's hand, then a third of it
 # scanned in SEMEION's or optdigits' format.
 TINY = Recipe(augment="rotation-scan")
 TINY_FONTS = Recipe(augment="rotation-scans-third-fonts")
 # The baselines keep their origins' optimizer (Adam) with a OneCycle peak of 3e-3 and the zoo's +-7 deg
-# rotation; epochs per model below (why each: the README's Recipes section). The fully connected ones and
+# rotation; epochs per model below (why each: docs/models.md). The fully connected ones and
 # cnn-bn add the binary scans, picked on held-out writers like V1-V3's (cnn failed that selection).
 FC_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=20, augment="rotation-scan")
 CNN_RECIPE = Recipe(optimizer="adam", lr=1e-3, max_lr=3e-3, epochs=15)

@@ -47,7 +47,7 @@ def together(way: str, model: str, seeds: int, settings: dict, out: Path, device
 
 
 def summary(record: dict) -> str:
-    """The README's table: the separate runs and each way's runs together, wall times and accuracies."""
+    """The docs' table: the separate runs and each way's runs together, wall times and accuracies."""
     rows = [("separate, one after the other", f"{sum(r['wall_s'] for r in record['separate']):.1f}",
              ", ".join(f"{r['wall_s']:.1f}" for r in record["separate"]),
              ", ".join(f"{r['final_test_acc']:.2f}" for r in record["separate"]),

@@ -1,6 +1,6 @@
 """Training speed, side by side: the project's pipeline against the classic torchvision one.
 
-    python -m benchmarks.bench_training --epochs 15            # the README's figures (about 17 min on 2 cores)
+    python -m benchmarks.bench_training --epochs 15            # docs/performance.md's figures (about 17 min on 2 cores)
     python -m benchmarks.bench_training --epochs 2 --subset 6000   # a one-minute check
     python -m benchmarks.bench_training --device cuda --pipelines project   # the GPU run
 
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", default=str(default_data_dir()))
-    p.add_argument("--device", default="cpu", help="cpu (the README's figures) or cuda")
+    p.add_argument("--device", default="cpu", help="cpu (docs/performance.md's figures) or cuda")
     p.add_argument("--pipelines", default="project,classic", help=f"comma list of {', '.join(PIPELINES)}")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the pipelines this many times, alternating (project, classic, project, ...), so that the"

@@ -151,7 +151,7 @@ def training_gflops(model: str, images_per_s: float) -> float:
 
 
 def machine_line(m: dict) -> str:
-    """A ``machine()`` record in words, for the README's table captions."""
+    """A ``machine()`` record in words, for the docs' table captions."""
     return f"{m.get('device_name')}, {m.get('cpu_count')} cores, torch {m['torch']}, {m['date']}"
 
 

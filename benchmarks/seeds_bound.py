@@ -93,7 +93,7 @@ def _read(proc: subprocess.Popen) -> float:
 
 
 def summary(record: dict) -> str:
-    """The README's table and the figures that follow from it."""
+    """The docs' table and the figures that follow from it."""
     k, runs = record["seeds"], record["runs_ms"]
     processes, threads = record["processes"], record["threads_each"]
 

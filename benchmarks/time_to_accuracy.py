@@ -26,7 +26,7 @@ THRESHOLD = 99.4
 
 
 def summary(record: dict) -> str:
-    """The README's table: one row per seed, then the median."""
+    """The docs' table: one row per seed, then the median."""
     rows, reached = [], []
     for seed, r in record["runs"].items():
         time_to = r[f"time_to_{THRESHOLD}_s"]

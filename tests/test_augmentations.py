@@ -97,7 +97,7 @@ def test_the_stroke_windows_compute_what_max_pool2d_does() -> None:
 
 
 def test_each_model_trains_with_its_recipes_augmentation_unless_a_flag_says_otherwise() -> None:
-    assert config.resolve("1", {}).augment == "rotation-scans-third-fonts"  # picked on held-out writers (README)
+    assert config.resolve("1", {}).augment == "rotation-scans-third-fonts"  # picked on held-out writers (docs/handwriting.md)
     assert config.resolve("2", {}).augment == "rotation-scan"
     assert config.resolve("3", {}).augment == "rotation-scans-third-fonts"
     assert config.resolve("fc-bn", {}).augment == "rotation-scan"

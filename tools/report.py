@@ -1,4 +1,4 @@
-"""The README's result tables, generated from committed files (never typed by hand).
+"""The docs' tables (README.md and docs/*.md), generated from committed files (never typed by hand).
 
     python -m tools.report                   # print the tables of the committed reference models
     python -m tools.report --out-dir runs    # the same for your own runs (results and leaderboard tables)
