@@ -19,7 +19,6 @@ from data_utils import normalize
 NUM_CLASSES = 10
 
 
-
 @torch.no_grad()
 def inference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor | None]]
               ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:

@@ -101,8 +101,6 @@ def load_optdigits(path: Path | None = None) -> tuple[Tensor, Tensor]:
     return values[:, :64].view(-1, 8, 8).float() / 16, values[:, 64]
 
 
-
-
 def binary_scans(images: Tensor) -> Tensor:
     """MNIST digits (N, 28, 28) in [0, 1] as another dataset's maker would store them: each digit's ink box
     stretched on both axes to 16 x 16 (area sampling) and thresholded at one half, like SEMEION's binary

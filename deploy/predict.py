@@ -106,7 +106,6 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[
     return pixels, (torch.tensor(labels) if labels else None), ids, problems
 
 
-
 def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
     """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
     good, digits, problems = [], [], []

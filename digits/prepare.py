@@ -36,8 +36,6 @@ SURROUNDING_WIDTH = 3.0  # ink at the image's edge this many times wider than th
 MAX_SHADOW = 0.75  # a paper level that rises further than this towards the ink's peak has followed the ink
 
 
-
-
 def _filter(x: Tensor, size: int, largest: bool) -> Tensor:
     """Grey-level dilation (``largest``) or erosion of a (H, W) image with a square of odd ``size``."""
     sign = 1.0 if largest else -1.0
@@ -291,7 +289,6 @@ def read_gray(path: Path) -> Tensor:
         reason = getattr(exc, "strerror", None) or f"not a readable image ({type(exc).__name__})"
         raise ValueError(reason) from None
     return gray
-
 
 
 # ---------------------------------------------------------------- the batched twin, for small scans

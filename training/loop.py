@@ -1,7 +1,8 @@
-"""One training loop and one evaluation loop, for every model, loader and scheduler.
+"""The one training loop, for every model, loader and scheduler, and for K seeds trained at once.
 
 ``train(cfg, callbacks)`` is the whole pipeline of one run in one screen: model (accelerated), data,
-optimizer, schedule, loop. It writes nothing; ``runs.RunWriter`` is the callback that saves. The CLI,
+optimizer, schedule, loop (``fit``; evaluation is ``analysis.evaluation``'s one inference loop). It
+writes nothing; ``runs.RunWriter`` is the callback that saves. The CLI,
 the benchmarks and the tests all drive it. Per-batch numbers stay on the device during an epoch and are
 read back once at its end, so a GPU run has no host synchronisation per batch beyond the progress
 bar's occasional refresh.
@@ -104,8 +105,6 @@ class EarlyStopping:
 
 class DivergenceError(RuntimeError):
     """The training loss stopped being a finite number."""
-
-
 
 
 class TrainStep:
