@@ -18,8 +18,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
 import acceleration
@@ -68,37 +66,13 @@ def _as_model(model: nn.Module | str) -> nn.Module:
     return load(model) if isinstance(model, str) else model
 
 
-def _prepared(image: Image) -> Tensor:
-    """One input as the 28x28 digit the model sees, through ``--predict``'s preparation."""
-    if isinstance(image, (str, Path)):
-        return prepare.load_image(Path(image))
-    gray = image if isinstance(image, Tensor) else torch.from_numpy(np.array(image))  # a copy: arrays may be read-only
-    if gray.dim() != 2:
-        raise ValueError(f"an image array must be (H, W) grey levels, got shape {tuple(gray.shape)}")
-    gray = gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float()
-    return prepare.mnistify(gray)
-
-
 def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[predicting.Prediction]:
     """The digit, its probability and the runners-up (``Prediction.top``) for each image (a file, a (H, W) array or
     tensor, or a list or (N, H, W) stack of them), prepared as
     ``--predict`` prepares files; ``model`` is a loaded model or a key. An unreadable input raises
     ``deploy.predict.PredictionInputError`` naming every bad one."""
     single = isinstance(images, (str, Path)) or getattr(images, "ndim", 0) == 2  # one file, or one (H, W) image
-    inputs = [images] if single else list(images)  # a list, or an (N, H, W) array or tensor
-    digits, problems = [], []
-    for i, image in enumerate(inputs):
-        name = str(image) if isinstance(image, (str, Path)) else f"image {i}"
-        try:
-            digits.append((name, _prepared(image)))
-        except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-    if problems:
-        raise predicting.PredictionInputError("\n".join(problems))
-    if not digits:
-        return []
-    said = evaluation.probabilities(_as_model(model), torch.stack([d for _, d in digits]))
-    return [predicting.Prediction.answer(name, p) for (name, _), p in zip(digits, said)]
+    return predicting.predict_images(_as_model(model), [images] if single else list(images))
 
 
 def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> evaluation.Evaluation:
@@ -220,19 +194,10 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
     problems: list[str] = []
     if images:
         paths = [Path(x) for x in images]
-        prepared: dict[int, Tensor] = {}
-        said: dict[int, predicting.Prediction] = {}
-        for i, path in enumerate(paths):
-            try:
-                prepared[i] = prepare.load_image(path)
-            except ValueError as exc:
-                said[i] = predicting.Prediction.unreadable(str(path), str(exc))
-                problems.append(f"{path}: {exc}")
-        if prepared:
-            for i, p in zip(prepared, evaluation.probabilities(model, torch.stack(list(prepared.values())))):
-                said[i] = predicting.Prediction.answer(str(paths[i]), p)
-        for i, path in enumerate(paths):
-            answer, where = said[i], None
+        said, prepared = predicting.answer_inputs(model, paths)
+        problems += [f"{p.source}: {p.reason}" for p in said if p.digit is None]
+        for i, (path, answer) in enumerate(zip(paths, said)):
+            where = None
             if save_prepared and i in prepared:
                 where = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
                 atomic_write_bytes(where, predicting.png_bytes(prepared[i]))

@@ -9,13 +9,15 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
 from analysis.evaluation import probabilities
-from digits.prepare import SIZE, load_image
+from digits.prepare import SIZE, load_image, mnistify
 
 
 class PredictionInputError(Exception):
@@ -106,24 +108,57 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[
     return pixels, (torch.tensor(labels) if labels else None), ids, problems
 
 
+def read_input(image: str | Path | Tensor | Any) -> Tensor:
+    """One input as the (28, 28) digit the model sees: an image file, or a (H, W) array or tensor of grey levels
+    (uint8, or floats in [0, 1]), through the one preparation; raises ValueError naming what is wrong."""
+    if isinstance(image, (str, Path)):
+        return load_image(Path(image))
+    gray = image if isinstance(image, Tensor) else torch.from_numpy(np.array(image))  # a copy: arrays may be read-only
+    if gray.dim() != 2:
+        raise ValueError(f"an image array must be (H, W) grey levels, got shape {tuple(gray.shape)}")
+    return mnistify(gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float())
+
+
+def name_of(image: object, index: int) -> str:
+    return str(image) if isinstance(image, (str, Path)) else f"image {index}"
+
+
+def read_inputs(images: list) -> tuple[dict[int, Tensor], dict[int, str]]:
+    """Each readable input's prepared digit and each unreadable one's reason, by position."""
+    prepared, reasons = {}, {}
+    for i, image in enumerate(images):
+        try:
+            prepared[i] = read_input(image)
+        except ValueError as exc:
+            reasons[i] = str(exc)
+    return prepared, reasons
+
+
 def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
     """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
-    good, digits, problems = [], [], []
-    for path in paths:
-        try:
-            digits.append(load_image(path))
-            good.append(path)
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
-    return good, (torch.stack(digits) if digits else torch.zeros(0, SIZE, SIZE)), problems
+    prepared, reasons = read_inputs(paths)
+    digits = torch.stack(list(prepared.values())) if prepared else torch.zeros(0, SIZE, SIZE)
+    return [paths[i] for i in prepared], digits, [f"{paths[i]}: {r}" for i, r in reasons.items()]
 
 
-def predict_images(model: nn.Module, paths: list[Path]) -> list[Prediction]:
-    """Every image, or one error listing each unreadable one (the CLI predicts the rest instead)."""
-    good, digits, problems = prepare_images(paths)
+def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:
+    """A ``Prediction`` for every input in order (unreadable ones too), and the digits the model saw."""
+    prepared, reasons = read_inputs(images)
+    said = {i: Prediction.unreadable(name_of(images[i], i), r) for i, r in reasons.items()}
+    if prepared:
+        for i, p in zip(prepared, probabilities(model, torch.stack(list(prepared.values())))):
+            said[i] = Prediction.answer(name_of(images[i], i), p)
+    return [said[i] for i in range(len(images))], prepared
+
+
+def predict_images(model: nn.Module, images: list) -> list[Prediction]:
+    """Every input (files, arrays, tensors), or one error listing each unreadable one (the CLI predicts the rest
+    instead)."""
+    said, _ = answer_inputs(model, images)
+    problems = [f"{p.source}: {p.reason}" for p in said if p.digit is None]
     if problems:
         raise PredictionInputError("\n".join(problems))
-    return [Prediction.answer(str(p), q) for p, q in zip(good, probabilities(model, digits))]
+    return said
 
 
 def submission_csv(ids: list[int], predicted: Tensor) -> str:

@@ -50,3 +50,13 @@ def test_a_resumed_run_continues_its_own_event_folder(synthetic_root, tmp_path, 
     assert main.main([*argv, "--resume"]) == 0
     [run] = (tmp_path / "events" / "mnist_model_fc").iterdir()
     assert [step for step, _ in _scalars(run)["epoch/test_acc"]] == [1, 2]
+
+
+def test_a_resumed_seed_finds_its_own_folder_not_a_longer_seeds(tmp_path) -> None:
+    from training.events import folder
+
+    for name in ("20261204-100000-seed10", "20261204-090000-seed1", "20261204-090000-seed1-2"):
+        (tmp_path / "events" / "s" / name).mkdir(parents=True)
+    assert folder(tmp_path, "s", 1, resume=True).name == "20261204-090000-seed1-2"
+    assert folder(tmp_path, "s", 10, resume=True).name == "20261204-100000-seed10"
+    assert not folder(tmp_path, "s", 1, resume=False).exists()  # a new run: a new folder

@@ -9,6 +9,7 @@ confusion-matrix and mistakes figures. Nothing here is read back by the zoo; the
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from training import loop
 
 def folder(root: Path, stem: str, seed: int, resume: bool) -> Path:
     """Where a run's events go: the newest folder of this seed when resuming, else a new one named by the time."""
-    runs = sorted((root / "events" / stem).glob(f"*-seed{seed}*")) if resume else []
+    mine = re.compile(rf"\d{{8}}-\d{{6}}-seed{seed}(-\d+)?")  # seed 1's folders, not seed 10's
+    runs = sorted(p for p in (root / "events" / stem).glob("*") if mine.fullmatch(p.name)) if resume else []
     if runs:
         return runs[-1]
     name, n = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}", 1
