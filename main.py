@@ -46,6 +46,12 @@ def parse(argv: list[str]) -> Command:
         keys = model_strategy.keys(args.model)
     except ValueError as exc:
         raise config.ConfigError("model", str(exc)) from None
+    for flag in ("host", "port"):
+        if flag in explicit_flags(argv) and mode != "serve":
+            raise config.ConfigError(flag, "works with --serve only")
+    if mode == "serve":  # every model unless --model names some; nothing is written
+        keys = keys if "model" in explicit_flags(argv) else model_strategy.available_models()
+        return Command(mode, args, keys, {}, [])
     if len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:
             raise config.ConfigError("model", "a model list or --seeds trains a leaderboard; --summary-only,"

@@ -12,11 +12,12 @@ import lr_schedulers
 import optimizers
 from core.artifacts import RUNS_ROOT
 from deploy import export
+from web import server
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
               "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
-              "--evaluate-external": "external"}
+              "--evaluate-external": "external", "--serve": "serve"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -139,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--inspect", metavar="IMG_OR_TEST_INDEX", help="no training: feature maps after every stage, the"
                      " prediction pipeline and the saliency map of one digit, and every layer's activation statistics"
                      " over the test set")
+    one.add_argument("--serve", action="store_true", help="no training: a web app on this machine to draw or upload a"
+                     " digit and see every trained model answer, and a dashboard of the zoo (docs/serve.md); with"
+                     " --model, only those models")
+    web = p.add_argument_group("web app", "--serve only")
+    web.add_argument("--host", default=server.DEFAULT_HOST,
+                     help="address to listen on; anything but localhost serves every machine that reaches this one")
+    web.add_argument("--port", type=_number(int, 0, 65535), default=server.DEFAULT_PORT,
+                     help="port to listen on; 0 picks a free one (printed)")
     return p
 
 

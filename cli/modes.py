@@ -14,6 +14,7 @@ import model_strategy
 import visualization
 import zoo
 from core.artifacts import ArtifactPaths, trained_root
+from web import server
 
 
 @dataclass
@@ -78,6 +79,10 @@ def evaluate_external(cmd: Command) -> None:
     zoo.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
 
 
+def serve(cmd: Command) -> None:
+    server.serve(cmd.keys, cmd.args.out_dir, cmd.args.host, cmd.args.port)
+
+
 MODES = {
     "list": lambda cmd: print(model_strategy.table()),
     "summary": summary,
@@ -90,4 +95,5 @@ MODES = {
     "export": run_export,
     "inspect": run_inspect,
     "external": evaluate_external,
+    "serve": serve,
 }

@@ -281,11 +281,32 @@ def read_gray(path: Path) -> Tensor:
         raise ValueError("no such file")
     if not path.is_file():
         raise ValueError("not a regular file")
+    return _decode(path, None)  # a local file: Pillow's own decompression-bomb limit
+
+
+MAX_PIXELS = 64_000_000  # a 50-megapixel phone photo passes; a larger upload is refused before it is decoded
+
+
+def decode_gray(data: bytes, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """Image bytes (an upload) as (H, W) grey levels in [0, 1]; raises ValueError naming what is wrong. An image of
+    more than ``max_pixels`` is refused from its header, before its pixels are decoded (a decompression bomb)."""
+    return _decode(io.BytesIO(data), max_pixels)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _decode(source: Path | io.BytesIO, max_pixels: int | None) -> Tensor:
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise _TooLarge(f"too large an image ({image.width}x{image.height} pixels; at most {max_pixels:,})")
             image.load()
             gray = flatten_alpha(image)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+    except _TooLarge as exc:
+        raise ValueError(str(exc)) from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, EOFError) as exc:
         reason = getattr(exc, "strerror", None) or f"not a readable image ({type(exc).__name__})"
         raise ValueError(reason) from None
     return gray

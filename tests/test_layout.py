@@ -16,6 +16,7 @@ LAYERS = [
     {"deploy"},
     {"training"},
     {"zoo"},
+    {"web"},
     {"cli", "tools"},
     {"main", "hubconf"},
 ]

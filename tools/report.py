@@ -29,6 +29,7 @@ import model_strategy
 from analysis import external
 from benchmarks.accuracy import markdown, summarize
 from benchmarks.bench_seeds import summary as seeds_at_once_summary
+from benchmarks.common import machine_line
 from benchmarks.realworld import summary as realworld_summary
 from benchmarks.seeds_bound import summary as seeds_bound_summary
 from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
@@ -261,6 +262,21 @@ def models_table() -> str:
                            "receptive field of the last spatial conv"], "llrrrr", rows)
 
 
+def serve_table(path: Path = RESULTS_DIR / "serve.json") -> str:
+    """The web app measured in a real browser (``benchmarks/bench_serve.py``): latency and drawn pendigits read."""
+    if not path.is_file():
+        return "_not measured yet: run the web app benchmark command above_"
+    r = json.loads(path.read_text())
+    lat, srv = r["stroke_to_screen_ms"], r["server_ms"]
+    rows = [(f"`{key}`", f"{acc:.1f}%") for key, acc in r["accuracy"].items()]
+    return (f"{machine_line(r['machine'])}, Chromium {r['chromium']} (headless); `{r['command']}`.\n\n"
+            f"From the end of a stroke to all {len(r['accuracy'])} answers on screen: median {lat['median']:.0f} ms,"
+            f" 90th percentile {lat['p90']:.0f} ms, slowest {lat['max']:.0f} ms over {r['samples']} strokes; of which"
+            f" the server's preparation and {len(r['accuracy'])} inferences: median {srv['median']:.0f} ms,"
+            f" 90th percentile {srv['p90']:.0f} ms.\n\n"
+            + markdown_table(("model", f"drawn pendigits read right (of {r['samples']})"), "lr", rows))
+
+
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
@@ -268,7 +284,8 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "external": external_table, "external-digits": external_digits_table, "realworld": lambda root: realworld_table(),
           "time-to-accuracy": lambda root: time_to_accuracy_table(),
           "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table(),
-          "cli": lambda root: cli_table(), "augmentations": lambda root: augmentations_table(), "zoo": zoo_table}
+          "cli": lambda root: cli_table(),
+          "serve": lambda root: serve_table(), "augmentations": lambda root: augmentations_table(), "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
 
 

@@ -1,0 +1,201 @@
+"""The web app's endpoints without a browser (Starlette's test client), and ``main.py --serve`` as a process."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+from starlette.testclient import TestClient
+
+import model_strategy
+import zoo
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths
+from web import app as web_app
+from web import server
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = model_strategy.available_models()
+
+
+def png(draw, size: tuple[int, int] = (200, 200), mode: str = "L") -> bytes:
+    """A white image with ``draw(ImageDraw)`` applied, as PNG bytes."""
+    image = Image.new(mode, size, 255)
+    draw(ImageDraw.Draw(image))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+SEVEN = png(lambda d: d.line([(60, 40), (140, 40), (90, 170)], fill=0, width=14))
+ONE = png(lambda d: d.line([(100, 30), (100, 170)], fill=0, width=14))
+ZERO = png(lambda d: d.ellipse([(60, 30), (140, 170)], outline=0, width=14))
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    with TestClient(web_app.create_app()) as c:
+        yield c
+
+
+def test_both_pages_and_their_assets_are_served_with_a_strict_content_policy(client: TestClient) -> None:
+    draw, dashboard = client.get("/"), client.get("/dashboard")
+    assert draw.status_code == dashboard.status_code == 200
+    assert '<canvas id="pad"' in draw.text and '<table id="board">' in dashboard.text
+    for asset in ("/static/draw.js", "/static/dashboard.js", "/static/style.css", "/static/favicon.svg"):
+        assert client.get(asset).status_code == 200, asset
+    policy = draw.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "unsafe" not in policy
+    assert "http" not in draw.text.replace("http-equiv", "") + dashboard.text  # nothing fetched from elsewhere
+
+
+def test_every_trained_model_answers_a_drawn_digit_with_its_top_three(client: TestClient) -> None:
+    reply = client.post("/api/predict?name=seven.png", content=SEVEN)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert [a["key"] for a in body["answers"]] == KEYS
+    for a in body["answers"]:
+        assert a["origin"] == "reference" and a["file"] == "seven.png"
+        assert len(a["top"]) == 3 and a["number"] == str(a["top"][0][0]) and a["verdict"] == "digit"
+        assert [p for _, p in a["top"]] == sorted((p for _, p in a["top"]), reverse=True)
+    assert sum(a["number"] == "7" for a in body["answers"]) >= 7
+    saw = Image.open(io.BytesIO(__import__("base64").b64decode(body["saw"].split(",")[1])))
+    assert saw.size == (28, 28)
+
+
+def test_the_page_answers_as_predict_does(client: TestClient, tmp_path: Path) -> None:
+    (tmp_path / "zero.png").write_bytes(ZERO)
+    page = {a["key"]: a for a in client.post("/api/predict", content=ZERO).json()["answers"]}
+    for key in ("3", "fc"):
+        said = zoo.predict(key, tmp_path / "zero.png")[0]
+        assert page[key]["top"] == [[d, pytest.approx(p, abs=1e-6)] for d, p in said.top]
+
+
+def test_saliency_maps_come_only_on_request(client: TestClient) -> None:
+    plain = client.post("/api/predict", content=ONE).json()["answers"]
+    maps = client.post("/api/predict?saliency=1", content=ONE).json()["answers"]
+    assert all("saliency" not in a for a in plain)
+    assert all(a["saliency"].startswith("data:image/png;base64,") for a in maps)
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b"hello, not an image", "not a readable image"),
+    (SEVEN[:60], "not a readable image"),  # a truncated PNG
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "not a readable image"),
+    (png(lambda d: None), "blank"),
+    (b"", "empty"),
+])
+def test_a_bad_upload_gets_one_clear_message_and_the_server_keeps_serving(client: TestClient, body: bytes,
+                                                                         words: str) -> None:
+    reply = client.post("/api/predict?name=upload.bin", content=body)
+    assert reply.status_code == 400 and words in reply.json()["error"]
+    assert client.post("/api/predict", content=SEVEN).status_code == 200
+
+
+def test_an_upload_over_ten_megabytes_is_refused(client: TestClient) -> None:
+    reply = client.post("/api/predict", content=b"\x00" * (web_app.MAX_UPLOAD + 1))
+    assert reply.status_code == 413 and "at most 10,485,760" in reply.json()["error"]
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    buffer = io.BytesIO()
+    Image.new("1", (9000, 9000), 1).save(buffer, format="PNG")  # 81 megapixels in a few kilobytes
+    assert len(buffer.getvalue()) < 100_000
+    with pytest.raises(web_app.BadUpload, match="too large an image"):
+        web_app.answer([], buffer.getvalue(), "bomb.png")
+
+
+def test_figures_are_named_by_model_and_kind_never_by_path(client: TestClient) -> None:
+    confusion = client.get("/files/reference/3/confusion")
+    assert confusion.status_code == 200 and confusion.headers["content-type"] == "image/png"
+    assert confusion.content == ArtifactPaths("mnist_model_3", REFERENCE_ROOT).confusion_plot.read_bytes()
+    assert client.get("/files/reference/zoo/frontier").status_code == 200
+    assert "Total params: 8,650" in client.get("/files/reference/3/summary").text
+    for bad in ("/files/reference/3/params", "/files/reference/nine/curves", "/files/etc/3/curves",
+                "/files/reference/3/..%2F..%2Fmain.py", "/files/reference/..%2F..%2Fetc/passwd",
+                "/static/..%2Fapp.py", "/files/run/3/curves"):
+        assert client.get(bad).status_code == 404, bad
+
+
+def test_the_dashboard_lists_every_model_and_marks_the_users_own(tmp_path: Path) -> None:
+    mine = ArtifactPaths("mnist_model_3", tmp_path)
+    for attr in ("params", "metrics", "plot"):
+        getattr(mine, attr).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(getattr(ArtifactPaths("mnist_model_3", REFERENCE_ROOT), attr), getattr(mine, attr))
+    with TestClient(web_app.create_app(out_dir=tmp_path)) as c:
+        rows = c.get("/api/models").json()["models"]
+        answers = c.post("/api/predict", content=SEVEN).json()["answers"]
+        assert c.get("/files/run/3/curves").content == mine.plot.read_bytes()
+    assert [(r["key"], r["origin"]) for r in rows] == [(k, "reference") for k in KEYS] + [("3", "your folder")]
+    reference = {r["key"]: r for r in rows if r["origin"] == "reference"}
+    assert reference["3"]["params"] == 8650 and reference["3"]["seeds"]["n"] == 3
+    assert reference["3"]["answering"] is False and rows[-1]["answering"] is True
+    assert set(rows[-1]["figures"]) == {"curves"}
+    assert {a["key"]: a["origin"] for a in answers}["3"] == "your folder"
+
+
+def test_concurrent_requests_each_get_their_own_answer(client: TestClient) -> None:
+    bodies = [SEVEN, ONE, ZERO] * 4
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda b: client.post("/api/predict", content=b).json(), bodies))
+    expected = {SEVEN: "7", ONE: "1", ZERO: "0"}
+    for body, reply in zip(bodies, replies):
+        said = {a["key"]: a["number"] for a in reply["answers"]}
+        assert said["3"] == expected[body]
+
+
+def test_only_loopback_addresses_count_as_local() -> None:
+    assert all(server.is_local(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
+    assert not any(server.is_local(h) for h in ("0.0.0.0", "::", "192.168.1.4"))
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_a_port_in_use_is_one_line_naming_the_flag() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_main("--serve", "--port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"main.py: error: argument --port: {port} is in use on 127.0.0.1; choose another, or"
+        " --port 0 for a free one"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--port", "8000"], "argument --port: works with --serve only"),
+    (["--serve", "--port", "70000"], "argument --port: 70000 is outside [0, 65535]"),
+    (["--serve", "--host", "no.such.host.invalid"], "argument --host: 'no.such.host.invalid' is not an address"),
+    (["--serve", "--model", "nine"], "argument --model"),
+])
+def test_bad_serve_flags_are_one_line_and_exit_2(args: list[str], words: str) -> None:
+    done = run_main(*args)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_prints_its_address_answers_and_stops_cleanly_on_ctrl_c() -> None:
+    process = subprocess.Popen([sys.executable, "main.py", "--serve", "--port", "0", "--model", "3,fc"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline() + process.stdout.readline()
+        assert banner.startswith("serving 2 models: 3 (reference), fc (reference)")
+        url = banner.split("draw at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        request = urllib.request.Request(url + "api/predict", data=SEVEN, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert [a["number"] for a in json.loads(reply.read())["answers"]] == ["7", "7"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and out.strip().endswith("stopped") and "Traceback" not in err

@@ -1,0 +1,273 @@
+"""The web app: a page to draw or upload a digit and see every trained model answer, and a dashboard of the zoo.
+
+One ASGI application (Starlette) with two static pages and a small JSON API. The page's answers come from the
+same library code as ``--predict``: ``digits.prepare`` makes the one 28x28 digit, ``analysis.evaluation``
+runs each model on it and ``deploy.predict.Prediction`` words the answer. Nothing a client sends names a file:
+figures are looked up by model key and a fixed list of kinds; uploads are size-capped and decoded with a
+pixel cap; every bad request gets a JSON ``{"error": ...}`` the page shows, and the server goes on serving.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from torch import nn
+
+import model_strategy
+from analysis import inspection
+from analysis.evaluation import probabilities
+from core.artifacts import REFERENCE_ROOT, RUNS_ROOT, ArtifactPaths
+from data_utils import normalize
+from deploy.predict import Prediction, png_bytes, read_input
+from digits.prepare import decode_gray
+from models import anatomy
+
+STATIC = Path(__file__).with_name("static")
+MAX_UPLOAD = 10 * 1024 * 1024  # bytes: a phone photo fits, a flood does not
+FIGURES = {"curves": "plot", "confusion": "confusion_plot", "mistakes": "mistakes_plot", "filters": "filters_plot"}
+SECURITY_HEADERS = {  # the pages load nothing from elsewhere, and may be framed by nobody
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: ``SECURITY_HEADERS`` on every response."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message) -> None:  # noqa: ANN001
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class BadUpload(Exception):
+    """A request the app cannot answer; ``status`` is its HTTP status, the message is shown in the page."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Served:
+    """One trained model the app answers with: where its weights came from, and the network itself."""
+
+    key: str
+    origin: str  # "reference" (committed), "your run" (runs/) or "your folder" (--out-dir)
+    root: Path
+    model: nn.Module = field(repr=False)
+    title: str = ""
+
+
+def origin_of(root: Path) -> str:
+    if root.resolve() == REFERENCE_ROOT.resolve():
+        return "reference"
+    return "your run" if root.resolve() == RUNS_ROOT.resolve() else "your folder"
+
+
+def roots(out_dir: Path | None) -> list[Path]:
+    """The folders whose trained models the app knows: the committed reference and the user's runs (or ``out_dir``)."""
+    return [REFERENCE_ROOT, Path(out_dir) if out_dir is not None else RUNS_ROOT]
+
+
+def load_zoo(keys: list[str], out_dir: Path | None = None) -> list[Served]:
+    """Each model of ``keys`` that has trained weights, read as ``--predict`` reads it (``artifacts.trained_root``:
+    ``out_dir``, else your latest run, else the reference)."""
+    served = []
+    for key in keys:
+        strategy = model_strategy.get_strategy(key)
+        for root in reversed(roots(out_dir)):  # the user's own first, as --predict
+            if ArtifactPaths(strategy.stem, root).params.exists():
+                model = model_strategy.load_trained(key, root, "cpu").eval()
+                served.append(Served(key, origin_of(root), root, model, strategy.description))
+                break
+    return served
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def heat_png(saliency: torch.Tensor) -> bytes:
+    """A (28, 28) saliency map as an orange-on-black PNG (brighter: the answer depends more on that pixel)."""
+    scaled = (saliency / saliency.max().clamp(min=1e-12)).numpy()
+    rgb = np.stack([scaled, scaled ** 2 * 0.6, scaled ** 4 * 0.2], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = False) -> dict:
+    """Every model's answer to one image: the one preparation, then each model on the same 28x28 digit."""
+    started = time.perf_counter()
+    try:
+        digit = read_input(decode_gray(data))
+    except ValueError as exc:
+        raise BadUpload(f"{name}: {exc}") from None
+    answers = []
+    for served in zoo:
+        said = Prediction.answer(name, probabilities(served.model, digit[None])[0])
+        entry = {"key": served.key, "origin": served.origin, "title": served.title, **said.to_dict()}
+        if with_saliency:
+            sal, _, _ = inspection.saliency(served.model, normalize(digit[None])[0])
+            entry["saliency"] = data_url(heat_png(sal))
+        answers.append(entry)
+    return {"saw": data_url(png_bytes(digit)), "answers": answers,
+            "server_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+def warm_up(zoo: list[Served]) -> None:
+    """One answer before the first visitor's: PyTorch's first call on a model is many times slower than the next."""
+    canvas = Image.new("L", (64, 64), 255)
+    canvas.paste(0, (28, 8, 36, 56))  # a bar: a 1
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    answer(zoo, buffer.getvalue(), "warm-up", with_saliency=True)
+
+
+async def read_body(request: Request, limit: int = MAX_UPLOAD) -> bytes:
+    """The request's body, refused as soon as it passes ``limit`` bytes (whatever Content-Length claims)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadUpload(f"the upload is {int(declared):,} bytes; at most {limit:,} are accepted", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadUpload(f"the upload is larger than {limit:,} bytes", 413)
+        chunks.append(chunk)
+    if size == 0:
+        raise BadUpload("the upload is empty: send the image's bytes as the request body")
+    return b"".join(chunks)
+
+
+def upload_name(request: Request) -> str:
+    """The name the page gives an upload, for its messages only (never a path on the server)."""
+    name = request.query_params.get("name", "drawing")
+    return "".join(c for c in name if c.isprintable())[:80] or "upload"
+
+
+def zoo_table(keys: list[str], out_dir: Path | None, serving: list[Served]) -> dict:
+    """The dashboard's rows: every trained model in each known folder, with its figures' addresses."""
+    board = {}
+    try:
+        board = {e["key"]: e for e in json.loads((REFERENCE_ROOT / "outputs" / "leaderboard.json").read_text())["entries"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    answering = {(s.key, s.origin) for s in serving}
+    rows = []
+    for root in roots(out_dir):
+        origin = origin_of(root)
+        place = "reference" if origin == "reference" else "run"
+        for key in keys:
+            strategy = model_strategy.get_strategy(key)
+            paths = ArtifactPaths(strategy.stem, root)
+            if not paths.params.exists():
+                continue
+            try:
+                record = json.loads(paths.metrics.read_text())
+            except (OSError, ValueError):
+                record = {}
+            summary = record.get("summary") or {}
+            shape = anatomy.analyse(strategy.builder())
+            seeds = board.get(key) if origin == "reference" else None
+            rows.append({
+                "key": key, "origin": origin, "description": strategy.description, "family": strategy.family,
+                "params": shape.params, "macs": shape.macs, "final_test_acc": summary.get("final_test_acc"),
+                "epochs": summary.get("epochs_run"),
+                "seeds": None if seeds is None else {"n": len(seeds["seeds"]), "mean": seeds["mean"], "std": seeds["std"]},
+                "answering": (key, origin) in answering,
+                "figures": {kind: f"/files/{place}/{key}/{kind}" for kind, attr in FIGURES.items()
+                            if getattr(paths, attr).exists()},
+                "summary": f"/files/{place}/{key}/summary" if paths.summary.exists() else None,
+            })
+    frontier = [f"/files/{'reference' if origin_of(r) == 'reference' else 'run'}/zoo/frontier"
+                for r in roots(out_dir) if (r / "plots" / "leaderboard.png").exists()]
+    return {"models": rows, "frontier": frontier}
+
+
+def figure_path(places: dict[str, Path], keys: list[str], place: str, key: str, kind: str) -> Path:
+    """The file behind ``/files/PLACE/KEY/KIND``: a known folder, a served model's key (or ``zoo`` for the
+    accuracy-size frontier) and a kind from ``FIGURES`` or ``summary``; anything else is a 404."""
+    if place not in places:
+        raise BadUpload(f"no folder {place!r}", 404)
+    if key == "zoo" and kind == "frontier":
+        path = places[place] / "plots" / "leaderboard.png"
+    elif key in keys and (kind in FIGURES or kind == "summary"):
+        paths = ArtifactPaths(model_strategy.get_strategy(key).stem, places[place])
+        path = paths.summary if kind == "summary" else getattr(paths, FIGURES[kind])
+    else:
+        raise BadUpload(f"no figure {key}/{kind}", 404)
+    if not path.is_file():
+        raise BadUpload(f"{key}/{kind} has not been made in {place}", 404)
+    return path
+
+
+def create_app(keys: list[str] | None = None, out_dir: Path | None = None) -> Starlette:
+    """The app for the models ``keys`` (default: every model of the registry that has trained weights)."""
+    keys = keys or model_strategy.available_models()
+    serving = load_zoo(keys, out_dir)
+    warm_up(serving)
+    places = {"reference": REFERENCE_ROOT, "run": roots(out_dir)[1]}
+
+    async def predict(request: Request) -> Response:
+        data = await read_body(request)
+        saliency = request.query_params.get("saliency") == "1"
+        return JSONResponse(await run_in_threadpool(answer, serving, data, upload_name(request), saliency))
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(zoo_table, keys, out_dir, serving))
+
+    async def files(request: Request) -> Response:
+        place, key, kind = (request.path_params[k] for k in ("place", "key", "kind"))
+        path = figure_path(places, keys, place, key, kind)
+        if kind == "summary":
+            return PlainTextResponse(path.read_text(errors="replace"))
+        return FileResponse(path, media_type="image/png")
+
+    async def bad(request: Request, exc: BadUpload) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    def static_page(path: str, name: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return FileResponse(STATIC / name, media_type="text/html")
+        return Route(path, endpoint)
+
+    routes = [
+        static_page("/", "draw.html"),
+        static_page("/dashboard", "dashboard.html"),
+        Route("/api/predict", predict, methods=["POST"]),
+        Route("/api/models", models),
+        Route("/files/{place}/{key}/{kind}", files),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={BadUpload: bad},
+                    middleware=[Middleware(SecurityHeaders)])
+    app.state.serving = serving
+    return app
