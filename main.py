@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from pathlib import Path
 
 import acceleration
 import config
@@ -18,10 +19,12 @@ import data_utils
 import model_strategy
 from cli.flags import MODE_FLAGS, build_parser, explicit_flags
 from cli.modes import MODES, Command
+from core import artifacts
 from core.artifacts import WriteError
 from deploy import export, predict
 from digits import font_digits
 from training import jobs, loop, runs
+from training.places import locate
 
 
 def parse(argv: list[str]) -> Command:
@@ -49,7 +52,9 @@ def parse(argv: list[str]) -> Command:
     for flag in ("host", "port"):
         if flag in explicit_flags(argv) and mode != "serve":
             raise config.ConfigError(flag, "works with --serve only")
-    if mode == "serve":  # every model unless --model names some; nothing is written
+    if mode in ("serve", "runs"):  # every model unless --model names some; nothing is written
+        if args.name is not None:
+            raise config.ConfigError("name", f"does not work with --{'serve' if mode == 'serve' else 'list-runs'}")
         keys = keys if "model" in explicit_flags(argv) else model_strategy.available_models()
         return Command(mode, args, keys, {}, [])
     if len(keys) > 1 or args.seeds > 1:
@@ -64,6 +69,8 @@ def parse(argv: list[str]) -> Command:
     if args.jobs > 1 and (args.seeds < 2 or args.seeds_at_once):
         raise config.ConfigError("jobs", "trains several seeds side by side: give --seeds K with K >= 2, and not"
                                  " with --seeds-at-once")
+    places = locate(mode, keys[0], args.name, args.resume, args.out_dir)
+    args.out_dir = None if places.out_dir is None else str(places.out_dir)
     args.data_dir = args.data_dir or str(data_utils.default_data_dir())
     given = {k: v for k, v in vars(args).items() if k in config.SETTINGS and k not in ("model", "device")}
     if mode not in ("list", "predict") or args.predict_csv or args.save_prepared:
@@ -72,15 +79,21 @@ def parse(argv: list[str]) -> Command:
     if mode in ("list", "summary"):
         return Command(mode, args, keys, given, [])
     device = config.resolve_device(args.device)
-    return Command(mode, args, keys, given, [config.resolve(key, given, device, soft) for key in keys])
+    return Command(mode, args, keys, given, [config.resolve(key, given, device, soft) for key in keys], places.source)
 
 
 def _terminate(signum, frame) -> None:  # noqa: ANN001
     raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: no half step reaches the saved files
 
 
-def _resume_hint(argv: list[str]) -> str:
-    return shlex.join([sys.executable, "main.py", *(a for a in argv if a != "--resume"), "--resume"])
+def _resume_hint(argv: list[str], checkpoint: Path | None) -> str:
+    """The command that continues this run: the same flags, ``--resume`` and, for a run in its own folder under
+    runs/, its ``--name`` (a later run would otherwise be the latest)."""
+    named = any(a.split("=")[0] in ("--name", "--out-dir") for a in argv)
+    root = None if checkpoint is None else Path(checkpoint).resolve().parents[1]
+    own = root is not None and root.parents[1] == artifacts.RUNS_ROOT.resolve()  # runs/<stem>/<name>
+    run = ["--name", root.name] if own and not named else []
+    return shlex.join([sys.executable, "main.py", *(a for a in argv if a != "--resume"), *run, "--resume"])
 
 
 def _saved(epochs: int) -> str:
@@ -106,7 +119,7 @@ def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int,
     if isinstance(exc, WriteError):
         saved = getattr(exc, "epochs_saved", 0)
         after = (f" {_saved(saved).capitalize()} saved in {exc.checkpoint}; when the cause is fixed, continue with:"
-                 f" {_resume_hint(argv)}") if saved else " Files written before it are intact."
+                 f" {_resume_hint(argv, exc.checkpoint)}") if saved else " Files written before it are intact."
         return 4, f"{error} cannot write {exc.path}: {exc.reason}.{after}"
     if isinstance(exc, jobs.SeedFailed):
         try:
@@ -121,11 +134,11 @@ def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int,
                          " the first); run the same command again to start over.")
         if exc.finishing:
             return 130, (f"main.py: interrupted while writing the final files; all {exc.epochs_done} epochs are in"
-                         f" {exc.checkpoint}. Write them with: {_resume_hint(argv)}")
+                         f" {exc.checkpoint}. Write them with: {_resume_hint(argv, exc.checkpoint)}")
         if exc.epochs_done == 0:
             return 130, "main.py: interrupted before the first epoch ended; nothing was saved."
         return 130, (f"main.py: interrupted; {_saved(exc.epochs_done)} saved in {exc.checkpoint}."
-                     f" Continue with: {_resume_hint(argv)}")
+                     f" Continue with: {_resume_hint(argv, exc.checkpoint)}")
     if isinstance(exc, KeyboardInterrupt):
         return 130, "main.py: interrupted."
     raise exc

@@ -12,6 +12,7 @@ the library's own types (``config.ConfigError`` names the setting); nothing here
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable
@@ -27,12 +28,13 @@ import model_strategy
 import visualization
 from analysis import evaluation, external, inspection
 from config import ConfigError, RunConfig
+from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
 from deploy import export as exporting
 from deploy import predict as predicting
 from digits import prepare
 from training import leaderboard as board
-from training import runs
+from training import places, runs
 
 Image = str | Path | Tensor | Any  # a file, a (H, W) tensor or array of grey levels (uint8, or floats in [0, 1])
 
@@ -48,10 +50,13 @@ def settings(model: str = "3", **overrides: Any) -> RunConfig:
     return config.resolve(model, given, device)
 
 
-def train(model: str = "3", **overrides: Any) -> dict:
-    """Train one model (``settings``) and write its files under ``runs/`` (or ``out_dir=``); its metrics record."""
+def train(model: str = "3", name: str | None = None, **overrides: Any) -> dict:
+    """Train one model (``settings``) and write its files into a folder of its own, ``runs/<stem>/<name>`` (default
+    name: the time it starts; ``out_dir=`` names the folder itself); its metrics record."""
     cfg = settings(model, **overrides)
-    config.probe_out_dir(cfg.out_dir, [model_strategy.get_strategy(cfg.model).stem])
+    where = places.locate("train", cfg.model, name, False, cfg.out_dir).out_dir
+    cfg = dataclasses.replace(cfg, out_dir=str(where))
+    config.probe_out_dir(cfg.out_dir, [model_strategy.get_strategy(model).stem])
     return train_run(cfg)
 
 
@@ -85,6 +90,48 @@ def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> eval
 
 
 # --------------------------------------------------------------------------------- the modes' calls
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """One run under ``runs/`` as ``--list-runs`` shows it."""
+
+    model: str
+    folder: Path  # the run's root (outputs/, plots/, summaries/, events/)
+    status: str  # the record's: complete, interrupted, diverged, ... (unreadable: no readable record)
+    written: float  # when its metrics record was last written (seconds since the epoch)
+    final_test_acc: float | None
+    epochs_run: int | None
+    differs: dict[str, Any]  # the settings that differ from the model's recipe
+    latest: bool  # the run the reading modes use when not told which
+
+
+NOT_RECIPE = {"model", "data_dir", "out_dir", "device", "backend", "cuda_graph", "verify", "loader", "scheduler_constants"}
+
+
+def list_runs(keys: list[str] | None = None) -> list[RunSummary]:
+    """Every run of the models ``keys`` (default: all) under ``runs/``, oldest first: a run's own folder, a
+    leaderboard's first seed, or ``runs/`` itself (where runs went before each had a folder)."""
+    stems = {s.stem: key for key, s in model_strategy.MODELS.items() if keys is None or key in keys}
+    found = []
+    for metrics in [*artifacts.RUNS_ROOT.glob("*/*/outputs/*_metrics.json"),
+                    *artifacts.RUNS_ROOT.glob("outputs/*_metrics.json")]:
+        key = stems.get(metrics.name.removesuffix("_metrics.json"))  # a leaderboard's seed<N> records: not runs
+        if key is None or not metrics.is_file() or metrics.parents[1].name == "reference":  # evaluations of it
+            continue
+        try:
+            record = json.loads(metrics.read_text())
+            summary, settings = record.get("summary") or {}, record["config"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            record, summary, settings = {"status": "unreadable"}, {}, {}
+        recipe = config.resolve(key, {}, "cpu").to_dict()
+        differs = {k: v for k, v in settings.items() if k not in NOT_RECIPE and k in recipe and recipe[k] != v}
+        root = metrics.parents[1]
+        latest = trained_root(model_strategy.get_strategy(key).stem, None).resolve() == root.resolve()
+        found.append(RunSummary(key, root, str(record.get("status", "?")), metrics.stat().st_mtime,
+                                summary.get("final_test_acc"), summary.get("epochs_run"), differs, latest))
+    return sorted(found, key=lambda r: r.written)
+
 
 
 def train_run(cfg: RunConfig, resume: bool = False, events: bool = True) -> dict:
@@ -179,12 +226,12 @@ def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
 
 
 def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
-                  save_prepared: bool = False, fmt: str = "text") -> int:
-    """``--predict`` / ``--predict-csv``: the saved model on new digits, nothing trained. Prints one line per
-    input in its order (``fmt`` ``json``: one JSON object per input, unreadable ones included) and one per bad
-    input on stderr; returns how many inputs were bad."""
+                  save_prepared: bool = False, fmt: str = "text", source: Path | None = None) -> int:
+    """``--predict`` / ``--predict-csv``: the model saved under ``source`` (default: ``artifacts.trained_root``) on
+    new digits, nothing trained. Prints one line per input in its order (``fmt`` ``json``: one JSON object per
+    input, unreadable ones included) and one per bad input on stderr; returns how many inputs were bad."""
     strategy = model_strategy.get_strategy(cfg.model)
-    source = ArtifactPaths(strategy.stem, trained_root(strategy.stem, cfg.out_dir))
+    source = ArtifactPaths(strategy.stem, source or trained_root(strategy.stem, cfg.out_dir))
     model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
     if best:
         model_strategy.load_weights(model, source.best_params, strategy.key)

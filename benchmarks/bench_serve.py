@@ -2,8 +2,9 @@
 
     python -m benchmarks.bench_serve --samples 300 --data-dir ../shared/data
 
-For each of ``--samples`` pendigits trajectories (a development set of 44 other writers, spread evenly over the
-file) the mouse draws the eight points as one stroke; the page posts the canvas, every served model answers,
+The committed reference models are served (an empty ``--out-dir``: none of your runs). For each of
+``--samples`` pendigits trajectories (a development set of 44 other writers, spread evenly over the file)
+the mouse draws the eight points as one stroke; the page posts the canvas, every served model answers,
 and the page records the time from the end of the stroke to the answers on screen (the next frame after they
 are in the page). Written: ``benchmarks/results/serve.json`` (each model's share read right, the latencies)
 and the two screenshots in ``docs/img/``. Pendigits keeps eight points per digit and loses pen lifts, so a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 from pathlib import Path
 
 from benchmarks import browser
@@ -42,7 +44,7 @@ def main() -> None:
     samples = browser.pendigits(args.data_dir, args.samples)
     right: dict[str, int] = {}
     server_ms: list[float] = []
-    with browser.serve() as server, sync_playwright() as pw:
+    with tempfile.TemporaryDirectory() as none, browser.serve("--out-dir", none) as server, sync_playwright() as pw:
         chromium = browser.launch(pw)
         page = chromium.new_page(viewport={"width": 1280, "height": 900})
         page.goto(server.url)

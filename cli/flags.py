@@ -17,7 +17,8 @@ from web import server
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
               "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
-              "--evaluate-external": "external", "--serve": "serve"}
+              "--evaluate-external": "external", "--serve": "serve",
+              "--list-runs": "runs"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -92,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after K epochs without a higher validation accuracy (needs --val-split)")
 
     output = p.add_argument_group("output")
-    output.add_argument("--out-dir", help=f"root for outputs/, plots/, summaries/ (default: {RUNS_ROOT.name}/ in this"
-                        " repository; the committed reference models are in the repository itself, --out-dir .)")
+    output.add_argument("--out-dir", help=f"this folder for outputs/, plots/, summaries/, read and written as it is"
+                        f" (default: a run's own folder under {RUNS_ROOT.name}/, see --name; the committed reference"
+                        " models are in the repository itself, --out-dir .)")
+    output.add_argument("--name", help="training: the run's folder under runs/<stem>/, by default named by the time it starts;"
+                        " --resume and the modes that read a trained model: which run, by default the latest")
     output.add_argument("--resume", action="store_true",
                         help="continue from outputs/<stem>_checkpoint.pt under --out-dir (same flags)")
     output.add_argument("--best", action="store_true",
@@ -125,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     modes = p.add_argument_group("modes", "at most one; without one, main.py trains")
     one = modes.add_mutually_exclusive_group()
     one.add_argument("--list-models", action="store_true", help="print the models table and exit")
+    one.add_argument("--list-runs", action="store_true", help="list your runs under runs/: model, run, when, final"
+                     " accuracy and the settings that differ from the model's recipe (with --model, only those models)")
     one.add_argument("--summary-only", action="store_true", help="write the model's torchsummary text and exit")
     one.add_argument("--evaluate", action="store_true", help="no training: evaluate the saved params and write"
                      " per-class scores, the confusion matrix and the mistakes and filters plots under --out-dir")

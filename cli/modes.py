@@ -6,6 +6,7 @@ returns an exit code, or None for success. Errors are the library's own types; `
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import config
 import model_strategy
 import visualization
 import zoo
-from core.artifacts import ArtifactPaths, trained_root
+from core import artifacts
+from core.artifacts import ArtifactPaths
 from web import server
 
 
@@ -24,13 +26,13 @@ class Command:
     keys: list[str]
     given: dict  # the settings given on the command line (None: not given)
     cfgs: list[config.RunConfig]  # one per model (first seed); empty for modes that need none
+    source: Path | None = None  # the trained model a reading mode reads (``cli.places``)
 
 
 def _source(cmd: Command, doing: str) -> Path:
-    """Where the trained model is read from (``artifacts.trained_root``), said on the console."""
-    source = trained_root(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.args.out_dir)
-    print(f"{doing} the params under {source}")
-    return source
+    """Where the trained model is read from (``cli.places``), said on the console."""
+    print(f"{doing} the params under {cmd.source}")
+    return cmd.source
 
 
 def summary(cmd: Command) -> None:
@@ -51,7 +53,8 @@ def train(cmd: Command) -> None:
         chosen = result["selected_on_validation"]
         print(f"validation selected epoch {chosen['epoch']} (validation {chosen['val_acc']:.2f}%, test"
               f" {chosen['test_acc']:.2f}%); its params: {paths.best_params}")
-    print(f"wrote {paths.params}, {paths.metrics}, {paths.summary} and plots/{paths.stem}*.png under {paths.base}")
+    print(f"wrote the run to {paths.base}: outputs/{paths.params.name}, outputs/{paths.metrics.name},"
+          f" summaries/{paths.summary.name}, plots/{paths.stem}*.png")
 
 
 def evaluate(cmd: Command) -> None:
@@ -67,7 +70,7 @@ def run_export(cmd: Command) -> None:
 
 def run_predict(cmd: Command) -> int:
     failed = zoo.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
-                               cmd.args.save_prepared, cmd.args.format)
+                               cmd.args.save_prepared, cmd.args.format, cmd.source)
     return 1 if failed else 0
 
 
@@ -77,6 +80,25 @@ def run_inspect(cmd: Command) -> None:
 
 def evaluate_external(cmd: Command) -> None:
     zoo.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
+
+
+def list_runs(cmd: Command) -> None:
+    found = zoo.list_runs(cmd.keys)
+    if not found:
+        print(f"no runs under {artifacts.RUNS_ROOT} yet: train one with main.py --model 3")
+        return
+    rows = [("model", "run", "written", "status", "final test acc.", "epochs", "differs from the recipe")]
+    for r in found:
+        where = r.folder.resolve().relative_to(artifacts.RUNS_ROOT.resolve()).as_posix()
+        rows.append((r.model + (" *" if r.latest else ""), where if where != "." else "(runs/ itself)",
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(r.written)), r.status,
+                     "-" if r.final_test_acc is None else f"{r.final_test_acc:.2f}%", str(r.epochs_run or "-"),
+                     " ".join(f"--{k.replace('_', '-')} {v}" for k, v in r.differs.items()) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for row in rows:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[6])
+    print(f"under {artifacts.RUNS_ROOT}; * the run --predict, --evaluate, --export, --inspect and --serve read"
+          " (the latest); --name picks another")
 
 
 def serve(cmd: Command) -> None:
@@ -96,4 +118,5 @@ MODES = {
     "inspect": run_inspect,
     "external": evaluate_external,
     "serve": serve,
+    "runs": list_runs,
 }

@@ -11,7 +11,9 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,12 +118,59 @@ class ArtifactPaths:
         return self.base / "outputs" / f"{self.stem}_activations.json"
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_NAMES = frozenset({*FOLDERS, "events", "reference"})  # folders of their own under runs/<stem>/
+LEADERBOARDS = "leaderboard"  # runs/leaderboard/<run>/: the runs of --model A,B / --seeds K
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run (it becomes a folder), or None."""
+    if not RUN_NAME.fullmatch(name):
+        return (f"{name!r} cannot name a run: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if name in RESERVED_NAMES:
+        return f"{name!r} is a folder of its own under runs/; choose another name"
+    return None
+
+
+def run_dir(stem: str, name: str) -> Path:
+    """The folder of the run ``name`` of ``stem`` (``runs/<stem>/<name>``), whether or not it exists."""
+    return RUNS_ROOT / stem / name
+
+
+def new_run_dir(stem: str) -> Path:
+    """A folder name no run of ``stem`` has yet, from the time: ``runs/<stem>/YYYYMMDD-HHMMSS`` (``-2``, ... when
+    two start in one second)."""
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    while run_dir(stem, stamp if n == 1 else f"{stamp}-{n}").exists():
+        n += 1
+    return run_dir(stem, stamp if n == 1 else f"{stamp}-{n}")
+
+
+def trained_runs(stem: str) -> list[Path]:
+    """Every folder under ``runs/`` holding trained weights of ``stem`` (its own runs and the leaderboards' first
+    seeds), oldest first by when the weights were written."""
+    found = [params.parents[1] for params in RUNS_ROOT.glob(f"*/*/outputs/{stem}_params.pth") if params.is_file()]
+    return sorted(found, key=lambda root: ArtifactPaths(stem, root).params.stat().st_mtime)
+
+
 def trained_root(stem: str, out_dir: Path | str | None) -> Path:
-    """Where to read a trained model from: ``out_dir`` when given; else the user's own run in ``runs/`` when
+    """Where to read a trained model from: ``out_dir`` when given; else the user's latest run in ``runs/`` when
     there is one, else the committed reference. The modes that read one say which file they loaded."""
     if out_dir is not None:
         return Path(out_dir)
-    return RUNS_ROOT if ArtifactPaths(stem).params.exists() else REFERENCE_ROOT
+    runs = trained_runs(stem)
+    if runs:
+        return runs[-1]
+    legacy = ArtifactPaths(stem, RUNS_ROOT).params.exists()  # runs/ itself: where every run went before each had a folder
+    return RUNS_ROOT if legacy else REFERENCE_ROOT
+
+
+def is_run(root: Path) -> bool:
+    """Whether ``root`` is under ``runs/`` (a user's run), not the committed reference or a folder of the user's."""
+    with contextlib.suppress(ValueError):
+        Path(root).resolve().relative_to(RUNS_ROOT.resolve())
+        return True
+    return False
 
 
 class WriteError(Exception):

@@ -25,7 +25,7 @@ def test_onnx_export_of_v3_predicts_like_pytorch_on_the_whole_test_set(mnist_roo
     assert main.main(["--model", "3", "--export", "onnx", "--data-dir", str(mnist_root)]) == 0
     printed = capsys.readouterr().out
     assert "same digit on 100.00% of the test set" in printed and f"under {REFERENCE_ROOT}" in printed
-    path = tmp_path / "runs" / "outputs" / "mnist_model_3.onnx"
+    path = tmp_path / "runs" / "mnist_model_3" / "reference" / "outputs" / "mnist_model_3.onnx"  # read the reference
     test = data_utils.load_mnist(mnist_root)["test"]
     images = test.images[:3000].float() / 255.0
     onnx = export.onnx_logits(export.session(path.read_bytes()), images, batch_size=777)  # a batch size never traced

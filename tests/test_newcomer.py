@@ -41,11 +41,12 @@ def test_the_main_command_without_out_dir_writes_under_runs_and_leaves_the_refer
     before = _reference_digest()
     assert main.main(["--data-dir", str(synthetic_root), *TRAIN]) == 0
     assert _reference_digest() == before
-    assert (tmp_path / "runs" / "outputs" / "mnist_model_1_params.pth").is_file()
-    assert f"under {tmp_path / 'runs'}" in capsys.readouterr().out
+    (run,) = (tmp_path / "runs" / "mnist_model_1").iterdir()  # a folder of its own, named by the time
+    assert (run / "outputs" / "mnist_model_1_params.pth").is_file()
+    assert f"wrote the run to {run}" in capsys.readouterr().out
     # reading modes then use the user's own run, and say so
     assert main.main(["--model", "1", "--predict", str(tmp_path / "none.png")]) == 1
-    assert str(tmp_path / "runs" / "outputs" / "mnist_model_1_params.safetensors") in capsys.readouterr().err
+    assert str(run / "outputs" / "mnist_model_1_params.safetensors") in capsys.readouterr().err
 
 
 def test_predict_uses_the_committed_reference_model_until_the_user_has_trained_one(tmp_path, monkeypatch,
@@ -127,7 +128,7 @@ def test_save_prepared_writes_the_28x28_digit_the_model_saw(tmp_path, monkeypatc
     digit[6:22, 12:16] = 255
     image = RENDERINGS["grey-paper"](digit, tmp_path / "bar", torch.Generator().manual_seed(1))
     assert main.main(["--model", "3", "--predict", str(image), "--save-prepared"]) == 0
-    prepared = tmp_path / "runs" / "outputs" / "prepared" / "bar_28x28.png"
+    prepared = tmp_path / "runs" / "mnist_model_3" / "reference" / "outputs" / "prepared" / "bar_28x28.png"
     assert str(prepared) in capsys.readouterr().out
     with Image.open(prepared) as seen:
         assert seen.size == (28, 28)

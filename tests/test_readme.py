@@ -34,7 +34,8 @@ def test_the_readme_snippets_run_and_print_what_they_promise(mnist_root, tmp_pat
     assert "V3: 99.49% on 10,000 test digits" in evaluated  # the committed reference, as the results table says
     assert re.search(r"^seven\.png: 7 \(\d+\.\d%\)$", predicted, re.M) and re.search(r"^image 1: 7 ", predicted, re.M)
     assert re.search(r"^\d+\.\d+ % after 1 epoch$", trained.strip(), re.M)
-    assert (tmp_path / "runs" / "outputs" / "mnist_model_3_params.pth").is_file()
+    (run,) = (tmp_path / "runs" / "mnist_model_3").iterdir()  # the snippet's run, in a folder of its own
+    assert (run / "outputs" / "mnist_model_3_params.pth").is_file()
     assert not (ROOT / "seven.png").exists()
 
 

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 import model_strategy
 import zoo
+from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths
 from web import app as web_app
 from web import server
@@ -41,8 +42,9 @@ ZERO = png(lambda d: d.ellipse([(60, 30), (140, 170)], outline=0, width=14))
 
 
 @pytest.fixture(scope="module")
-def client() -> TestClient:
-    with TestClient(web_app.create_app()) as c:
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    """The app over the committed reference models only (an empty --out-dir: none of your runs)."""
+    with TestClient(web_app.create_app(out_dir=tmp_path_factory.mktemp("none"))) as c:
         yield c
 
 
@@ -75,7 +77,7 @@ def test_the_page_answers_as_predict_does(client: TestClient, tmp_path: Path) ->
     (tmp_path / "zero.png").write_bytes(ZERO)
     page = {a["key"]: a for a in client.post("/api/predict", content=ZERO).json()["answers"]}
     for key in ("3", "fc"):
-        said = zoo.predict(key, tmp_path / "zero.png")[0]
+        said = zoo.predict(zoo.load(key, REFERENCE_ROOT), tmp_path / "zero.png")[0]
         assert page[key]["top"] == [[d, pytest.approx(p, abs=1e-6)] for d, p in said.top]
 
 
@@ -133,13 +135,31 @@ def test_the_dashboard_lists_every_model_and_marks_the_users_own(tmp_path: Path)
     with TestClient(web_app.create_app(out_dir=tmp_path)) as c:
         rows = c.get("/api/models").json()["models"]
         answers = c.post("/api/predict", content=SEVEN).json()["answers"]
-        assert c.get("/files/run/3/curves").content == mine.plot.read_bytes()
+        assert c.get("/files/folder/3/curves").content == mine.plot.read_bytes()
     assert [(r["key"], r["origin"]) for r in rows] == [(k, "reference") for k in KEYS] + [("3", "your folder")]
     reference = {r["key"]: r for r in rows if r["origin"] == "reference"}
     assert reference["3"]["params"] == 8650 and reference["3"]["seeds"]["n"] == 3
     assert reference["3"]["answering"] is False and rows[-1]["answering"] is True
     assert set(rows[-1]["figures"]) == {"curves"}
     assert {a["key"]: a["origin"] for a in answers}["3"] == "your folder"
+
+
+def test_your_runs_are_served_and_listed_beside_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")
+    for name in ("older", "newer"):
+        mine = ArtifactPaths("mnist_model_fc", artifacts.run_dir("mnist_model_fc", name))
+        for attr in ("params", "metrics", "confusion_plot"):
+            getattr(mine, attr).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(getattr(ArtifactPaths("mnist_model_fc", REFERENCE_ROOT), attr), getattr(mine, attr))
+    with TestClient(web_app.create_app(["3", "fc"])) as c:
+        rows = c.get("/api/models").json()["models"]
+        answers = {a["key"]: (a["origin"], a["run"]) for a in c.post("/api/predict", content=SEVEN).json()["answers"]}
+        assert c.get("/files/run~mnist_model_fc~older/fc/confusion").status_code == 200
+        assert c.get("/files/run~mnist_model_fc~nothere/fc/confusion").status_code == 404
+    assert [(r["key"], r["origin"], r["run"], r["answering"]) for r in rows] == [
+        ("3", "reference", None, True), ("fc", "reference", None, False),
+        ("fc", "your run", "mnist_model_fc/newer", True), ("fc", "your run", "mnist_model_fc/older", False)]
+    assert answers == {"3": ("reference", None), "fc": ("your run", "mnist_model_fc/newer")}
 
 
 def test_concurrent_requests_each_get_their_own_answer(client: TestClient) -> None:
@@ -184,8 +204,9 @@ def test_bad_serve_flags_are_one_line_and_exit_2(args: list[str], words: str) ->
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
 
 
-def test_serve_prints_its_address_answers_and_stops_cleanly_on_ctrl_c() -> None:
-    process = subprocess.Popen([sys.executable, "main.py", "--serve", "--port", "0", "--model", "3,fc"], cwd=ROOT,
+def test_serve_prints_its_address_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "main.py", "--serve", "--port", "0", "--model", "3,fc", "--out-dir",
+                                str(tmp_path)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stdout.readline() + process.stdout.readline()

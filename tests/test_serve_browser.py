@@ -24,8 +24,9 @@ PENDIGITS = default_data_dir() / "PENDIGITS" / "pendigits.csv"
 
 
 @pytest.fixture(scope="module")
-def site():
-    with browser.serve() as server, sync_playwright() as p:
+def site(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The committed reference models (an empty --out-dir: none of your runs) in Chromium."""
+    with browser.serve("--out-dir", str(tmp_path_factory.mktemp("none"))) as server, sync_playwright() as p:
         chromium = browser.launch(p)
         yield server, chromium
         chromium.close()

@@ -30,7 +30,8 @@ from torch import nn
 import model_strategy
 from analysis import inspection
 from analysis.evaluation import probabilities
-from core.artifacts import REFERENCE_ROOT, RUNS_ROOT, ArtifactPaths
+from core import artifacts
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths, trained_root, trained_runs
 from data_utils import normalize
 from deploy.predict import Prediction, png_bytes, read_input
 from digits.prepare import decode_gray
@@ -74,39 +75,56 @@ class BadUpload(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class Place:
+    """A folder of trained models the app shows: the committed reference, one of your runs, or ``--out-dir``."""
+
+    id: str  # in the figures' addresses: "reference", "folder", or "run~<stem>~<name>" (checked against this list)
+    origin: str  # "reference", "your run" or "your folder"
+    run: str | None  # the run's folder under runs/, as the page names it
+    root: Path
+
+
+def places(keys: list[str], out_dir: Path | None = None) -> dict[str, Place]:
+    """Every folder holding a trained model of ``keys``: the reference, then ``out_dir`` or each of your runs."""
+    found = {"reference": Place("reference", "reference", None, REFERENCE_ROOT)}
+    if out_dir is not None:
+        found["folder"] = Place("folder", "your folder", str(out_dir), Path(out_dir))
+        return found
+    runs = artifacts.RUNS_ROOT.resolve()
+    roots = {root.resolve() for key in keys for root in trained_runs(model_strategy.get_strategy(key).stem)}
+    if any(ArtifactPaths(model_strategy.get_strategy(k).stem, runs).params.is_file() for k in keys):
+        roots.add(runs)  # runs/ itself: where runs went before each had a folder
+    for root in sorted(roots):
+        parts = root.relative_to(runs).parts
+        place = Place("~".join(("run", *parts)), "your run", "/".join(parts) or "runs/", root)
+        found[place.id] = place
+    return found
+
+
 @dataclass
 class Served:
     """One trained model the app answers with: where its weights came from, and the network itself."""
 
     key: str
-    origin: str  # "reference" (committed), "your run" (runs/) or "your folder" (--out-dir)
-    root: Path
+    place: Place
     model: nn.Module = field(repr=False)
     title: str = ""
 
 
-def origin_of(root: Path) -> str:
-    if root.resolve() == REFERENCE_ROOT.resolve():
-        return "reference"
-    return "your run" if root.resolve() == RUNS_ROOT.resolve() else "your folder"
-
-
-def roots(out_dir: Path | None) -> list[Path]:
-    """The folders whose trained models the app knows: the committed reference and the user's runs (or ``out_dir``)."""
-    return [REFERENCE_ROOT, Path(out_dir) if out_dir is not None else RUNS_ROOT]
-
-
 def load_zoo(keys: list[str], out_dir: Path | None = None) -> list[Served]:
     """Each model of ``keys`` that has trained weights, read as ``--predict`` reads it (``artifacts.trained_root``:
-    ``out_dir``, else your latest run, else the reference)."""
+    your latest run, else the reference); with ``out_dir``, the models in that folder, else the reference."""
+    known = {place.root.resolve(): place for place in places(keys, out_dir).values()}
     served = []
     for key in keys:
         strategy = model_strategy.get_strategy(key)
-        for root in reversed(roots(out_dir)):  # the user's own first, as --predict
-            if ArtifactPaths(strategy.stem, root).params.exists():
-                model = model_strategy.load_trained(key, root, "cpu").eval()
-                served.append(Served(key, origin_of(root), root, model, strategy.description))
-                break
+        root = trained_root(strategy.stem, out_dir)
+        if not ArtifactPaths(strategy.stem, root).params.is_file():
+            root = REFERENCE_ROOT  # not in --out-dir
+        if ArtifactPaths(strategy.stem, root).params.is_file():
+            model = model_strategy.load_trained(key, root, "cpu").eval()
+            served.append(Served(key, known[root.resolve()], model, strategy.description))
     return served
 
 
@@ -133,7 +151,8 @@ def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = Fals
     answers = []
     for served in zoo:
         said = Prediction.answer(name, probabilities(served.model, digit[None])[0])
-        entry = {"key": served.key, "origin": served.origin, "title": served.title, **said.to_dict()}
+        entry = {"key": served.key, "origin": served.place.origin, "run": served.place.run, "title": served.title,
+                 **said.to_dict()}
         if with_saliency:
             sal, _, _ = inspection.saliency(served.model, normalize(digit[None])[0])
             entry["saliency"] = data_url(heat_png(sal))
@@ -180,14 +199,12 @@ def zoo_table(keys: list[str], out_dir: Path | None, serving: list[Served]) -> d
         board = {e["key"]: e for e in json.loads((REFERENCE_ROOT / "outputs" / "leaderboard.json").read_text())["entries"]}
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    answering = {(s.key, s.origin) for s in serving}
-    rows = []
-    for root in roots(out_dir):
-        origin = origin_of(root)
-        place = "reference" if origin == "reference" else "run"
+    answering = {(s.key, s.place.id) for s in serving}
+    rows, frontier = [], []
+    for place in places(keys, out_dir).values():
         for key in keys:
             strategy = model_strategy.get_strategy(key)
-            paths = ArtifactPaths(strategy.stem, root)
+            paths = ArtifactPaths(strategy.stem, place.root)
             if not paths.params.exists():
                 continue
             try:
@@ -196,31 +213,32 @@ def zoo_table(keys: list[str], out_dir: Path | None, serving: list[Served]) -> d
                 record = {}
             summary = record.get("summary") or {}
             shape = anatomy.analyse(strategy.builder())
-            seeds = board.get(key) if origin == "reference" else None
+            seeds = board.get(key) if place.id == "reference" else None
             rows.append({
-                "key": key, "origin": origin, "description": strategy.description, "family": strategy.family,
-                "params": shape.params, "macs": shape.macs, "final_test_acc": summary.get("final_test_acc"),
-                "epochs": summary.get("epochs_run"),
+                "key": key, "origin": place.origin, "run": place.run, "description": strategy.description,
+                "family": strategy.family, "params": shape.params, "macs": shape.macs,
+                "final_test_acc": summary.get("final_test_acc"), "epochs": summary.get("epochs_run"),
                 "seeds": None if seeds is None else {"n": len(seeds["seeds"]), "mean": seeds["mean"], "std": seeds["std"]},
-                "answering": (key, origin) in answering,
-                "figures": {kind: f"/files/{place}/{key}/{kind}" for kind, attr in FIGURES.items()
+                "answering": (key, place.id) in answering,
+                "figures": {kind: f"/files/{place.id}/{key}/{kind}" for kind, attr in FIGURES.items()
                             if getattr(paths, attr).exists()},
-                "summary": f"/files/{place}/{key}/summary" if paths.summary.exists() else None,
+                "summary": f"/files/{place.id}/{key}/summary" if paths.summary.exists() else None,
             })
-    frontier = [f"/files/{'reference' if origin_of(r) == 'reference' else 'run'}/zoo/frontier"
-                for r in roots(out_dir) if (r / "plots" / "leaderboard.png").exists()]
+        if (place.root / "plots" / "leaderboard.png").is_file():
+            frontier.append(f"/files/{place.id}/zoo/frontier")
     return {"models": rows, "frontier": frontier}
 
 
-def figure_path(places: dict[str, Path], keys: list[str], place: str, key: str, kind: str) -> Path:
+def figure_path(known: dict[str, Place], keys: list[str], place: str, key: str, kind: str) -> Path:
     """The file behind ``/files/PLACE/KEY/KIND``: a known folder, a served model's key (or ``zoo`` for the
     accuracy-size frontier) and a kind from ``FIGURES`` or ``summary``; anything else is a 404."""
-    if place not in places:
+    if place not in known:
         raise BadUpload(f"no folder {place!r}", 404)
+    root = known[place].root
     if key == "zoo" and kind == "frontier":
-        path = places[place] / "plots" / "leaderboard.png"
+        path = root / "plots" / "leaderboard.png"
     elif key in keys and (kind in FIGURES or kind == "summary"):
-        paths = ArtifactPaths(model_strategy.get_strategy(key).stem, places[place])
+        paths = ArtifactPaths(model_strategy.get_strategy(key).stem, root)
         path = paths.summary if kind == "summary" else getattr(paths, FIGURES[kind])
     else:
         raise BadUpload(f"no figure {key}/{kind}", 404)
@@ -234,7 +252,6 @@ def create_app(keys: list[str] | None = None, out_dir: Path | None = None) -> St
     keys = keys or model_strategy.available_models()
     serving = load_zoo(keys, out_dir)
     warm_up(serving)
-    places = {"reference": REFERENCE_ROOT, "run": roots(out_dir)[1]}
 
     async def predict(request: Request) -> Response:
         data = await read_body(request)
@@ -246,7 +263,7 @@ def create_app(keys: list[str] | None = None, out_dir: Path | None = None) -> St
 
     async def files(request: Request) -> Response:
         place, key, kind = (request.path_params[k] for k in ("place", "key", "kind"))
-        path = figure_path(places, keys, place, key, kind)
+        path = figure_path(places(keys, out_dir), keys, place, key, kind)
         if kind == "summary":
             return PlainTextResponse(path.read_text(errors="replace"))
         return FileResponse(path, media_type="image/png")

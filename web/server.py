@@ -58,7 +58,7 @@ def serve(keys: list[str] | None, out_dir: Path | None, host: str = DEFAULT_HOST
     if not is_local(host):
         print(f"warning: --host {host} serves the app to every machine that can reach this one; it has no login",
               file=sys.stderr)
-    names = ", ".join(f"{s.key} ({s.origin})" for s in app.state.serving)
+    names = ", ".join(f"{s.key} ({s.place.run or s.place.origin})" for s in app.state.serving)
     print(f"serving {len(app.state.serving)} models: {names}\n"
           f"draw at {address}  ·  the zoo's dashboard at {address}dashboard  ·  Ctrl-C stops", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))

@@ -4,7 +4,7 @@
 
 const COLUMNS = [
   ["key", "model", (m) => m.key],
-  ["origin", "origin", (m) => m.origin],
+  ["origin", "origin", (m) => (m.run ? `${m.origin}: ${m.run}` : m.origin)],
   ["family", "family", (m) => m.family],
   ["params", "parameters", (m) => m.params],
   ["macs", "MACs/image", (m) => m.macs],
@@ -25,6 +25,7 @@ function element(tag, attrs = {}, ...children) {
 function cell(name, m) {
   if (name === "params" || name === "macs") return m[name].toLocaleString("en");
   if (name === "final_test_acc") return m.final_test_acc == null ? "—" : m.final_test_acc.toFixed(2);
+  if (name === "origin") return m.run ? `${m.origin}: ${m.run}` : m.origin;
   if (name === "seeds") return m.seeds ? `${m.seeds.mean.toFixed(2)} ± ${m.seeds.std.toFixed(2)} (${m.seeds.n})` : "—";
   return m[name] == null ? "—" : String(m[name]);
 }
@@ -62,7 +63,7 @@ const CAPTIONS = { curves: "training curves", confusion: "confusion matrix", mis
 function drawModels() {
   const blocks = rows.map((m) => {
     const details = element("details", { class: "model", "data-model": m.key, "data-origin": m.origin },
-      element("summary", {}, `model ${m.key} (${m.origin}): ${m.description}`));
+      element("summary", {}, `model ${m.key} (${m.run ? `${m.origin}: ${m.run}` : m.origin}): ${m.description}`));
     const figures = element("div", { class: "figures" },
       ...Object.entries(m.figures).map(([kind, src]) => figure(src, CAPTIONS[kind] || kind)));
     details.append(figures);

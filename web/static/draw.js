@@ -144,7 +144,8 @@ function show(payload) {
       bar(p),
       `${(100 * p).toFixed(1)}%`));
     const card = element("article", { class: rejected ? "card rejected" : "card", "data-model": a.key },
-      element("h3", {}, `model ${a.key} `, element("span", { class: a.origin === "reference" ? "origin" : "origin run" }, a.origin)),
+      element("h3", {}, `model ${a.key} `, element("span", { class: a.origin === "reference" ? "origin" : "origin run" },
+                                           a.run ? `${a.origin}: ${a.run}` : a.origin)),
       element("div", { class: "digit", "data-answer": rejected ? "" : a.number }, rejected ? a.verdict : a.number),
       element("div", { class: "verdict" }, rejected ? (a.reason || "") : `${a.verdict}, ${(100 * a.confidence).toFixed(1)}% sure`),
       ...bars);
