@@ -141,7 +141,8 @@ def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(exter
     assert main.main(["--model", "1", "--evaluate-external", "--data-dir", str(external_root)]) == 0
     out = capsys.readouterr().out
     assert out.count("per true digit: 0: ") == 4
-    record = json.loads((tmp_path / "runs" / "mnist_model_1" / "reference" / "outputs" / "mnist_model_1_metrics.json").read_text())
+    written = tmp_path / "runs" / "mnist_model_1" / "reference" / "outputs" / "mnist_model_1_metrics.json"
+    record = json.loads(written.read_text())
     scores = {s["name"]: s for s in record["external"]["scores"]}
     census = scores["MNIST test, hsf_0 (Census employees)"]
     assert len(census["per_digit"]) == 10 and sum(map(sum, census["confusion"])) == census["images"] == 4999
