@@ -109,6 +109,27 @@ def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> P
     return _save_figure(fig, path)
 
 
+def save_reliability_plot(sets: list[dict], path: Path, title: str) -> Path:
+    """Reliability diagrams, one per set: accuracy against confidence per bin, before and after the temperature,
+    the diagonal where a confidence means what it says (``analysis.calibration``'s records)."""
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.4), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--")
+        for when, colour in (("before", "#d1495b"), ("after", "#2e86ab")):
+            r = s[when]
+            points = [(c, a) for c, a, n in zip(r["confidence"], r["accuracy"], r["counts"]) if n]
+            ax.plot(*zip(*points), marker="o", ms=4, color=colour, label=f"{when}: ECE {r['ece']:.2f}%")
+        ax.set_title(f"{s['before']['name']} ({s['before']['digits']:,})", fontsize=9)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
 def save_mistakes_plot(mistakes: list, path: Path, title: str, saliencies: list[torch.Tensor] = ()) -> Path:
     """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence; with
     ``saliencies``, a sixth row shows where the model looked for the first five (|input gradient|)."""

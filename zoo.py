@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 import acceleration
@@ -26,7 +27,7 @@ import config
 import data_utils
 import model_strategy
 import visualization
-from analysis import evaluation, external, inspection
+from analysis import calibration, evaluation, external, inspection
 from config import ConfigError, RunConfig
 from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
@@ -60,15 +61,18 @@ def train(model: str = "3", name: str | None = None, **overrides: Any) -> dict:
     return train_run(cfg)
 
 
-def load(model: str = "3", out_dir: str | Path | None = None, device: str = "cpu") -> nn.Module:
+def load(model: str = "3", out_dir: str | Path | None = None, device: str = "cpu", calibrated: bool = False) -> nn.Module:
     """The trained ``model`` in eval mode: from ``out_dir`` when given; else your own run in ``runs/`` when there
-    is one, else the committed reference (``main.py --predict`` reads the same one)."""
+    is one, else the committed reference (``main.py --predict`` reads the same one). ``calibrated``: wrapped with
+    its ``--calibrate`` temperature, when it has one (the same answers; ``zoo.predict`` of a key does this)."""
     strategy = model_strategy.get_strategy(model)
-    return model_strategy.load_trained(strategy.key, trained_root(strategy.stem, out_dir), device)
+    root = trained_root(strategy.stem, out_dir)
+    net = model_strategy.load_trained(strategy.key, root, device)
+    return predicting.calibrated(net, root, strategy.stem) if calibrated else net
 
 
-def _as_model(model: nn.Module | str) -> nn.Module:
-    return load(model) if isinstance(model, str) else model
+def _as_model(model: nn.Module | str, calibrated: bool = False) -> nn.Module:
+    return load(model, calibrated=calibrated) if isinstance(model, str) else model
 
 
 def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[predicting.Prediction]:
@@ -77,7 +81,7 @@ def predict(model: nn.Module | str, images: Image | Iterable[Image]) -> list[pre
     ``--predict`` prepares files; ``model`` is a loaded model or a key. An unreadable input raises
     ``deploy.predict.PredictionInputError`` naming every bad one."""
     single = isinstance(images, (str, Path)) or getattr(images, "ndim", 0) == 2  # one file, or one (H, W) image
-    return predicting.predict_images(_as_model(model), [images] if single else list(images))
+    return predicting.predict_images(_as_model(model, calibrated=True), [images] if single else list(images))
 
 
 def evaluate(model: nn.Module | str, data_dir: str | Path | None = None) -> evaluation.Evaluation:
@@ -172,6 +176,35 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
     return metrics
 
 
+def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
+    """``--calibrate``: the model saved under ``source`` gets a temperature fitted on the development digits
+    (``analysis.calibration``); ECE before and after on them, on MNIST's test set and, when present, on SEMEION
+    (measured only). Written under ``cfg.out_dir``: ``<stem>_calibration.json`` (which ``--predict``, the web app
+    and ``zoo.predict`` then apply) and the reliability diagrams. Returns the record."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = model_strategy.load_trained(strategy.key, source)
+    development = calibration.development_digits(str(cfg.data_dir))
+    fitted = {name: evaluation.logits(model, digits) for name, (digits, _) in development.items()}
+    temperature = calibration.fit_temperature(torch.cat(list(fitted.values())),
+                                              torch.cat([labels for _, labels in development.values()]))
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    measured = {**{f"{name} (fitted on)": (fitted[name], labels) for name, (_, labels) in development.items()},
+                "MNIST test": (evaluation.logits(model, test.images.float() / 255.0), test.labels)}
+    try:
+        digits, labels = external.prepared_semeion(str(cfg.data_dir))
+        measured["SEMEION (other writers)"] = (evaluation.logits(model, digits), labels)
+    except external.ExternalDataError:
+        pass  # not in --data-dir: measured where it is
+    sets = [(calibration.reliability(name, z.softmax(1), y), calibration.reliability(name, (z / temperature).softmax(1), y))
+            for name, (z, y) in measured.items()]
+    record = calibration.record(temperature, {n: len(y) for n, (_, y) in development.items()}, sets)
+    paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    atomic_save_json(paths.calibration, record)
+    visualization.save_reliability_plot(record["sets"], paths.reliability_plot,
+                                        f"{strategy.stem}: temperature {temperature:.2f}")
+    return record
+
+
 def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:
     """``--evaluate-external``: the model saved under ``source`` on SEMEION, optdigits and MNIST's test set per writer
     population (``analysis.external``); the scores go into its metrics record under ``cfg.out_dir`` (``external``)."""
@@ -235,6 +268,7 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
     model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
     if best:
         model_strategy.load_weights(model, source.best_params, strategy.key)
+    model = predicting.calibrated(model, source.base, strategy.stem)
     print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
           file=sys.stderr)
     out = ArtifactPaths(strategy.stem, cfg.out_dir)
@@ -242,15 +276,15 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
     if images:
         paths = [Path(x) for x in images]
         said, prepared = predicting.answer_inputs(model, paths)
-        problems += [f"{p.source}: {p.reason}" for p in said if p.digit is None]
+        problems += [f"{p.source}: {p.reason}" for p in said if p.verdict == "unreadable"]
         for i, (path, answer) in enumerate(zip(paths, said)):
             where = None
             if save_prepared and i in prepared:
                 where = out.base / "outputs" / "prepared" / f"{path.stem}_28x28.png"
-                atomic_write_bytes(where, predicting.png_bytes(prepared[i]))
+                atomic_write_bytes(where, predicting.png_bytes(torch.cat(list(prepared[i]), 1)))  # a number: side by side
             if fmt == "json":
                 print(json.dumps({**answer.to_dict(), **({"prepared": str(where)} if where else {})}))
-            elif answer.digit is not None:  # an unreadable input is said on stderr below, as before
+            elif answer.verdict != "unreadable":  # an unreadable input is said on stderr below, as before
                 print(answer.line() + (f"  [model saw {where}]" if where else ""))
     if csv_file:
         pixels, labels, ids, bad_rows = predicting.read_kaggle_csv(Path(csv_file))

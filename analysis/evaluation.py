@@ -48,13 +48,18 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     return float(loss_sum) / count, 100.0 * float(correct) / count
 
 
-def probabilities(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> Tensor:
-    """Softmax probabilities (N, 10) for (N, 28, 28) images in [0, 1], on the CPU."""
+def logits(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> Tensor:
+    """The model's logits (N, 10) for (N, 28, 28) images in [0, 1], on the CPU."""
     if len(digits) == 0:
         return torch.zeros(0, NUM_CLASSES)
     device = next(model.parameters()).device
     batches = ((normalize(chunk).to(device), None) for chunk in digits.split(batch_size))
-    return torch.cat([logits.softmax(1).cpu() for _, logits, _ in inference(model, batches)])
+    return torch.cat([out.cpu() for _, out, _ in inference(model, batches)])
+
+
+def probabilities(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> Tensor:
+    """Softmax probabilities (N, 10) for (N, 28, 28) images in [0, 1], on the CPU."""
+    return logits(model, digits, batch_size).softmax(1)
 
 
 def classify(model: nn.Module, digits: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:

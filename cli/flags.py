@@ -18,7 +18,7 @@ from web import server
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
               "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
               "--evaluate-external": "external", "--serve": "serve",
-              "--list-runs": "runs"}
+              "--list-runs": "runs", "--calibrate": "calibrate"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training: write TensorBoard events under <out-dir>/events/ (tensorboard --logdir runs)"
                              " (default: on)")
     output.add_argument("--format", default="text", choices=("text", "json"),
-                        help="--predict: text, one line per image (the digit and the runners-up, with probabilities), or"
-                             " json, one JSON object per image per line (file, number, confidence, top, verdict, reason)")
+                        help="--predict: text, one line per image (the digit and the runners-up, or a number's digits, with"
+                             " probabilities), or json, one JSON object per image per line (file, number, confidence,"
+                             " top, verdict, reason, digits)")
     output.add_argument("--save-prepared", action="store_true",
                         help="--predict: also write each 28x28 digit the model saw to outputs/prepared/")
 
@@ -137,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION and"
                      " optdigits (other writers, through --predict's preparation) and on MNIST's test set per writer"
                      " population; needs SEMEION/ and QMNIST/raw/ in --data-dir, and scikit-learn (which ships optdigits)")
+    one.add_argument("--calibrate", action="store_true", help="no training: fit the saved model's temperature on the"
+                     " development digits (OPTDIGITS' training writers, the development fonts; --data-dir), measure"
+                     " its calibration error before and after, and write what --predict then applies (docs/predict.md)")
     one.add_argument("--predict", nargs="+", metavar="IMG",
-                     help="no training: the saved model's digit and probability per image")
+                     help="no training: the saved model's digit, or number (digits in a row), with probabilities per"
+                     " image (docs/predict.md)")
     modes.add_argument("--predict-csv", metavar="FILE", help="no training: classify Kaggle rows, write"
                        " outputs/<stem>_submission.csv (may come with --predict)")
     one.add_argument("--export", choices=export.FORMATS, help="no training: write the saved model as ONNX (float32) or"

@@ -78,6 +78,16 @@ def run_inspect(cmd: Command) -> None:
     print("wrote " + ", ".join(map(str, zoo.inspect_saved(cmd.cfgs[0], cmd.args.inspect, _source(cmd, "inspecting")))))
 
 
+def calibrate(cmd: Command) -> None:
+    record = zoo.calibrate_saved(cmd.cfgs[0], _source(cmd, "calibrating"))
+    print(f"temperature {record['temperature']:.3f}, fitted on " + ", ".join(f"{n} ({k:,})" for n, k in
+                                                                              record["fitted_on"].items()))
+    for s in record["sets"]:
+        print(f"  {s['before']['name']}: expected calibration error {s['before']['ece']:.2f}% -> {s['after']['ece']:.2f}%")
+    paths = ArtifactPaths(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.cfgs[0].out_dir)
+    print(f"wrote {paths.calibration} and {paths.reliability_plot}")
+
+
 def evaluate_external(cmd: Command) -> None:
     zoo.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
 
@@ -119,4 +129,5 @@ MODES = {
     "external": evaluate_external,
     "serve": serve,
     "runs": list_runs,
+    "calibrate": calibrate,
 }

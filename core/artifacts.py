@@ -45,7 +45,7 @@ class ArtifactPaths:
         """Every file of this stem that a run or an evaluation may write."""
         names = ("params", "safetensors", "onnx", "onnx_int8", "best_params", "metrics", "checkpoint", "submission",
                  "summary", "plot", "confusion_plot", "mistakes_plot", "filters_plot", "feature_maps_plot", "pipeline_plot",
-                 "saliency_plot", "activations")
+                 "saliency_plot", "activations", "calibration", "reliability_plot")
         return [getattr(self, name) for name in names]
 
     @property
@@ -112,6 +112,15 @@ class ArtifactPaths:
     @property
     def saliency_plot(self) -> Path:
         return self.base / "plots" / f"{self.stem}_inspect_saliency.png"
+
+    @property
+    def calibration(self) -> Path:
+        """``--calibrate``: the temperature the prediction paths divide the logits by, and its measurements."""
+        return self.base / "outputs" / f"{self.stem}_calibration.json"
+
+    @property
+    def reliability_plot(self) -> Path:
+        return self.base / "plots" / f"{self.stem}_reliability.png"
 
     @property
     def activations(self) -> Path:

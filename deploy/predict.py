@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,50 +17,93 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from analysis.calibration import Calibrated
 from analysis.evaluation import probabilities
-from digits.prepare import SIZE, load_image, mnistify
+from digits.prepare import SIZE, digits_of, mnistify, read_gray
 
 
 class PredictionInputError(Exception):
     """Inputs could not be read; the message has one line per bad input."""
 
 
-TOP = 3  # the answers shown per input: the digit and its runners-up
+TOP = 3  # the answers shown per digit: the digit and its runners-up
+
+
+@dataclass
+class Reading:
+    """One digit of an input: the most probable digit, its probability, the runners-up, and whether the ink was cut
+    from a touching neighbour to get it (an uncertain split)."""
+
+    digit: int
+    probability: float
+    top: list[tuple[int, float]]
+    uncertain_split: bool = False
+
+    @classmethod
+    def of(cls, probabilities: Tensor, uncertain_split: bool = False) -> "Reading":
+        values, digits = probabilities.topk(TOP)
+        top = [(int(d), float(p)) for d, p in zip(digits, values)]
+        return cls(top[0][0], top[0][1], top, uncertain_split)
+
+    def to_dict(self) -> dict:
+        return {"digit": self.digit, "confidence": self.probability, "top": [[d, p] for d, p in self.top],
+                "uncertain_split": self.uncertain_split}
 
 
 @dataclass
 class Prediction:
-    """What a model says of one input. ``verdict`` is ``digit`` for an answer, ``unreadable`` for an input that
-    could not be read or held no digit (``reason`` says why; ``digit`` is then None)."""
+    """What a model says of one input. ``verdict``: ``digit`` (one digit), ``number`` (several digits in a row;
+    ``digit`` is then None and ``number`` holds them all), ``unreadable`` (an input that could not be read or
+    held no ink; ``reason`` says why). ``probability`` is the digit's, or for a number the product of its
+    digits'; ``top`` the digit's runners-up, or for a number each digit's answer in order."""
 
     source: str
     digit: int | None
     probability: float | None
-    top: list[tuple[int, float]] = field(default_factory=list)  # the TOP most probable digits, most probable first
+    top: list[tuple[int, float]] = field(default_factory=list)
     verdict: str = "digit"
     reason: str | None = None
+    readings: list[Reading] = field(default_factory=list)  # one per digit, left to right
 
     @classmethod
     def answer(cls, source: str, probabilities: Tensor) -> "Prediction":
-        """The prediction for one input from its 10 class probabilities."""
-        values, digits = probabilities.topk(TOP)
-        top = [(int(d), float(p)) for d, p in zip(digits, values)]
-        return cls(source, top[0][0], top[0][1], top)
+        """The prediction for one digit from its 10 class probabilities."""
+        reading = Reading.of(probabilities)
+        return cls(source, reading.digit, reading.probability, reading.top, readings=[reading])
+
+    @classmethod
+    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool]) -> "Prediction":
+        """The prediction for the (N, 10) class probabilities of an input's N digits, left to right."""
+        if len(probabilities) == 1:
+            return cls.answer(source, probabilities[0])
+        readings = [Reading.of(p, u) for p, u in zip(probabilities, uncertain)]
+        confidence = float(torch.tensor([r.probability for r in readings]).prod())
+        return cls(source, None, confidence, [(r.digit, r.probability) for r in readings], "number", None, readings)
 
     @classmethod
     def unreadable(cls, source: str, reason: str) -> "Prediction":
         return cls(source, None, None, [], "unreadable", reason)
 
+    @property
+    def number(self) -> str | None:
+        """The digits read, as a string ("7", "2024"), or None for an unreadable input."""
+        return "".join(str(r.digit) for r in self.readings) or None
+
     def to_dict(self) -> dict:
         """The machine-readable form ``--format json`` prints, one object per input."""
-        return {"file": self.source, "number": None if self.digit is None else str(self.digit),
-                "confidence": self.probability, "top": [[d, p] for d, p in self.top], "verdict": self.verdict,
-                "reason": self.reason}
+        return {"file": self.source, "number": self.number, "confidence": self.probability,
+                "top": [[d, p] for d, p in self.top], "verdict": self.verdict, "reason": self.reason,
+                "digits": [r.to_dict() for r in self.readings]}
 
     def line(self) -> str:
-        """The human-readable form: the digit with its probability, then the runners-up."""
-        if self.digit is None:
+        """The human-readable form: the digit with its probability and the runners-up; a number with each digit's."""
+        if self.verdict == "unreadable":
             return f"{self.source}: {self.reason}"
+        if self.verdict == "number":
+            each = " · ".join(f"{r.digit} {100 * r.probability:.1f}%" + ("?" if r.uncertain_split else "")
+                              for r in self.readings)
+            doubt = " (? an uncertain split of touching ink)" if any(r.uncertain_split for r in self.readings) else ""
+            return f"{self.source}: {self.number} ({each}){doubt}"
         return f"{self.source}: " + " | ".join(f"{d} ({100 * p:.1f}%)" for d, p in self.top)
 
 
@@ -108,57 +152,91 @@ def read_kaggle_csv(path: Path) -> tuple[Tensor, Tensor | None, list[int], list[
     return pixels, (torch.tensor(labels) if labels else None), ids, problems
 
 
-def read_input(image: str | Path | Tensor | Any) -> Tensor:
-    """One input as the (28, 28) digit the model sees: an image file, or a (H, W) array or tensor of grey levels
-    (uint8, or floats in [0, 1]), through the one preparation; raises ValueError naming what is wrong."""
+def gray_of(image: str | Path | Tensor | Any) -> Tensor:
+    """One input as (H, W) grey levels in [0, 1]: an image file, or a (H, W) array or tensor of grey levels (uint8,
+    or floats in [0, 1]); raises ValueError naming what is wrong."""
     if isinstance(image, (str, Path)):
-        return load_image(Path(image))
+        return read_gray(Path(image))
     gray = image if isinstance(image, Tensor) else torch.from_numpy(np.array(image))  # a copy: arrays may be read-only
     if gray.dim() != 2:
         raise ValueError(f"an image array must be (H, W) grey levels, got shape {tuple(gray.shape)}")
-    return mnistify(gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float())
+    return gray.float() / 255.0 if gray.dtype == torch.uint8 else gray.float()
+
+
+def read_input(image: str | Path | Tensor | Any) -> Tensor:
+    """One input as the single (28, 28) digit the model sees, through the one preparation (``--inspect``'s and the
+    Kaggle path's unit); raises ValueError naming what is wrong."""
+    return mnistify(gray_of(image))
 
 
 def name_of(image: object, index: int) -> str:
     return str(image) if isinstance(image, (str, Path)) else f"image {index}"
 
 
-def read_inputs(images: list) -> tuple[dict[int, Tensor], dict[int, str]]:
-    """Each readable input's prepared digit and each unreadable one's reason, by position."""
+def judge(model: nn.Module):  # noqa: ANN201
+    """The model's confidence in each of (N, 28, 28) digits: what settles whether wide ink is one digit or two."""
+    return lambda digits: probabilities(model, digits).max(1).values
+
+
+def read_inputs(model: nn.Module, images: list) -> tuple[dict[int, list[tuple[Tensor, bool]]], dict[int, str]]:
+    """Each readable input's digits (one, or a number's, each with whether its split is uncertain) and each
+    unreadable one's reason, by position."""
     prepared, reasons = {}, {}
     for i, image in enumerate(images):
         try:
-            prepared[i] = read_input(image)
+            prepared[i] = digits_of(gray_of(image), judge(model))
         except ValueError as exc:
             reasons[i] = str(exc)
     return prepared, reasons
 
 
 def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
-    """The readable images as (N, 28, 28) digits, and one problem line for each unreadable one."""
-    prepared, reasons = read_inputs(paths)
+    """The readable images as (N, 28, 28) single digits, and one problem line for each unreadable one."""
+    prepared, reasons = {}, {}
+    for i, path in enumerate(paths):
+        try:
+            prepared[i] = read_input(path)
+        except ValueError as exc:
+            reasons[i] = str(exc)
     digits = torch.stack(list(prepared.values())) if prepared else torch.zeros(0, SIZE, SIZE)
     return [paths[i] for i in prepared], digits, [f"{paths[i]}: {r}" for i, r in reasons.items()]
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:
-    """A ``Prediction`` for every input in order (unreadable ones too), and the digits the model saw."""
-    prepared, reasons = read_inputs(images)
+    """A ``Prediction`` for every input in order (unreadable ones too), and the (K, 28, 28) digits the model saw
+    in each readable one (K = 1 for one digit)."""
+    prepared, reasons = read_inputs(model, images)
     said = {i: Prediction.unreadable(name_of(images[i], i), r) for i, r in reasons.items()}
-    if prepared:
-        for i, p in zip(prepared, probabilities(model, torch.stack(list(prepared.values())))):
-            said[i] = Prediction.answer(name_of(images[i], i), p)
-    return [said[i] for i in range(len(images))], prepared
+    seen = {}
+    for i, pieces in prepared.items():
+        seen[i] = torch.stack([digit for digit, _ in pieces])
+        said[i] = Prediction.read(name_of(images[i], i), probabilities(model, seen[i]), [u for _, u in pieces])
+    return [said[i] for i in range(len(images))], seen
 
 
 def predict_images(model: nn.Module, images: list) -> list[Prediction]:
     """Every input (files, arrays, tensors), or one error listing each unreadable one (the CLI predicts the rest
     instead)."""
     said, _ = answer_inputs(model, images)
-    problems = [f"{p.source}: {p.reason}" for p in said if p.digit is None]
+    problems = [f"{p.source}: {p.reason}" for p in said if p.verdict == "unreadable"]
     if problems:
         raise PredictionInputError("\n".join(problems))
     return said
+
+
+def calibrated(model: nn.Module, root: Path | str, stem: str) -> nn.Module:
+    """``model`` with the temperature ``--calibrate`` fitted for it (``<stem>_calibration.json`` under ``root``), or
+    as it is when it has none: the same answers, probabilities that mean what they say."""
+    path = Path(root) / "outputs" / f"{stem}_calibration.json"
+    try:
+        temperature = float(json.loads(path.read_text())["temperature"])
+    except FileNotFoundError:
+        return model
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PredictionInputError(f"{path}: not a calibration record ({type(exc).__name__}); run --calibrate again")
+    if not 0.01 <= temperature <= 100:
+        raise PredictionInputError(f"{path}: temperature {temperature} is out of range; run --calibrate again")
+    return Calibrated(model, temperature)
 
 
 def submission_csv(ids: list[int], predicted: Tensor) -> str:

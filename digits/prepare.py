@@ -14,12 +14,15 @@ from __future__ import annotations
 import functools
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from digits import segment
 
 BOX = 20
 SIZE = 28
@@ -228,6 +231,27 @@ def mnistify(gray: Tensor) -> Tensor:
     ink = clean(gray)
     if not (ink > 0).any():
         raise ValueError("no digit found (the image is blank)")
+    return centre(ink)
+
+
+def digits_of(gray: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
+    """A (H, W) image of one digit or of a number written in a row, as one (28, 28) digit per digit, left to right,
+    each with whether its split from a touching neighbour is uncertain (``digits.segment``). One digit is exactly
+    ``mnistify``'s; raises ValueError when the image holds no ink. ``judge``: a reader's confidence in each of
+    (N, 28, 28) digits, which settles whether a wide piece of ink is one digit or two touching ones."""
+    ink = clean(gray)
+    if not (ink > 0).any():
+        raise ValueError("no digit found (the image is blank)")
+    rate = None if judge is None else (lambda pieces: float(judge(torch.stack([centre(p.ink) for p in pieces])).min()))
+    pieces = segment.split(ink, rate)
+    if len(pieces) <= 1:
+        return [(centre(ink), False)]
+    return [(centre(piece.ink), piece.cut) for piece in pieces]
+
+
+def centre(ink: Tensor) -> Tensor:
+    """Cleaned ink (light on exact black, some of it lit) as MNIST draws a digit: its box scaled to fit 20x20,
+    then placed by its centre of mass in a 28x28 field."""
     crop = ink_box(ink, ink > 0)
     scale = BOX / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
@@ -266,11 +290,6 @@ def flatten_alpha(image: Image.Image) -> Tensor:
 def _pixels(band: Image.Image) -> Tensor:
     data = torch.frombuffer(bytearray(band.tobytes()), dtype=torch.uint8)
     return data.view(band.height, band.width).float() / 255.0
-
-
-def load_image(path: Path) -> Tensor:
-    """An image file as a (28, 28) MNIST-style digit; raises ValueError naming what is wrong."""
-    return mnistify(read_gray(path))
 
 
 def read_gray(path: Path) -> Tensor:

@@ -77,8 +77,19 @@ def test_the_page_answers_as_predict_does(client: TestClient, tmp_path: Path) ->
     (tmp_path / "zero.png").write_bytes(ZERO)
     page = {a["key"]: a for a in client.post("/api/predict", content=ZERO).json()["answers"]}
     for key in ("3", "fc"):
-        said = zoo.predict(zoo.load(key, REFERENCE_ROOT), tmp_path / "zero.png")[0]
+        said = zoo.predict(zoo.load(key, REFERENCE_ROOT, calibrated=True), tmp_path / "zero.png")[0]
         assert page[key]["top"] == [[d, pytest.approx(p, abs=1e-6)] for d, p in said.top]
+
+
+def test_a_number_is_read_digit_by_digit_and_the_page_shows_each_digit_seen(client: TestClient) -> None:
+    number = png(lambda d: [d.line([(40 + 90 * i, 30), (100 + 90 * i, 30), (60 + 90 * i, 130)], fill=0, width=12)
+                            for i in range(3)], size=(320, 160))  # 777
+    body = client.post("/api/predict?saliency=1", content=number).json()
+    v3 = {a["key"]: a for a in body["answers"]}["3"]
+    assert v3["number"] == "777" and v3["verdict"] == "number" and len(v3["digits"]) == 3
+    b64 = __import__("base64").b64decode
+    assert Image.open(io.BytesIO(b64(body["saw"].split(",")[1]))).size == (84, 28)  # the three digits side by side
+    assert Image.open(io.BytesIO(b64(v3["saliency"].split(",")[1]))).size == (84, 28)
 
 
 def test_saliency_maps_come_only_on_request(client: TestClient) -> None:

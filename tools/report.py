@@ -277,6 +277,22 @@ def serve_table(path: Path = RESULTS_DIR / "serve.json") -> str:
             + markdown_table(("model", f"drawn pendigits read right (of {r['samples']})"), "lr", rows))
 
 
+def numbers_table(path: Path = RESULTS_DIR / "numbers.json") -> str:
+    """How often each committed model reads a written number exactly (``benchmarks/numbers.py``)."""
+    if not path.is_file():
+        return "_not measured yet: run the numbers benchmark command above_"
+    r = json.loads(path.read_text())
+    first = next(iter(r["models"].values()))
+    header = ["model", *(f"{s['kind']}, {s['length']} digit{'s' if s['length'] > 1 else ''} (of {s['numbers']})"
+                         for s in first)]
+    said = {True: "split right", False: "kept one digit"}
+    rows = [[f"`{key}`", *(f"{s['exact']:.1f}% ({s['count_right']:.1f}% {said[s['length'] > 1]})" for s in scores)]
+            for key, scores in r["models"].items()]
+    return (f"{machine_line(r['machine'])}; `{r['command']}` ({r['seconds']} s); exact reads, each with the share"
+            " split into the right count of digits (a single digit: kept as one).\n\n"
+            + markdown_table(header, "l" + "r" * len(first), rows))
+
+
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
@@ -285,7 +301,9 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "time-to-accuracy": lambda root: time_to_accuracy_table(),
           "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table(),
           "cli": lambda root: cli_table(),
-          "serve": lambda root: serve_table(), "augmentations": lambda root: augmentations_table(), "zoo": zoo_table}
+          "serve": lambda root: serve_table(),
+          "numbers": lambda root: numbers_table(), "augmentations": lambda root: augmentations_table(),
+          "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
 
 

@@ -15,7 +15,7 @@ from config import ConfigError
 from core import artifacts
 from core.artifacts import LEADERBOARDS, ArtifactPaths, is_run, new_run_dir, run_dir, run_name_problem, trained_root
 
-READING = ("evaluate", "external", "inspect", "export", "predict")  # the modes that read one trained model
+READING = ("evaluate", "external", "inspect", "export", "predict", "calibrate")  # the modes that read one trained model
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,10 @@ from torch import nn
 
 import model_strategy
 from analysis import inspection
-from analysis.evaluation import probabilities
 from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths, trained_root, trained_runs
 from data_utils import normalize
-from deploy.predict import Prediction, png_bytes, read_input
+from deploy.predict import answer_inputs, calibrated, png_bytes
 from digits.prepare import decode_gray
 from models import anatomy
 
@@ -123,7 +122,7 @@ def load_zoo(keys: list[str], out_dir: Path | None = None) -> list[Served]:
         if not ArtifactPaths(strategy.stem, root).params.is_file():
             root = REFERENCE_ROOT  # not in --out-dir
         if ArtifactPaths(strategy.stem, root).params.is_file():
-            model = model_strategy.load_trained(key, root, "cpu").eval()
+            model = calibrated(model_strategy.load_trained(key, root, "cpu").eval(), root, strategy.stem)
             served.append(Served(key, known[root.resolve()], model, strategy.description))
     return served
 
@@ -142,22 +141,28 @@ def heat_png(saliency: torch.Tensor) -> bytes:
 
 
 def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = False) -> dict:
-    """Every model's answer to one image: the one preparation, then each model on the same 28x28 digit."""
+    """Every model's answer to one image: decoded once, then read by each model as ``--predict`` reads a file (a
+    digit, or a number's digits: each model settles a wide piece of ink with its own confidence)."""
     started = time.perf_counter()
     try:
-        digit = read_input(decode_gray(data))
+        gray = decode_gray(data)
     except ValueError as exc:
         raise BadUpload(f"{name}: {exc}") from None
-    answers = []
+    answers, saw = [], None
     for served in zoo:
-        said = Prediction.answer(name, probabilities(served.model, digit[None])[0])
+        (said,), seen = answer_inputs(served.model, [gray])
+        if said.verdict == "unreadable":
+            raise BadUpload(f"{name}: {said.reason}")
+        said.source = name
+        digits = seen[0]
+        saw = digits if saw is None else saw
         entry = {"key": served.key, "origin": served.place.origin, "run": served.place.run, "title": served.title,
                  **said.to_dict()}
         if with_saliency:
-            sal, _, _ = inspection.saliency(served.model, normalize(digit[None])[0])
-            entry["saliency"] = data_url(heat_png(sal))
+            maps = [inspection.saliency(served.model, normalize(d[None])[0])[0] for d in digits]
+            entry["saliency"] = data_url(heat_png(torch.cat(maps, 1)))
         answers.append(entry)
-    return {"saw": data_url(png_bytes(digit)), "answers": answers,
+    return {"saw": data_url(png_bytes(torch.cat(list(saw), 1))), "answers": answers,
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
 
 

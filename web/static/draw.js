@@ -149,8 +149,7 @@ function show(payload) {
       element("div", { class: "digit", "data-answer": rejected ? "" : a.number }, rejected ? a.verdict : a.number),
       element("div", { class: "verdict" }, rejected ? (a.reason || "") : `${a.verdict}, ${(100 * a.confidence).toFixed(1)}% sure`),
       ...bars);
-    if (a.saliency) card.append(element("img", { class: "saliency", src: a.saliency, width: 84, height: 84,
-                                                 alt: `where model ${a.key} looked` }));
+    if (a.saliency) card.append(element("img", { class: "saliency", src: a.saliency, alt: `where model ${a.key} looked` }));
     card.title = a.title;
     return card;
   });
