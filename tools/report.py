@@ -293,6 +293,23 @@ def numbers_table(path: Path = RESULTS_DIR / "numbers.json") -> str:
             + markdown_table(header, "l" + "r" * len(first), rows))
 
 
+def calibration_table(root: Path = REFERENCE_ROOT) -> str:
+    """Each committed model's temperature and calibration error before and after it (``--calibrate``'s records)."""
+    rows, names = [], None
+    for key, strategy in model_strategy.MODELS.items():
+        path = ArtifactPaths(strategy.stem, root).calibration
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        names = names or [s["before"]["name"] for s in record["sets"]]
+        rows.append([f"`{key}`", f"{record['temperature']:.2f}",
+                     *(f"{s['before']['ece']:.2f}% → {s['after']['ece']:.2f}%" for s in record["sets"])])
+    if not rows:
+        return "_not measured yet: run the calibration command above_"
+    return ("Expected calibration error (15 bins) before → after the temperature; the first two sets are the ones it"
+            " was fitted on.\n\n" + markdown_table(["model", "temperature", *names], "lr" + "r" * len(names), rows))
+
+
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
@@ -302,7 +319,8 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "seeds-at-once": lambda root: seeds_at_once_table(), "seeds-bound": lambda root: seeds_bound_table(),
           "cli": lambda root: cli_table(),
           "serve": lambda root: serve_table(),
-          "numbers": lambda root: numbers_table(), "augmentations": lambda root: augmentations_table(),
+          "numbers": lambda root: numbers_table(), "calibration": calibration_table,
+          "augmentations": lambda root: augmentations_table(),
           "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
 
