@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from analysis.calibration import Calibrated
 from analysis.evaluation import probabilities
-from digits.prepare import SIZE, digits_of, mnistify, read_gray
+from digits.prepare import SIZE, digits_in, digits_of, mnistify, read_gray
 
 
 class PredictionInputError(Exception):
@@ -200,6 +200,17 @@ def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
             reasons[i] = str(exc)
     digits = torch.stack(list(prepared.values())) if prepared else torch.zeros(0, SIZE, SIZE)
     return [paths[i] for i in prepared], digits, [f"{paths[i]}: {r}" for i, r in reasons.items()]
+
+
+def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Tensor | None]:
+    """What ``model`` reads in cleaned ink (``digits.prepare.clean``), and the (K, 28, 28) digits it saw: the web
+    app cleans an upload once and lets every model read it."""
+    try:
+        pieces = digits_in(ink, judge(model))
+    except ValueError as exc:
+        return Prediction.unreadable(name, str(exc)), None
+    seen = torch.stack([digit for digit, _ in pieces])
+    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces]), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:

@@ -239,7 +239,11 @@ def digits_of(gray: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> 
     each with whether its split from a touching neighbour is uncertain (``digits.segment``). One digit is exactly
     ``mnistify``'s; raises ValueError when the image holds no ink. ``judge``: a reader's confidence in each of
     (N, 28, 28) digits, which settles whether a wide piece of ink is one digit or two touching ones."""
-    ink = clean(gray)
+    return digits_in(clean(gray), judge)
+
+
+def digits_in(ink: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
+    """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
         raise ValueError("no digit found (the image is blank)")
     rate = None if judge is None else (lambda pieces: float(judge(torch.stack([centre(p.ink) for p in pieces])).min()))

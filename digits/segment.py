@@ -28,7 +28,7 @@ CERTAINLY_TOUCHING = 2.0  # ... and this many times does
 DIGIT_ASPECT = 0.7  # a digit's usual width for its height, to count the digits in a touching run ...
 WIDEST, NARROWEST = 1.1, 0.45  # ... and the widest and narrowest a reader is asked to choose between
 SEARCH = 0.35  # a cut is looked for within this share of a digit's width around where an even split puts it
-SURE = 0.9  # a column that may be one digit is cut only when the reader is at least this sure of every piece
+SURE = 0.99  # a column that may be one digit is cut only when the reader is at least this sure of every piece
 MAX_DIGITS = 12
 
 

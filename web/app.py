@@ -32,8 +32,8 @@ from analysis import inspection
 from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths, trained_root, trained_runs
 from data_utils import normalize
-from deploy.predict import answer_inputs, calibrated, png_bytes
-from digits.prepare import decode_gray
+from deploy.predict import answer_ink, calibrated, png_bytes
+from digits.prepare import clean, decode_gray
 from models import anatomy
 
 STATIC = Path(__file__).with_name("static")
@@ -141,20 +141,18 @@ def heat_png(saliency: torch.Tensor) -> bytes:
 
 
 def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = False) -> dict:
-    """Every model's answer to one image: decoded once, then read by each model as ``--predict`` reads a file (a
-    digit, or a number's digits: each model settles a wide piece of ink with its own confidence)."""
+    """Every model's answer to one image: decoded and cleaned once, then read by each model as ``--predict`` reads
+    a file (a digit, or a number's digits: each model settles a wide piece of ink with its own confidence)."""
     started = time.perf_counter()
     try:
-        gray = decode_gray(data)
+        ink = clean(decode_gray(data))  # once: every model reads the same cleaned ink
     except ValueError as exc:
         raise BadUpload(f"{name}: {exc}") from None
     answers, saw = [], None
     for served in zoo:
-        (said,), seen = answer_inputs(served.model, [gray])
+        said, digits = answer_ink(served.model, name, ink)
         if said.verdict == "unreadable":
             raise BadUpload(f"{name}: {said.reason}")
-        said.source = name
-        digits = seen[0]
         saw = digits if saw is None else saw
         entry = {"key": served.key, "origin": served.place.origin, "run": served.place.run, "title": served.title,
                  **said.to_dict()}
