@@ -246,11 +246,22 @@ def digits_in(ink: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> l
     """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
         raise ValueError("no digit found (the image is blank)")
-    rate = None if judge is None else (lambda pieces: float(judge(torch.stack([centre(p.ink) for p in pieces])).min()))
+    rate = None if judge is None else functools.partial(_lowest_confidence, judge)
     pieces = segment.split(ink, rate)
     if len(pieces) <= 1:
         return [(centre(ink), False)]
     return [(centre(piece.ink), piece.cut) for piece in pieces]
+
+
+def _lowest_confidence(judge: Callable[[Tensor], Tensor], options: list[list[segment.Piece]]) -> list[float]:
+    """For each option (pieces of ink), the reader's lowest confidence among its pieces, all read in one batch."""
+    digits = [centre(p.ink) for option in options for p in option]
+    scores = judge(torch.stack(digits)).tolist()
+    lowest, at = [], 0
+    for option in options:
+        lowest.append(min(scores[at: at + len(option)]))
+        at += len(option)
+    return lowest
 
 
 def centre(ink: Tensor) -> Tensor:

@@ -96,7 +96,8 @@ def _pieces(ink: Tensor, column: list[int], count: int) -> list[Piece]:
     return pieces
 
 
-Judge = Callable[[list[Piece]], float]  # how well a reader reads pieces (e.g. its lowest confidence among them)
+Judge = Callable[[list[list[Piece]]], list[float]]  # how well a reader reads each option's pieces (e.g. its lowest
+# confidence among them): every option of a choice in one call, so a model scores them in one batch
 
 
 def _rejoined(ink: Tensor, columns: list[list[int]], judge: Judge) -> list[list[int]]:
@@ -109,7 +110,8 @@ def _rejoined(ink: Tensor, columns: list[list[int]], judge: Judge) -> list[list[
         heights = sorted((a[2] - a[0], b[2] - b[0]))
         if b[1] - a[3] < NEAR * heights[1] and heights[0] < FRAGMENT * heights[1]:
             union = [min(a[0], b[0]), a[1], max(a[2], b[2]), max(a[3], b[3]), a[4] + b[4]]
-            if judge(_pieces(ink, union, 1)) > judge(_pieces(ink, a, 1) + _pieces(ink, b, 1)):
+            joined_score, apart_score = judge([_pieces(ink, union, 1), _pieces(ink, a, 1) + _pieces(ink, b, 1)])
+            if joined_score > apart_score:
                 joined[-1] = union
                 continue
         joined.append(b)
@@ -142,7 +144,7 @@ def split(ink: Tensor, judge: Judge | None = None) -> list[Piece]:
             if judge is None:  # without a reader: the even split's count when certain, else whole
                 chosen = next((o for o in options if len(o) == count), options[0]) if certain else _pieces(ink, column, 1)
             else:
-                scores = [judge(o) for o in options]
+                scores = judge(options)
                 best = max(range(len(options)), key=scores.__getitem__)
                 whole = next((i for i, o in enumerate(options) if len(o) == 1), None)
                 if whole is not None and best != whole and scores[best] < SURE:  # a doubtful cut: keep it whole

@@ -70,7 +70,7 @@ def test_without_a_reader_a_wide_blob_stays_one_digit(tmp_path: Path) -> None:
     page(lambda d: (zero(d, 100), zero(d, 160)), (320, 160)).save(tmp_path / "00.png")
     ink = prepare.clean(prepare.read_gray(tmp_path / "00.png"))
     assert len(segment.split(ink)) == 1  # under twice as wide as tall: only a reader can tell
-    assert len(segment.split(ink, judge=lambda pieces: float(len(pieces) == 2))) == 2  # a reader sure of two
+    assert len(segment.split(ink, judge=lambda options: [float(len(o) == 2) for o in options])) == 2  # sure of two
 
 
 def test_a_single_wide_digit_is_still_one_digit(v3, tmp_path: Path) -> None:
