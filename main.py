@@ -32,7 +32,8 @@ def parse(argv: list[str]) -> Command:
     including a real write in each folder the command will write to."""
     args = build_parser().parse_args(argv)
     record = config.read_settings(args.config) if args.config else {}
-    soft = frozenset(record.keys() - explicit_flags(argv))  # from the record, not from a flag
+    explicit = explicit_flags(argv)
+    soft = frozenset(record.keys() - explicit)  # from the record, not from a flag
     for key in soft:
         setattr(args, key, record[key])
     modes = [flag for flag in MODE_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"))]
@@ -50,12 +51,12 @@ def parse(argv: list[str]) -> Command:
     except ValueError as exc:
         raise config.ConfigError("model", str(exc)) from None
     for flag in ("host", "port"):
-        if flag in explicit_flags(argv) and mode != "serve":
+        if flag in explicit and mode != "serve":
             raise config.ConfigError(flag, "works with --serve only")
     if mode in ("serve", "runs"):  # every model unless --model names some; nothing is written
         if args.name is not None:
             raise config.ConfigError("name", f"does not work with --{'serve' if mode == 'serve' else 'list-runs'}")
-        keys = keys if "model" in explicit_flags(argv) else model_strategy.available_models()
+        keys = keys if "model" in explicit else model_strategy.available_models()
         return Command(mode, args, keys, {}, [])
     if len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from analysis.calibration import Calibrated
 from analysis.evaluation import probabilities
-from digits.prepare import SIZE, digits_in, digits_of, mnistify, read_gray
+from digits.prepare import SIZE, clean, digits_in, mnistify, read_gray
 
 
 class PredictionInputError(Exception):
@@ -178,18 +178,6 @@ def judge(model: nn.Module):  # noqa: ANN201
     return lambda digits: probabilities(model, digits).max(1).values
 
 
-def read_inputs(model: nn.Module, images: list) -> tuple[dict[int, list[tuple[Tensor, bool]]], dict[int, str]]:
-    """Each readable input's digits (one, or a number's, each with whether its split is uncertain) and each
-    unreadable one's reason, by position."""
-    prepared, reasons = {}, {}
-    for i, image in enumerate(images):
-        try:
-            prepared[i] = digits_of(gray_of(image), judge(model))
-        except ValueError as exc:
-            reasons[i] = str(exc)
-    return prepared, reasons
-
-
 def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
     """The readable images as (N, 28, 28) single digits, and one problem line for each unreadable one."""
     prepared, reasons = {}, {}
@@ -216,13 +204,18 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:
     """A ``Prediction`` for every input in order (unreadable ones too), and the (K, 28, 28) digits the model saw
     in each readable one (K = 1 for one digit)."""
-    prepared, reasons = read_inputs(model, images)
-    said = {i: Prediction.unreadable(name_of(images[i], i), r) for i, r in reasons.items()}
-    seen = {}
-    for i, pieces in prepared.items():
-        seen[i] = torch.stack([digit for digit, _ in pieces])
-        said[i] = Prediction.read(name_of(images[i], i), probabilities(model, seen[i]), [u for _, u in pieces])
-    return [said[i] for i in range(len(images))], seen
+    said, seen = [], {}
+    for i, image in enumerate(images):
+        try:
+            gray = gray_of(image)
+        except ValueError as exc:
+            said.append(Prediction.unreadable(name_of(image, i), str(exc)))
+            continue
+        answer, digits = answer_ink(model, name_of(image, i), clean(gray))
+        said.append(answer)
+        if digits is not None:
+            seen[i] = digits
+    return said, seen
 
 
 def predict_images(model: nn.Module, images: list) -> list[Prediction]:
