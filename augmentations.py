@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.registry import Registry
-from digits import font_digits
+from digits import font_digits, nondigits
 from digits.prepare import binary_scan, block_scan, extent, prepare_scan
 
 MAX_ROTATION_DEGREES = 7.0
@@ -303,6 +303,25 @@ def fonts(images: Tensor, gen: torch.Generator, labels: Tensor, share: float = F
 def rotation_scans_third_fonts(images: Tensor, gen: torch.Generator, labels: Tensor) -> Tensor:
     """A tenth of each batch in a training font's hand (``fonts``), then ``rotation-scans-third``."""
     return rotation_scans_third(fonts(images, gen, labels), gen)
+
+
+NON_DIGITS_DRAWN = 2000  # scribbles and as many shapes drawn for training, beside the training fonts' letters
+
+
+@functools.lru_cache(maxsize=4)
+def training_non_digits(device: torch.device) -> Tensor:
+    """The training non-digits (``nondigits.pool("train")``) as (N, 1, 28, 28) in [0, 1] on ``device``, made once."""
+    return nondigits.pool("train", NON_DIGITS_DRAWN).to(device).float().div_(255.0).unsqueeze(1)
+
+
+def non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """``count`` training non-digits drawn at random, each varied as another hand would draw it (``affine``,
+    ``thickness``, ``elastic``) and turned by a right angle or not (a letter on its side is still no digit)."""
+    pool = training_non_digits(device)
+    chosen = pool[torch.randint(0, len(pool), (count,), generator=gen, device=device)]
+    turns = torch.randint(0, 4, (count, 1, 1, 1), generator=gen, device=device)
+    chosen = torch.where(turns == 1, chosen.transpose(-1, -2).flip(-1), chosen)  # a quarter turn for a quarter
+    return elastic(thickness(affine(chosen, gen), gen), gen).clamp_(0, 1)
 
 
 @dataclass(frozen=True)

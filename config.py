@@ -76,6 +76,7 @@ class RunConfig:
     backend: str = "auto"  # how the model runs fast (acceleration.BACKENDS); the same network either way
     val_split_by: str = "auto"  # writers (QMNIST's writer ids), random (images), auto: writers when present
     augment: str = "rotation"  # a strategy of augmentations.AUGMENTATIONS
+    outliers: float = 0.0  # non-digits added per training digit, taught to be no digit (outlier exposure)
 
     def to_dict(self) -> dict:
         """The settings, plus the chosen scheduler's fixed constants."""
@@ -89,6 +90,14 @@ UNRECORDED_AUGMENT = "rotation"
 def recorded_augment(settings: dict[str, Any]) -> str:
     """The augmentation a metrics record's ``config`` trained with (records older than --augment lack it)."""
     return settings.get("augment") or UNRECORDED_AUGMENT
+
+
+def recorded_outliers(settings: dict[str, Any]) -> float:
+    """The non-digits per digit a metrics record's ``config`` trained with (records older than --outliers: none)."""
+    return float(settings.get("outliers") or 0.0)
+
+
+MAX_OUTLIERS = 1.0  # at most one non-digit per training digit
 
 
 # Settings a resumed run may change: where things are, and which device runs them.
@@ -144,7 +153,8 @@ def resolve(model: str, given: dict[str, Any], device: str = "cpu", soft: frozen
     settings = dict(
         model=strategy.key, scheduler=scheduler, epochs=recipe.epochs, optimizer=optimizer,
         lr=rates.lr, max_lr=rates.max_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-        batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, augment=recipe.augment, seed=1, device=device,
+        batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, augment=recipe.augment,
+        outliers=recipe.outliers, seed=1, device=device,
         data_dir=".", loader="tensor", subset=None, val_split=0, out_dir=None, cuda_graph=True)
     settings |= values
     settings |= {"model": strategy.key, "device": device,
@@ -176,6 +186,11 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("augment", f"the torchvision loader (the classic pipeline) has {' or '.join(augmentations.CLASSIC)},"
                           f" not {cfg.augment} (model {cfg.model}'s recipe:"
                           f" {model_strategy.get_strategy(cfg.model).recipe.augment}); add --augment rotation")
+    if not 0 <= cfg.outliers <= MAX_OUTLIERS:
+        raise ConfigError("outliers", f"{cfg.outliers} is outside [0, {MAX_OUTLIERS}]")
+    if cfg.loader == "torchvision" and cfg.outliers:
+        raise ConfigError("outliers", f"the torchvision loader (the classic pipeline) adds no non-digits (model"
+                          f" {cfg.model}'s recipe adds {cfg.outliers} per digit); add --outliers 0")
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:
@@ -226,6 +241,7 @@ def read_settings(path: str | Path) -> dict[str, Any]:
     if isinstance(data, dict) and isinstance(data.get("config"), dict):  # a metrics record: where it wrote is
         data = {k: v for k, v in data["config"].items() if k != "out_dir"}  # not part of the run (reruns go to runs/)
         data["augment"] = recorded_augment(data)  # a record older than --augment reruns as it ran, not with today's recipe
+        data["outliers"] = recorded_outliers(data)  # ... and one older than --outliers without non-digits
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path}: expected a table of settings")
     data = {k: v for k, v in data.items() if k != "scheduler_constants"}  # recorded for reading, not a setting

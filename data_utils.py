@@ -404,19 +404,25 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 Batch = tuple[Tensor, Tensor]
+NON_DIGIT = -1  # the label of a non-digit in a training batch (outlier exposure): no class is right
 
 
 class TensorTrainBatches:
     """Training batches made on the device: seeded shuffle, per-image rotation, normalization.
 
     On a CPU each batch is made when it is asked for (memory stays small); on a GPU the whole epoch
-    is made at once, a handful of launches instead of twenty per batch (``whole_epoch``).
+    is made at once, a handful of launches instead of twenty per batch (``whole_epoch``). With ``outliers``
+    > 0 each batch of n digits ends with round(n * outliers) non-digits (``augmentations.non_digits``),
+    labelled ``NON_DIGIT``.
     """
 
     def __init__(self, data: MNISTTensors, batch_size: int, seed: int, augment: str = "rotation",
-                 whole_epoch: bool | None = None) -> None:
+                 whole_epoch: bool | None = None, outliers: float = 0.0) -> None:
         self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        self.outliers = outliers
         augmentations.ready(augment, data.images.device)
+        if outliers:
+            augmentations.training_non_digits(data.images.device)  # drawn once, before the first epoch
         self.generator = torch.Generator(device=data.images.device)
         self.whole_epoch = data.images.device.type != "cpu" if whole_epoch is None else whole_epoch
 
@@ -430,11 +436,31 @@ class TensorTrainBatches:
         order = torch.randperm(len(labels), generator=gen, device=images.device)
         if self.whole_epoch:
             ordered = labels[order]
-            yield from zip(self._make(images, order, ordered, gen).split(self.batch_size), ordered.split(self.batch_size))
+            batches = zip(self._make(images, order, ordered, gen).split(self.batch_size), ordered.split(self.batch_size))
+            if not self.outliers:
+                yield from batches
+                return
+            counts = [self._outlier_count(len(index)) for index in order.split(self.batch_size)]
+            extra = self._non_digits(sum(counts), gen).split(counts)
+            yield from (self._with(batch, batch_labels, more) for (batch, batch_labels), more in zip(batches, extra))
         else:
             for index in order.split(self.batch_size):
                 batch_labels = labels[index]
-                yield self._make(images, index, batch_labels, gen), batch_labels
+                batch = self._make(images, index, batch_labels, gen)
+                if self.outliers:
+                    yield self._with(batch, batch_labels, self._non_digits(self._outlier_count(len(index)), gen))
+                else:
+                    yield batch, batch_labels
+
+    def _outlier_count(self, digits: int) -> int:
+        return round(digits * self.outliers)
+
+    def _non_digits(self, count: int, gen: torch.Generator) -> Tensor:
+        return normalize(augmentations.non_digits(count, gen, self.data.images.device), inplace=True)
+
+    @staticmethod
+    def _with(batch: Tensor, labels: Tensor, non_digits: Tensor) -> Batch:
+        return torch.cat([batch, non_digits]), torch.cat([labels, labels.new_full((len(non_digits),), NON_DIGIT)])
 
     def _make(self, images: Tensor, index: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
         """The images at ``index`` (of classes ``labels``), varied by the augmentation with fresh draws from
@@ -531,9 +557,9 @@ class DataPipeline:
 
 
 def _tensor_pipeline(splits: dict[str, MNISTTensors], train: MNISTTensors, val: MNISTTensors | None,
-                     batch_size: int, seed: int, device: torch.device, augment: str) -> DataPipeline:
+                     batch_size: int, seed: int, device: torch.device, augment: str, outliers: float = 0.0) -> DataPipeline:
     return DataPipeline(
-        train=TensorTrainBatches(train.to(device), batch_size, seed, augment),
+        train=TensorTrainBatches(train.to(device), batch_size, seed, augment, outliers=outliers),
         test=TensorEvalBatches(splits["test"].to(device)),
         val=TensorEvalBatches(val.to(device)) if val is not None else None,
         num_train=len(train), num_val=len(val) if val is not None else 0, num_test=len(splits["test"]))
@@ -555,7 +581,7 @@ LOADERS.register("torchvision", _torchvision_pipeline)
 
 def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int, seed: int,
                    device: torch.device | str = "cpu", subset: int | None = None, val_split: int = 0,
-                   augment: str = "rotation", writers: Tensor | None = None) -> DataPipeline:
+                   augment: str = "rotation", writers: Tensor | None = None, outliers: float = 0.0) -> DataPipeline:
     """Training/validation split (whole writers when ``writers`` gives each training image's writer, else
     random images), then the chosen loader's batches on ``device``."""
     make = LOADERS[loader]  # an unknown name raises before any work, naming the valid ones
@@ -565,6 +591,7 @@ def build_pipeline(splits: dict[str, MNISTTensors], loader: str, batch_size: int
         train_idx, val_idx = split_indices(len(splits["train"]), subset, val_split, seed)
     train = splits["train"].select(train_idx)
     val = splits["train"].select(val_idx) if val_split else None
-    pipeline = make(splits, train, val, batch_size, seed, torch.device(device), augment)
+    extra = {"outliers": outliers} if outliers else {}  # the classic loader has none (config.check refuses it)
+    pipeline = make(splits, train, val, batch_size, seed, torch.device(device), augment, **extra)
     pipeline.val_kind = None if not val_split else ("writers" if writers is not None else "random")
     return pipeline

@@ -46,6 +46,8 @@ def parse(argv: list[str]) -> Command:
             raise config.ConfigError(flag, "works with --predict or --predict-csv only")
     if args.format != "text" and not args.predict:
         raise config.ConfigError("format", "works with --predict only")
+    if args.reject_below is not None and not args.predict:
+        raise config.ConfigError("reject_below", "works with --predict only")
     try:
         keys = model_strategy.keys(args.model)
     except ValueError as exc:

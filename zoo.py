@@ -27,7 +27,7 @@ import config
 import data_utils
 import model_strategy
 import visualization
-from analysis import calibration, evaluation, external, inspection
+from analysis import calibration, evaluation, external, inspection, rejection
 from config import ConfigError, RunConfig
 from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
@@ -178,7 +178,8 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
 
 def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     """``--calibrate``: the model saved under ``source`` gets a temperature fitted on the development digits
-    (``analysis.calibration``); ECE before and after on them, on MNIST's test set and, when present, on SEMEION
+    (``analysis.calibration``) and the threshold of "not a digit" chosen on them (``analysis.rejection``); ECE
+    before and after, and the share rejected, on them, on MNIST's test set and, when present, on SEMEION
     (measured only). Written under ``cfg.out_dir``: ``<stem>_calibration.json`` (which ``--predict``, the web app
     and ``zoo.predict`` then apply) and the reliability diagrams. Returns the record."""
     strategy = model_strategy.get_strategy(cfg.model)
@@ -198,6 +199,8 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     sets = [(calibration.reliability(name, z.softmax(1), y), calibration.reliability(name, (z / temperature).softmax(1), y))
             for name, (z, y) in measured.items()]
     record = calibration.record(temperature, {n: len(y) for n, (_, y) in development.items()}, sets)
+    record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()},
+                               rejection.development_non_digit_logits(model))
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
     atomic_save_json(paths.calibration, record)
     visualization.save_reliability_plot(record["sets"], paths.reliability_plot,
@@ -259,16 +262,20 @@ def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
 
 
 def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
-                  save_prepared: bool = False, fmt: str = "text", source: Path | None = None) -> int:
+                  save_prepared: bool = False, fmt: str = "text", source: Path | None = None,
+                  reject_below: float | None = None) -> int:
     """``--predict`` / ``--predict-csv``: the model saved under ``source`` (default: ``artifacts.trained_root``) on
     new digits, nothing trained. Prints one line per input in its order (``fmt`` ``json``: one JSON object per
-    input, unreadable ones included) and one per bad input on stderr; returns how many inputs were bad."""
+    input, unreadable ones included) and one per bad input on stderr; returns how many inputs were bad.
+    ``reject_below``: the digit score under which an input is "not a digit" (default: the calibration record's)."""
     strategy = model_strategy.get_strategy(cfg.model)
     source = ArtifactPaths(strategy.stem, source or trained_root(strategy.stem, cfg.out_dir))
     model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
     if best:
         model_strategy.load_weights(model, source.best_params, strategy.key)
     model = predicting.calibrated(model, source.base, strategy.stem)
+    if reject_below is not None:
+        model = predicting.with_threshold(model, reject_below)
     print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
           file=sys.stderr)
     out = ArtifactPaths(strategy.stem, cfg.out_dir)

@@ -32,11 +32,13 @@ class CalibrationDataError(Exception):
 
 
 class Calibrated(nn.Module):
-    """``model`` with its logits divided by ``temperature``: the same answers, calibrated probabilities."""
+    """``model`` with its logits divided by ``temperature``: the same answers, calibrated probabilities. It carries
+    the threshold below which its top probability means "not a digit" (``reject_below``, 0: never;
+    ``analysis.rejection``)."""
 
-    def __init__(self, model: nn.Module, temperature: float) -> None:
+    def __init__(self, model: nn.Module, temperature: float, reject_below: float = 0.0) -> None:
         super().__init__()
-        self.model, self.temperature = model, float(temperature)
+        self.model, self.temperature, self.reject_below = model, float(temperature), float(reject_below)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x) / self.temperature

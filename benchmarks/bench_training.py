@@ -62,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
 
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "data_dir": args.data_dir,
-                "subset": args.subset, "augment": "rotation"}  # the same work: rotation is all the classic pipeline has
+                "subset": args.subset, "augment": "rotation", "outliers": 0}  # the same work: all the classic pipeline has
     names = args.pipelines.split(",")
     rounds: dict[str, list[dict]] = {name: [] for name in names}
     peak = matmul_gflops(args.device)  # before the runs, alone on the machine

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # and the model as built (stock layers, default memory layout, no acceleration) - the pipeline users come from.
 PIPELINES = {
     "project": {"loader": "tensor"},
-    "classic": {"loader": "torchvision", "backend": "none", "augment": "rotation"},  # all it can do of the recipes
+    "classic": {"loader": "torchvision", "backend": "none", "augment": "rotation", "outliers": 0},  # all it can do
 }
 
 

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tensor: batches made on the device; torchvision: classic Dataset + DataLoader")
     data.add_argument("--augment", choices=augmentations.AUGMENTATIONS.choices(),
                       help="how training batches are varied (default: the model recipe's); docs/cli.md describes each")
+    data.add_argument("--outliers", type=_number(float, 0, config.MAX_OUTLIERS), metavar="SHARE",
+                      help="non-digits (letters of the training fonts, scribbles, shapes) added per training digit and"
+                           " taught to be no digit, so that --predict can answer 'not a digit' (default: the recipe's)")
     data.add_argument("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
     data.add_argument("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
                       help="hold out N training images (seeded) as a validation set")
@@ -108,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--format", default="text", choices=("text", "json"),
                         help="--predict: text, one line per image (the digit and the runners-up, or a number's digits, with"
                              " probabilities), or json, one JSON object per image per line (file, number, confidence,"
-                             " top, verdict, reason, digits)")
+                             " top, verdict, reason, score, digits)")
+    output.add_argument("--reject-below", type=_number(float, 0, 1), metavar="SCORE",
+                        help="--predict: answer 'not a digit' below this digit score (the calibrated top probability), 0-1;"
+                             " 0 never rejects (default: the threshold --calibrate chose on development data)")
     output.add_argument("--save-prepared", action="store_true",
                         help="--predict: also write each 28x28 digit the model saw to outputs/prepared/")
 

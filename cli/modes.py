@@ -70,7 +70,7 @@ def run_export(cmd: Command) -> None:
 
 def run_predict(cmd: Command) -> int:
     failed = zoo.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
-                               cmd.args.save_prepared, cmd.args.format, cmd.source)
+                               cmd.args.save_prepared, cmd.args.format, cmd.source, cmd.args.reject_below)
     return 1 if failed else 0
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from analysis.calibration import Calibrated
 from analysis.evaluation import probabilities
-from digits.prepare import SIZE, clean, digits_in, mnistify, read_gray
+from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray
 
 
 class PredictionInputError(Exception):
@@ -53,9 +53,11 @@ class Reading:
 @dataclass
 class Prediction:
     """What a model says of one input. ``verdict``: ``digit`` (one digit), ``number`` (several digits in a row;
-    ``digit`` is then None and ``number`` holds them all), ``unreadable`` (an input that could not be read or
-    held no ink; ``reason`` says why). ``probability`` is the digit's, or for a number the product of its
-    digits'; ``top`` the digit's runners-up, or for a number each digit's answer in order."""
+    ``digit`` is then None and ``number`` holds them all), ``not a digit`` (an input unlike any digit, an empty
+    page included: no digit is given, ``score`` and ``reason`` say why), ``unreadable`` (an input that could not
+    be read; ``reason`` says why). ``probability`` is the digit's, or for a number the product of its digits';
+    ``top`` the digit's runners-up, or for a number each digit's answer in order. ``score``: the lowest digit score
+    (top probability) of its digits, which the threshold (``analysis.rejection``) is compared with."""
 
     source: str
     digit: int | None
@@ -64,21 +66,34 @@ class Prediction:
     verdict: str = "digit"
     reason: str | None = None
     readings: list[Reading] = field(default_factory=list)  # one per digit, left to right
+    score: float | None = None
 
     @classmethod
     def answer(cls, source: str, probabilities: Tensor) -> "Prediction":
         """The prediction for one digit from its 10 class probabilities."""
         reading = Reading.of(probabilities)
-        return cls(source, reading.digit, reading.probability, reading.top, readings=[reading])
+        return cls(source, reading.digit, reading.probability, reading.top, readings=[reading], score=reading.probability)
 
     @classmethod
-    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool]) -> "Prediction":
-        """The prediction for the (N, 10) class probabilities of an input's N digits, left to right."""
+    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float = 0.0) -> "Prediction":
+        """The prediction for the (N, 10) class probabilities of an input's N digits, left to right: "not a digit"
+        when one of them scores below ``reject_below`` (a number holds digits only)."""
+        scores = probabilities.max(1).values
+        lowest = float(scores.min())
+        if lowest < reject_below:
+            where = "" if len(scores) == 1 else f" (piece {int(scores.argmin()) + 1} of {len(scores)})"
+            return cls.not_a_digit(source, lowest, f"unlike any digit{where}: score {lowest:.3f} is below the"
+                                                   f" threshold {reject_below:.3f}")
         if len(probabilities) == 1:
             return cls.answer(source, probabilities[0])
         readings = [Reading.of(p, u) for p, u in zip(probabilities, uncertain)]
         confidence = float(torch.tensor([r.probability for r in readings]).prod())
-        return cls(source, None, confidence, [(r.digit, r.probability) for r in readings], "number", None, readings)
+        return cls(source, None, confidence, [(r.digit, r.probability) for r in readings], "number", None, readings,
+                   lowest)
+
+    @classmethod
+    def not_a_digit(cls, source: str, score: float, reason: str) -> "Prediction":
+        return cls(source, None, score, [], "not a digit", reason, score=score)
 
     @classmethod
     def unreadable(cls, source: str, reason: str) -> "Prediction":
@@ -93,12 +108,14 @@ class Prediction:
         """The machine-readable form ``--format json`` prints, one object per input."""
         return {"file": self.source, "number": self.number, "confidence": self.probability,
                 "top": [[d, p] for d, p in self.top], "verdict": self.verdict, "reason": self.reason,
-                "digits": [r.to_dict() for r in self.readings]}
+                "score": self.score, "digits": [r.to_dict() for r in self.readings]}
 
     def line(self) -> str:
         """The human-readable form: the digit with its probability and the runners-up; a number with each digit's."""
         if self.verdict == "unreadable":
             return f"{self.source}: {self.reason}"
+        if self.verdict == "not a digit":
+            return f"{self.source}: not a digit ({self.reason})"
         if self.verdict == "number":
             each = " · ".join(f"{r.digit} {100 * r.probability:.1f}%" + ("?" if r.uncertain_split else "")
                               for r in self.readings)
@@ -190,15 +207,30 @@ def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
     return [paths[i] for i in prepared], digits, [f"{paths[i]}: {r}" for i, r in reasons.items()]
 
 
+def threshold_of(model: nn.Module) -> float:
+    """The score below which ``model`` answers "not a digit": its ``--calibrate`` record's (carried by the calibrated
+    model, ``calibrated``), or 0 (never) for a model without one."""
+    return float(getattr(model, "reject_below", 0.0))
+
+
+def with_threshold(model: nn.Module, reject_below: float) -> nn.Module:
+    """``model`` answering "not a digit" below ``reject_below`` (``--reject-below``): its calibration kept."""
+    if isinstance(model, Calibrated):
+        return Calibrated(model.model, model.temperature, reject_below)
+    return Calibrated(model, 1.0, reject_below)
+
+
 def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Tensor | None]:
     """What ``model`` reads in cleaned ink (``digits.prepare.clean``), and the (K, 28, 28) digits it saw: the web
-    app cleans an upload once and lets every model read it."""
+    app cleans an upload once and lets every model read it. Ink with nothing in it is no digit (score 0)."""
     try:
         pieces = digits_in(ink, judge(model))
+    except BlankImage as exc:
+        return Prediction.not_a_digit(name, 0.0, f"{exc}"), None
     except ValueError as exc:
         return Prediction.unreadable(name, str(exc)), None
     seen = torch.stack([digit for digit, _ in pieces])
-    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces]), seen
+    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces], threshold_of(model)), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:
@@ -233,14 +265,18 @@ def calibrated(model: nn.Module, root: Path | str, stem: str) -> nn.Module:
     as it is when it has none: the same answers, probabilities that mean what they say."""
     path = Path(root) / "outputs" / f"{stem}_calibration.json"
     try:
-        temperature = float(json.loads(path.read_text())["temperature"])
+        record = json.loads(path.read_text())
+        temperature = float(record["temperature"])
+        reject_below = float(record.get("reject_below") or 0.0)  # records before "not a digit": never
     except FileNotFoundError:
         return model
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PredictionInputError(f"{path}: not a calibration record ({type(exc).__name__}); run --calibrate again")
     if not 0.01 <= temperature <= 100:
         raise PredictionInputError(f"{path}: temperature {temperature} is out of range; run --calibrate again")
-    return Calibrated(model, temperature)
+    if not 0 <= reject_below <= 1:
+        raise PredictionInputError(f"{path}: threshold {reject_below} is outside [0, 1]; run --calibrate again")
+    return Calibrated(model, temperature, reject_below)
 
 
 def submission_csv(ids: list[int], predicted: Tensor) -> str:

@@ -226,11 +226,15 @@ def ink_box(image: Tensor, ink: Tensor) -> Tensor:
     return image[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
 
 
+class BlankImage(ValueError):
+    """The preparation found no ink: an empty page, or paper whose marks do not stand out from its noise."""
+
+
 def mnistify(gray: Tensor) -> Tensor:
     """A (H, W) float image in [0, 1], any polarity, to a (28, 28) MNIST-style digit in [0, 1]."""
     ink = clean(gray)
     if not (ink > 0).any():
-        raise ValueError("no digit found (the image is blank)")
+        raise BlankImage("no digit found (the image is blank)")
     return centre(ink)
 
 
@@ -245,7 +249,7 @@ def digits_of(gray: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> 
 def digits_in(ink: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
     """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
-        raise ValueError("no digit found (the image is blank)")
+        raise BlankImage("no digit found (the image is blank)")
     rate = None if judge is None else functools.partial(_lowest_confidence, judge)
     pieces = segment.split(ink, rate)
     if len(pieces) <= 1:

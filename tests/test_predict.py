@@ -184,9 +184,9 @@ def test_predict_json_prints_one_object_per_input_in_order_unreadable_ones_inclu
     assert said["verdict"] == "digit" and said["number"] == "7" and said["reason"] is None
     assert said["top"][0] == [7, said["confidence"]] and len(said["top"]) == 3
     assert abs(sum(p for _, p in said["top"]) - 1) < 0.05 and said["confidence"] > 0.5
-    assert objects[0]["verdict"] == objects[2]["verdict"] == "unreadable" and objects[0]["number"] is None
-    assert "blank" in objects[0]["reason"] and objects[2]["reason"] == "no such file"
-    assert err.count("main.py: error:") == 2 and "Traceback" not in err  # one line per bad input, as in text mode
+    assert objects[0]["verdict"] == "not a digit" and objects[0]["number"] is None and "blank" in objects[0]["reason"]
+    assert objects[2]["verdict"] == "unreadable" and objects[2]["reason"] == "no such file"
+    assert err.count("main.py: error:") == 1 and "Traceback" not in err  # one line per bad input, as in text mode
 
 
 def test_format_json_is_refused_without_predict(capsys):

@@ -13,6 +13,8 @@ weight rendered dark on white and passed through ``digits.prepare.mnistify``.
 
 rebuilds the file (an id Fontsource does not publish fails its ``npm pack`` and is left out). The file keeps
 each family's name, package version and licence; newer package versions may draw a glyph differently.
+``python -m tools.build_fonts --letters fonts`` then writes the letters of the same families
+(``assets/font_letters.safetensors``: the non-digits of ``digits.nondigits``).
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ import re
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import ImageFont
 from safetensors.torch import save_file
 from torch import Tensor
 
-from digits import prepare
+from digits import nondigits, prepare
 from digits.font_digits import PATH, load, read
 
 RENDER_SIZE = 96  # font size in pixels; the glyph is then prepared to MNIST's 20-pixel box
@@ -35,10 +37,7 @@ MISSING_GLYPH = "\ue000"  # a private-use code point: fonts draw their "missing 
 
 def render(font: ImageFont.FreeTypeFont, text: str) -> Tensor:
     """``text`` in ``font``, dark ink on white, as a float (H, W) image in [0, 1] with a margin around it."""
-    left, top, right, bottom = font.getbbox(text)
-    margin = RENDER_SIZE // 4
-    image = Image.new("L", (right - left + 2 * margin, bottom - top + 2 * margin), 255)
-    ImageDraw.Draw(image).text((margin - left, margin - top), text, font=font, fill=0)
+    image = nondigits.render(font, text)
     return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
 
 
@@ -69,6 +68,47 @@ def prepared_digits(path: Path) -> Tensor | None:
     if (torch.cdist(flat, flat) + torch.eye(10) * 1e9).min() < 1.0:  # two digits drawn alike: a placeholder glyph
         return None
     return images
+
+
+def prepared_letters(path: Path) -> Tensor | None:
+    """The font's letters (``nondigits.ALPHABET``) prepared by ``prepare.mnistify``, uint8 (52, 28, 28); None if
+    it lacks one of them."""
+    font = ImageFont.truetype(str(path), RENDER_SIZE)
+    missing = render(font, MISSING_GLYPH)
+    letters = []
+    for c in nondigits.ALPHABET:
+        drawn = render(font, c)
+        if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)):
+            return None
+        letters.append(prepare.mnistify(drawn))
+    return torch.stack(letters).mul(255).round().to(torch.uint8)
+
+
+def make_letters(packages: Path, out: Path | None = None) -> list[str]:
+    """Writes the font letters file for the families of the font digits file (the same split by name), from the
+    same unpacked packages; returns the families left out and why."""
+    wanted = set(load("all").families)
+    fonts, images, skipped = [], [], []
+    for package in sorted(p for p in packages.iterdir() if (p / "metadata.json").is_file()):
+        meta = json.loads((package / "metadata.json").read_text())
+        font_id, family = meta.get("id", meta.get("fontId")), meta.get("family", meta.get("fontName"))
+        if family not in wanted:
+            continue
+        path = font_file(package, font_id, meta["weights"])
+        letters = None if path is None else prepared_letters(path)
+        if letters is None:
+            skipped.append(f"{family}: {'no latin normal file' if path is None else 'lacks a letter'}")
+            continue
+        version = json.loads((package / "package.json").read_text())["version"]
+        fonts.append({"family": family, "file": path.name, "package": f"@fontsource/{font_id}@{version}"})
+        images.append(letters)
+    order = sorted(range(len(fonts)), key=lambda i: fonts[i]["family"].lower())
+    out = Path(out or nondigits.LETTERS_PATH)
+    save_file({"images": torch.stack([images[i] for i in order]).contiguous()}, str(out),
+              metadata={"fonts": json.dumps([fonts[i] for i in order]), "alphabet": nondigits.ALPHABET,
+                        "made_by": "python -m tools.build_fonts --letters"})
+    nondigits._read_letters.cache_clear()
+    return skipped
 
 
 def make(packages: Path, out: Path | None = None) -> list[str]:
@@ -112,7 +152,15 @@ def main() -> None:
                       help="print the Fontsource ids of the catalogue's handwriting families")
     task.add_argument("--make", type=Path, metavar="FONT_PACKAGES",
                       help="folder of unpacked @fontsource packages, one folder each")
+    task.add_argument("--letters", type=Path, metavar="FONT_PACKAGES",
+                      help="the same folder: write the font letters file (non-digits) for the font digits' families")
     args = p.parse_args()
+    if args.letters:
+        for line in make_letters(args.letters):
+            print("left out:", line)
+        print(f"{nondigits.LETTERS_PATH}: {len(nondigits.letters('train'))} training and"
+              f" {len(nondigits.letters('development'))} development letters")
+        return
     if args.ids:
         print("\n".join(handwriting_ids(args.ids)))
         return

@@ -310,6 +310,23 @@ def calibration_table(root: Path = REFERENCE_ROOT) -> str:
             " was fitted on.\n\n" + markdown_table(["model", "temperature", *names], "lr" + "r" * len(names), rows))
 
 
+def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
+    """How each committed model says "not a digit" on the test sets (``benchmarks/rejection.py``)."""
+    if not path.is_file():
+        return "_not measured yet: run the rejection benchmark command above_"
+    r = json.loads(path.read_text())
+    kinds = list(r["sets"])
+    rows = [[f"`{row['model']}`", f"{row['threshold']:.3f}", f"{row['mnist_rejected']:.2f}%",
+             f"{row['mnist_accepted_accuracy']:.2f}%",
+             f"{row['semeion_rejected']:.2f}%" if "semeion_rejected" in row else "-",
+             f"**{row['non_digits_rejected']:.1f}%**", *(f"{row['non_digits'][k]:.1f}%" for k in kinds),
+             f"{row['auroc']:.3f}"] for row in r["rows"]]
+    header = ["model", "threshold", "MNIST test rejected", "accepted read right", "SEMEION rejected",
+              "test non-digits rejected", *(f"{k} ({r['sets'][k]})" for k in kinds), "AUROC"]
+    return (f"{machine_line(r['machine'])}; `{r['command']}`; thresholds from each model's `--calibrate` record"
+            " (1% of the development digits).\n\n" + markdown_table(header, "l" + "r" * (len(header) - 1), rows))
+
+
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
 TABLES = {"models": lambda root: models_table(), "results": results_table, "leaderboard": leaderboard_table,
           "speed": lambda root: speed_table(), "speed-gpu": lambda root: speed_table(RESULTS_DIR / "training_speed_gpu.json"),
@@ -320,6 +337,7 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "cli": lambda root: cli_table(),
           "serve": lambda root: serve_table(),
           "numbers": lambda root: numbers_table(), "calibration": calibration_table,
+          "rejection": lambda root: rejection_table(),
           "augmentations": lambda root: augmentations_table(),
           "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live

@@ -107,14 +107,34 @@ class DivergenceError(RuntimeError):
     """The training loss stopped being a finite number."""
 
 
+OUTLIER_WEIGHT = 0.5  # the weight of the non-digits' term (Hendrycks, Mazeika & Dietterich 2019, "Deep Anomaly
+# Detection with Outlier Exposure": 0.5 for vision)
+
+
+def exposure_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0,
+                  weight: float = OUTLIER_WEIGHT) -> Tensor:
+    """Outlier exposure: the digits' mean cross-entropy plus ``weight`` times the non-digits' (labels ``NON_DIGIT``)
+    mean cross-entropy to the uniform distribution, which teaches the network to be unsure of what is no digit.
+    Logits (N, classes) with labels (N,), or (N, K, classes) with (N, K): one loss per model. No host sync."""
+    digit = labels != data_utils.NON_DIGIT
+    scores = logits.movedim(-1, 1) if logits.dim() == 3 else logits
+    ce = F.cross_entropy(scores, labels.clamp(min=0), label_smoothing=label_smoothing, reduction="none")
+    uniform = -F.log_softmax(logits, -1).mean(-1)
+    digits, others = digit.sum(0).clamp(min=1), (~digit).sum(0).clamp(min=1)
+    return (ce * digit).sum(0) / digits + weight * (uniform * ~digit).sum(0) / others
+
+
 class TrainStep:
     """One optimisation step: zero the gradients, forward, loss, backward, optimizer step.
 
-    Returns the batch's mean loss and its logits, detached; the caller may keep both.
+    Returns the batch's mean loss and its logits, detached; the caller may keep both. ``outliers``: the
+    batches end with non-digits (``data_utils.NON_DIGIT``), trained by ``exposure_loss``.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
+                 outliers: bool = False) -> None:
         self.model, self.optimizer, self.label_smoothing = model, optimizer, label_smoothing
+        self.outliers = outliers
 
     def __call__(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -128,7 +148,10 @@ class TrainStep:
         is the one it would have alone; the K means come back.
         """
         logits = self.model(images)
-        if logits.dim() == 3:
+        if self.outliers:
+            loss = exposure_loss(logits, labels, self.label_smoothing)
+            (loss.sum() if loss.dim() else loss).backward()
+        elif logits.dim() == 3:
             loss = F.cross_entropy(logits.movedim(2, 1), labels, label_smoothing=self.label_smoothing,
                                    reduction="none").mean(0)
             loss.sum().backward()
@@ -152,10 +175,10 @@ class CudaGraphStep(TrainStep):
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
-                 warmup: int = 3) -> None:
+                 outliers: bool = False, warmup: int = 3) -> None:
         if warmup < 1:  # the optimizer's first step creates its state (momentum buffers): not recordable
             raise ValueError("CudaGraphStep needs at least one eager warm-up step")
-        super().__init__(model, optimizer, label_smoothing)
+        super().__init__(model, optimizer, label_smoothing, outliers)
         self.warmup, self.eager_steps = warmup, 0
         self.shape: torch.Size | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -196,7 +219,8 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
 
     Every ``refresh_every`` batches (never when None) the progress bar reads the loss back, which is
     also the early divergence check; on a GPU that read is the loop's only host synchronisation. For K
-    models at once (logits (N, K, classes)) losses and counts are per model: (batches, K).
+    models at once (logits (N, K, classes)) losses and counts are per model: (batches, K). Sizes count digits:
+    a batch's non-digits (outlier exposure) are in its loss, not in its accuracy.
     """
     step.model.train()
     losses, hits, sizes = [], [], []
@@ -206,14 +230,15 @@ def train_one_epoch(step: TrainStep, batches: Iterable[tuple[Tensor, Tensor]], n
         schedule.after_batch()
         losses.append(loss)
         hits.append((logits.argmax(-1) == labels).sum(0))
-        sizes.append(len(labels))
+        sizes.append((labels.view(len(labels), -1)[:, 0] != data_utils.NON_DIGIT).sum() if step.outliers else len(labels))
         if refresh_every and i % refresh_every == 0:
             current = loss.mean().item()
             if not math.isfinite(current):
                 raise DivergenceError(f"training loss became {current} at batch {i + 1}")
-            bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].float().mean().item() / sizes[-1]:.2f}%",
+            bar.set_postfix(loss=f"{current:.4f}", acc=f"{100 * hits[-1].float().mean().item() / float(sizes[-1]):.2f}%",
                             lr=f"{float(step.optimizer.param_groups[0]['lr']):.4g}", refresh=False)
-    return torch.stack(losses).float(), torch.stack(hits), torch.tensor(sizes)
+    sizes = torch.stack(sizes).cpu() if step.outliers else torch.tensor(sizes)
+    return torch.stack(losses).float(), torch.stack(hits), sizes
 
 
 def fit(step: TrainStep, pipeline: data_utils.DataPipeline, schedule: Schedule, epochs: int,
@@ -365,7 +390,8 @@ def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | 
                                      f" {cfg.data_dir}, for MNIST's {data_utils.SPLIT_SIZES['train']:,} training images")
         writers = None if qmnist is None else qmnist[:, 2]
     pipeline = data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device,
-                                         cfg.subset, cfg.val_split, augment=cfg.augment, writers=writers)
+                                         cfg.subset, cfg.val_split, augment=cfg.augment, writers=writers,
+                                         outliers=cfg.outliers)
     if pipeline.num_train == 0:
         raise config.ConfigError("val_split", f"holding out the whole writers of {cfg.val_split} images leaves none to"
                                  " train on; hold out fewer, or --val-split-by random")
@@ -384,7 +410,8 @@ def train(cfg: config.RunConfig, callbacks: Callbacks | None = None, state: dict
     run = build(cfg, state, started_at)
     if callbacks is not None:
         callbacks.on_start(run)
-    step = (CudaGraphStep if run.graphed else TrainStep)(run.model, run.optimizer, cfg.label_smoothing)
+    step = (CudaGraphStep if run.graphed else TrainStep)(run.model, run.optimizer, cfg.label_smoothing,
+                                                         bool(cfg.outliers))
     fit(step, run.pipeline, run.schedule, cfg.epochs, [run.history], lambda batches: [evaluate(run.model, batches)],
         None if callbacks is None else (lambda records: callbacks.on_epoch_end(run, records[0])),
         started_at=run.started_at, stopper=EarlyStopping(cfg.patience) if cfg.patience else None)

@@ -175,10 +175,11 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
     splits = data_utils.load_mnist(base.data_dir, verify=base.verify)
     config.check_sizes(base, len(splits["train"]))
     pipelines = [data_utils.build_pipeline(splits, cfg.loader, cfg.batch_size, cfg.seed, cfg.device, cfg.subset,
-                                           augment=cfg.augment) for cfg in cfgs]
+                                           augment=cfg.augment, outliers=cfg.outliers) for cfg in cfgs]
     train = SeedBatches([p.train for p in pipelines])
     optimizer, schedule, graphed = loop.optimization(base, stack, len(train))
-    step = (loop.CudaGraphStep if graphed else loop.TrainStep)(stack, optimizer, base.label_smoothing)
+    step = (loop.CudaGraphStep if graphed else loop.TrainStep)(stack, optimizer, base.label_smoothing,
+                                                               bool(base.outliers))
     histories = [loop.History() for _ in cfgs]
     loop.fit(step, dataclasses.replace(pipelines[0], train=train), schedule, base.epochs, histories,
              lambda batches: evaluate_each(stack, batches), started_at=started_at,

@@ -148,6 +148,8 @@ def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = Fals
         ink = clean(decode_gray(data))  # once: every model reads the same cleaned ink
     except ValueError as exc:
         raise BadUpload(f"{name}: {exc}") from None
+    if not (ink > 0).any():  # an empty canvas: nothing drawn yet, not a question for the models
+        raise BadUpload(f"{name}: no digit found (the image is blank)")
     answers, saw = [], None
     for served in zoo:
         said, digits = answer_ink(served.model, name, ink)

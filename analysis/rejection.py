@@ -1,0 +1,195 @@
+"""Saying "not a digit": the score, how its threshold is chosen, how well it separates, and the sets it is measured on.
+
+The score of an input is the reader's calibrated maximum softmax probability (Hendrycks & Gimpel, 2017): the
+probability of the digit it would answer. Models trained with outlier exposure (``--outliers``) were taught to
+spread that probability evenly over the ten classes for non-digits, which is what makes the score separate
+them. An input scoring below the threshold is answered "not a digit".
+
+The threshold is chosen on development data only (``choose_threshold``): the score below which
+``DEVELOPMENT_REJECTED`` of the development digits of other writers fall (OPTDIGITS' training writers and the
+development fonts, the digits calibration is fitted on). MNIST's test set, SEMEION and the test non-digits
+(``test_non_digits``) are only measured.
+
+The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
+(DejaVu, STIX, Computer Modern), crops of the photographs and scans in matplotlib's sample data, zigzag scribbles
+(straight strokes, another generator than training's smooth ones), noise, and blank pages.
+"""
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from torch import Tensor
+
+from digits import nondigits
+
+DEVELOPMENT_REJECTED = 0.01  # the share of development digits the default threshold rejects
+TEST_SEED = 2  # the test non-digits' random stream: neither training's nor development's
+
+
+def scores(probabilities: Tensor) -> Tensor:
+    """The digit score of each input: its (calibrated) top probability."""
+    return probabilities.max(1).values
+
+
+def choose_threshold(digit_scores: Tensor, rejected: float = DEVELOPMENT_REJECTED) -> float:
+    """The score below which ``rejected`` of these (development) digits fall."""
+    return float(torch.quantile(digit_scores.double(), rejected))
+
+
+def rejected(score: Tensor, threshold: float) -> float:
+    """The share (%) of inputs scoring below ``threshold``."""
+    return 100.0 * float((score < threshold).float().mean()) if len(score) else 0.0
+
+
+def auroc(digit_scores: Tensor, other_scores: Tensor) -> float:
+    """The probability that a digit scores above a non-digit (ties count half): the area under the ROC curve of
+    the score as a digit detector, independent of any threshold."""
+    both = torch.cat([digit_scores, other_scores]).double()
+    ranks = torch.empty_like(both)
+    order = both.argsort()
+    ranks[order] = torch.arange(1, len(both) + 1, dtype=torch.double)
+    for value in both[order].unique_consecutive()[(both[order].unique_consecutive(return_counts=True)[1] > 1)]:
+        tied = both == value
+        ranks[tied] = ranks[tied].mean()  # average ranks of ties
+    n, m = len(digit_scores), len(other_scores)
+    return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * m))
+
+
+# --------------------------------------------------------------------------- the test non-digits
+
+
+def _mpl_data() -> Path:
+    import matplotlib  # noqa: PLC0415 - only the test set reads its files
+
+    return Path(matplotlib.get_data_path())
+
+
+TYPEFACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif.ttf",
+             "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralItalic.ttf",
+             "STIXGeneralBol.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmti10.ttf")
+
+
+def _gray(image: Image.Image) -> Tensor:
+    image = image.convert("L")
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
+
+
+def typeface_letters() -> list[Tensor]:
+    """Every letter but ``nondigits.LIKE_DIGITS`` in each of matplotlib's typefaces, dark on white."""
+    out = []
+    for name in TYPEFACES:
+        font = ImageFont.truetype(str(_mpl_data() / "fonts" / "ttf" / name), 96)
+        for c in nondigits.ALPHABET:
+            if c not in nondigits.LIKE_DIGITS:
+                out.append(_gray(nondigits.render(font, c)))
+    return out
+
+
+def _photographs() -> list[Image.Image]:
+    """matplotlib's sample photographs and scans as grey images."""
+    sample = _mpl_data() / "sample_data"
+    images = [Image.open(sample / "grace_hopper.jpg"), Image.open(sample / "Minduka_Present_Blue_Pack.png")]
+    mri = np.frombuffer(gzip.decompress((sample / "s1045.ima.gz").read_bytes()), np.uint16).reshape(256, 256)
+    for field in (mri.astype(np.float64), np.load(sample / "jacksboro_fault_dem.npz")["elevation"].astype(np.float64),
+                  np.load(sample / "topobathy.npz")["topo"].astype(np.float64)):
+        span = field.max() - field.min()
+        images.append(Image.fromarray(((field - field.min()) / (span or 1) * 255).astype(np.uint8)))
+    return [image.convert("L") for image in images]
+
+
+def photo_crops(count: int, seed: int = TEST_SEED) -> list[Tensor]:
+    """Square crops of the sample photographs, 32-240 pixels across, as 28x28 images (MNIST's format)."""
+    rng, photos, out = random.Random(f"photos-{seed}"), _photographs(), []
+    while len(out) < count:
+        photo = rng.choice(photos)
+        side = rng.randint(32, min(240, *photo.size))
+        x, y = rng.randint(0, photo.width - side), rng.randint(0, photo.height - side)
+        out.append(_gray(photo.crop((x, y, x + side, y + side)).resize((28, 28), Image.BILINEAR)))
+    return out
+
+
+def zigzags(count: int, seed: int = TEST_SEED) -> list[Tensor]:
+    """Scribbles of straight strokes: random polylines of 5-12 corners, sometimes two, a pen of 3-8 pixels."""
+    rng, out = random.Random(f"zigzags-{seed}"), []
+    while len(out) < count:
+        image = Image.new("L", (96, 96), 255)
+        draw = ImageDraw.Draw(image)
+        for _ in range(rng.choice((1, 1, 2))):
+            corners = [(rng.uniform(8, 88), rng.uniform(8, 88)) for _ in range(rng.randint(5, 12))]
+            draw.line(corners, fill=0, width=rng.randint(3, 8), joint="curve")
+        out.append(_gray(image))
+    return out
+
+
+def noise(count: int, seed: int = TEST_SEED) -> list[Tensor]:
+    """Noise images: uniform, Gaussian, blurred or salt-and-pepper, 28-200 pixels across."""
+    rng, out = random.Random(f"noise-{seed}"), []
+    while len(out) < count:
+        side = rng.randint(28, 200)
+        image = Image.effect_noise((side, side), rng.uniform(10, 120))
+        kind = rng.choice(("gaussian", "uniform", "blurred", "salt"))
+        if kind == "uniform":
+            image = Image.frombytes("L", (side, side), bytes(rng.getrandbits(8) for _ in range(side * side)))
+        elif kind == "blurred":
+            image = image.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4)))
+        elif kind == "salt":
+            image = Image.new("L", (side, side), 255 * rng.randint(0, 1))
+            draw = ImageDraw.Draw(image)
+            for _ in range(side * side // rng.randint(10, 40)):
+                draw.point((rng.randrange(side), rng.randrange(side)), fill=rng.choice((0, 255)))
+        out.append(_gray(image))
+    return out
+
+
+def blank_pages(count: int, seed: int = TEST_SEED) -> list[Tensor]:
+    """Empty pages: one grey level with faint noise, 28-300 pixels across."""
+    rng, out = random.Random(f"blank-{seed}"), []
+    while len(out) < count:
+        side = rng.randint(28, 300)
+        level = rng.uniform(0, 1)
+        out.append((torch.full((side, side), level) + torch.randn(side, side, generator=torch.Generator().manual_seed(
+            rng.getrandbits(31))) * 0.01).clamp(0, 1))
+    return out
+
+
+def test_non_digits(per_kind: int = 500) -> dict[str, list[Tensor]]:
+    """The test non-digits as grey images (H, W) in [0, 1], before any preparation, per kind."""
+    return {"letters (typefaces)": typeface_letters(), "photo crops": photo_crops(per_kind),
+            "zigzag scribbles": zigzags(per_kind), "noise": noise(per_kind // 2), "blank pages": blank_pages(per_kind // 10)}
+
+
+# --------------------------------------------------------------------------- the choice, in --calibrate
+
+DEVELOPMENT_DRAWN = 1000  # development scribbles and as many shapes, beside the development fonts' letters
+
+
+def development_non_digit_logits(model: torch.nn.Module) -> dict[str, Tensor]:
+    """The model's logits for the development non-digits, per kind (letters of the development fonts, scribbles and
+    shapes of the development stream), prepared as ``--predict`` prepares any image."""
+    from analysis.evaluation import logits  # noqa: PLC0415 - evaluation imports this layer's neighbours
+
+    kinds = {"letters": nondigits.letters("development"),
+             "scribbles": nondigits.drawn("scribbles", DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED),
+             "shapes": nondigits.drawn("shapes", DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED)}
+    return {f"development {kind}": logits(model, images.float() / 255.0) for kind, images in kinds.items()}
+
+
+def choose(temperature: float, digit_logits: dict[str, Tensor], non_digit_logits: dict[str, Tensor],
+           rejected_share: float = DEVELOPMENT_REJECTED) -> dict:
+    """The threshold chosen on the development digits (the ``digit_logits`` sets whose name says "fitted on") and
+    the share rejected of every set at it: what ``--calibrate`` adds to its record."""
+    score = {name: scores((z / temperature).softmax(1)) for name, z in {**digit_logits, **non_digit_logits}.items()}
+    development = torch.cat([s for name, s in score.items() if "fitted on" in name])
+    threshold = choose_threshold(development, rejected_share)
+    digits = torch.cat([s for name, s in score.items() if name in digit_logits and "fitted on" in name])
+    others = torch.cat([s for name, s in score.items() if name in non_digit_logits])
+    return {"reject_below": round(threshold, 6), "rejection": {
+        "score": "calibrated top probability", "chosen_on": f"{100 * rejected_share:g}% of the development digits",
+        "rejected_percent": {name: round(rejected(s, threshold), 3) for name, s in score.items()},
+        "development_auroc": round(auroc(digits, others), 5),
+        "note": "the threshold is chosen on development digits; MNIST's test set and SEMEION are only measured"}}

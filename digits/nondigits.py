@@ -1,0 +1,168 @@
+"""Non-digits: what a reader must answer "not a digit" to, prepared as ``--predict`` prepares any image.
+
+Three kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a digit"):
+
+- ``letters``: the letters of the handwriting fonts (``assets/font_letters.safetensors``, the same families as
+  ``font_digits`` and the same split into training and development fonts). The letters people write exactly as
+  a digit (``LIKE_DIGITS``: O, o, I, l) are left out: no reader can tell them from 0 and 1.
+- ``scribbles``: one to three smooth random pen strokes, what a doodle or a crossed-out mark becomes.
+- ``shapes``: filled blobs, polygons, outlines and textures of several grey levels, what a photo of an object
+  becomes once its background is taken away.
+
+Training (outlier exposure, ``data_utils``) and development (the threshold ``--calibrate`` chooses) draw from
+different fonts and different random streams (``TRAINING_SEED``, ``DEVELOPMENT_SEED``). The test set of
+non-digits is made from other sources again (``analysis.rejection``) and is never trained or chosen on.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import Tensor
+
+from core.artifacts import REPO_ROOT
+from digits import font_digits
+from digits.prepare import mnistify
+
+LETTERS_PATH = REPO_ROOT / "assets" / "font_letters.safetensors"
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the order of the file's letters
+LIKE_DIGITS = "OoIl"  # written as 0 and 1 are: not a non-digit anyone could reject
+KINDS = ("letters", "scribbles", "shapes")
+TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
+CANVAS = 96  # scribbles and shapes are drawn at this size, then prepared
+
+
+@functools.lru_cache(maxsize=1)
+def _read_letters(path: Path) -> tuple[Tensor, list[str]]:
+    if not path.is_file():
+        raise font_digits.FontDigitsError(f"{path}: no font letters file (it is part of the repository: restore it"
+                                          " with git)")
+    try:
+        images = load_file(path)["images"]
+        with safe_open(path, "pt") as f:
+            families = [font["family"] for font in json.loads((f.metadata() or {})["fonts"])]
+    except Exception as e:  # a damaged file: say which, without a traceback
+        raise font_digits.FontDigitsError(f"{path}: not a font letters file ({e})") from None
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (len(ALPHABET), 28, 28) or len(images) != len(families):
+        raise font_digits.FontDigitsError(f"{path}: expected uint8 (fonts, {len(ALPHABET)}, 28, 28) for"
+                                          f" {len(families)} fonts, found {images.dtype} {tuple(images.shape)}")
+    return images, families
+
+
+def letters(split: str, path: Path | None = None, alphabet: str | None = None) -> Tensor:
+    """The ``"train"`` or ``"development"`` fonts' letters as (N, 28, 28) uint8: every letter but ``LIKE_DIGITS``
+    (or those of ``alphabet``), font by font. The split follows ``font_digits``' by family name."""
+    if split not in ("train", "development"):
+        raise ValueError(f"split is train or development, not {split!r}")
+    images, families = _read_letters(Path(path or LETTERS_PATH))
+    development = set(font_digits.load("development").families)
+    keep = [i for i, family in enumerate(families) if (family in development) == (split == "development")]
+    columns = [ALPHABET.index(c) for c in (alphabet or ALPHABET) if c not in LIKE_DIGITS or alphabet]
+    return images[keep][:, columns].reshape(-1, 28, 28)
+
+
+def render(font: "ImageFont.FreeTypeFont", text: str) -> Image.Image:
+    """``text`` in ``font``, dark ink on white, with a margin of a quarter of the font's size around it."""
+    left, top, right, bottom = font.getbbox(text)
+    margin = font.size // 4
+    image = Image.new("L", (right - left + 2 * margin, bottom - top + 2 * margin), 255)
+    ImageDraw.Draw(image).text((margin - left, margin - top), text, font=font, fill=0)
+    return image
+
+
+def _points(rng: random.Random, count: int, margin: float = 12) -> list[tuple[float, float]]:
+    return [(rng.uniform(margin, CANVAS - margin), rng.uniform(margin, CANVAS - margin)) for _ in range(count)]
+
+
+def _smooth(points: list[tuple[float, float]], steps: int = 12) -> list[tuple[float, float]]:
+    """A Catmull-Rom curve through ``points``: a pen's path, not a polygon."""
+    if len(points) < 3:
+        return points
+    padded = [points[0], *points, points[-1]]
+    curve = []
+    for p0, p1, p2, p3 in zip(padded, padded[1:], padded[2:], padded[3:]):
+        for s in range(steps):
+            t = s / steps
+            curve.append(tuple(0.5 * (2 * b + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t * t
+                                      + (-a + 3 * b - 3 * c + d) * t ** 3) for a, b, c, d in zip(p0, p1, p2, p3)))
+    curve.append(points[-1])
+    return curve
+
+
+def draw_scribble(rng: random.Random) -> Image.Image:
+    """One to three smooth strokes of random length and pen width, dark on white."""
+    image = Image.new("L", (CANVAS, CANVAS), 255)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        width = rng.randint(3, 9)
+        draw.line(_smooth(_points(rng, rng.randint(4, 9))), fill=0, width=width, joint="curve")
+    return image
+
+
+def draw_shapes(rng: random.Random) -> Image.Image:
+    """One to four filled or outlined ellipses, rectangles and polygons of several grey levels, sometimes on a
+    textured ground: an object in a photo, light on dark or dark on light."""
+    ground = rng.randint(0, 60)
+    image = Image.new("L", (CANVAS, CANVAS), ground)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randint(1, 4)):
+        box = sorted(rng.uniform(4, CANVAS - 4) for _ in range(2)), sorted(rng.uniform(4, CANVAS - 4) for _ in range(2))
+        (x0, x1), (y0, y1) = box
+        x1, y1 = max(x1, x0 + 8), max(y1, y0 + 8)
+        shade = rng.randint(110, 255)
+        kind = rng.choice(("ellipse", "rectangle", "polygon"))
+        outline = rng.random() < 0.3
+        style = {"outline": shade, "width": rng.randint(2, 6)} if outline else {"fill": shade}
+        if kind == "ellipse":
+            draw.ellipse((x0, y0, x1, y1), **style)
+        elif kind == "rectangle":
+            draw.rectangle((x0, y0, x1, y1), **style)
+        else:
+            centre, radius = ((x0 + x1) / 2, (y0 + y1) / 2), max(x1 - x0, y1 - y0) / 2
+            angles = sorted(rng.uniform(0, 2 * math.pi) for _ in range(rng.randint(3, 8)))
+            draw.polygon([(centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a)) for a in angles],
+                         **style)
+    if rng.random() < 0.4:  # a texture: the object's surface or the photo's grain
+        noise = Image.effect_noise((CANVAS, CANVAS), rng.uniform(20, 60)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
+        image = Image.blend(image, noise, rng.uniform(0.15, 0.4))
+    if rng.random() < 0.5:
+        image = Image.eval(image, lambda v: 255 - v)
+    return image
+
+
+DRAWERS = {"scribbles": draw_scribble, "shapes": draw_shapes}
+
+
+def prepared(image: Image.Image) -> Tensor | None:
+    """``image`` as ``--predict`` prepares it, (28, 28) in [0, 1]; None when the preparation finds no ink."""
+    gray = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
+    try:
+        return mnistify(gray)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def drawn(kind: str, count: int, seed: int) -> Tensor:
+    """``count`` prepared non-digits of ``kind`` (``scribbles`` or ``shapes``) from the random stream ``seed``,
+    (count, 28, 28) uint8; the same for the same arguments on every machine."""
+    rng, out = random.Random(f"{kind}-{seed}"), []
+    while len(out) < count:
+        digit = prepared(DRAWERS[kind](rng))
+        if digit is not None:
+            out.append(digit.mul(255).round().to(torch.uint8))
+    return torch.stack(out)
+
+
+def pool(split: str, drawn_each: int) -> Tensor:
+    """Every non-digit of a split as (N, 28, 28) uint8: its fonts' letters, then ``drawn_each`` scribbles and as
+    many shapes from its random stream."""
+    seed = TRAINING_SEED if split == "train" else DEVELOPMENT_SEED
+    return torch.cat([letters(split), drawn("scribbles", drawn_each, seed), drawn("shapes", drawn_each, seed)])

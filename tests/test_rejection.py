@@ -1,0 +1,144 @@
+"""'Not a digit': the non-digits, outlier exposure in training, the score and its threshold, and the verdict."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import augmentations
+import config
+import data_utils
+import main
+from analysis import rejection
+from deploy import predict
+from digits import font_digits, nondigits
+from training import loop
+
+
+def test_the_font_letters_split_follows_the_font_digits_split_and_leaves_out_letters_written_as_digits() -> None:
+    train, development = nondigits.letters("train"), nondigits.letters("development")
+    per_font = len(nondigits.ALPHABET) - len(nondigits.LIKE_DIGITS)
+    assert len(train) == per_font * len(font_digits.load("train").families)
+    assert len(development) == per_font * len(font_digits.load("development").families)
+    assert train.dtype == torch.uint8 and train.shape[1:] == (28, 28) and train.float().mean() > 10  # ink drawn
+    images, families = nondigits._read_letters(nondigits.LETTERS_PATH)
+    assert families == font_digits.load("all").families  # the same fonts in the same order
+
+
+def test_drawn_non_digits_are_the_same_for_the_same_stream_and_differ_between_streams() -> None:
+    a, b = nondigits.drawn("scribbles", 6, 0), nondigits.drawn("scribbles", 6, 0)
+    other = nondigits.drawn("scribbles", 6, 1)
+    assert torch.equal(a, b) and not torch.equal(a, other)
+    shapes = nondigits.drawn("shapes", 6, 0)
+    assert shapes.shape == (6, 28, 28) and (shapes.flatten(1).amax(1) > 0).all()  # every one has ink
+
+
+def test_exposure_loss_is_cross_entropy_on_digits_and_pulls_non_digits_to_uniform() -> None:
+    logits = torch.randn(5, 10)
+    labels = torch.tensor([3, 1, 4, 1, 5])
+    assert torch.allclose(loop.exposure_loss(logits, labels), F.cross_entropy(logits, labels))
+    flat = torch.zeros(2, 10)
+    both = loop.exposure_loss(torch.cat([logits, flat]), torch.cat([labels, torch.full((2,), data_utils.NON_DIGIT)]))
+    assert torch.allclose(both, F.cross_entropy(logits, labels) + loop.OUTLIER_WEIGHT * math.log(10))
+    sure = torch.zeros(1, 10, requires_grad=True)
+    loop.exposure_loss(sure + torch.eye(10)[:1] * 5, torch.tensor([data_utils.NON_DIGIT])).backward()
+    assert sure.grad[0, 0] > 0 and (sure.grad[0, 1:] < 0).all()  # a confident non-digit is pushed back to even
+
+
+def test_exposure_loss_gives_each_of_k_models_its_own_loss() -> None:
+    logits = torch.randn(6, 3, 10)
+    labels = torch.tensor([1, 2, 3, 4, data_utils.NON_DIGIT, data_utils.NON_DIGIT]).unsqueeze(1).expand(6, 3)
+    together = loop.exposure_loss(logits, labels)
+    alone = [loop.exposure_loss(logits[:, k], labels[:, k]) for k in range(3)]
+    assert together.shape == (3,) and torch.allclose(together, torch.stack(alone))
+
+
+@pytest.fixture
+def small_pool(monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    pool = torch.rand(20, 1, 28, 28)
+    monkeypatch.setattr(augmentations, "training_non_digits", lambda device: pool.to(device))
+    return pool
+
+
+def test_training_batches_end_with_labelled_non_digits_made_from_seed_and_epoch_alone(small_pool) -> None:
+    data = data_utils.MNISTTensors(torch.randint(0, 255, (40, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (40,)))
+    batches = data_utils.TensorTrainBatches(data, 16, seed=3, outliers=0.25)
+    first = list(batches.epoch(1))
+    assert [len(labels) for _, labels in first] == [20, 20, 10]  # 16 + 4, 16 + 4, 8 + 2
+    for images, labels in first:
+        digits = int((labels != data_utils.NON_DIGIT).sum())
+        assert (labels[digits:] == data_utils.NON_DIGIT).all() and (labels[:digits] >= 0).all()
+    again = list(data_utils.TensorTrainBatches(data, 16, seed=3, outliers=0.25).epoch(1))
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first, again))
+    whole = list(data_utils.TensorTrainBatches(data, 16, seed=3, outliers=0.25, whole_epoch=True).epoch(1))
+    assert [len(labels) for _, labels in whole] == [20, 20, 10]
+
+
+def test_outliers_are_refused_out_of_range_and_with_the_classic_loader(capsys) -> None:
+    assert main.main(["--model", "3", "--outliers", "2", "--epochs", "1"]) == 2
+    assert "--outliers" in capsys.readouterr().err
+    with pytest.raises(config.ConfigError, match="torchvision loader") as caught:
+        config.resolve("3", {"loader": "torchvision", "augment": "rotation", "outliers": 0.5})
+    assert caught.value.flag == "--outliers"
+
+
+def test_a_record_from_before_outliers_reruns_without_them(tmp_path: Path) -> None:
+    record = tmp_path / "old_metrics.json"
+    record.write_text(json.dumps({"config": {"model": "3", "epochs": 2, "augment": "rotation"}}))
+    assert config.read_settings(record)["outliers"] == 0.0
+
+
+def test_auroc_and_the_threshold_mean_what_they_say() -> None:
+    high, low = torch.tensor([0.9, 0.8, 0.95]), torch.tensor([0.1, 0.3])
+    assert rejection.auroc(high, low) == 1.0 and rejection.auroc(low, high) == 0.0
+    assert rejection.auroc(torch.tensor([0.5, 0.5]), torch.tensor([0.5])) == 0.5  # ties count half
+    scores = torch.linspace(0, 1, 101)
+    threshold = rejection.choose_threshold(scores, 0.05)
+    assert rejection.rejected(scores, threshold) == pytest.approx(5, abs=1)
+
+
+def test_a_reading_below_the_threshold_is_not_a_digit_and_says_its_score() -> None:
+    unsure = torch.full((1, 10), 0.1)
+    said = predict.Prediction.read("x.png", unsure, [False], reject_below=0.5)
+    assert said.verdict == "not a digit" and said.number is None and said.digit is None and said.top == []
+    assert said.score == pytest.approx(0.1) and "below the threshold 0.500" in said.reason
+    as_json = said.to_dict()
+    assert as_json["verdict"] == "not a digit" and as_json["number"] is None and as_json["score"] == pytest.approx(0.1)
+    assert said.line().startswith("x.png: not a digit (")
+    sure = torch.eye(10)[7:8] * 0.9 + 0.01
+    assert predict.Prediction.read("x.png", sure, [False], reject_below=0.5).number == "7"
+
+
+def test_a_number_with_one_piece_unlike_any_digit_is_not_a_number() -> None:
+    pieces = torch.stack([torch.eye(10)[2] * 0.9 + 0.01, torch.full((10,), 0.1)])
+    said = predict.Prediction.read("row.png", pieces, [False, False], reject_below=0.5)
+    assert said.verdict == "not a digit" and "piece 2 of 2" in said.reason
+
+
+def _save(path: Path, gray: torch.Tensor) -> Path:
+    Image.fromarray((gray * 255).round().byte().numpy()).save(path)
+    return path
+
+
+def test_predict_answers_not_a_digit_for_a_blank_page_and_below_the_threshold_given(tmp_path, capsys) -> None:
+    blank = _save(tmp_path / "blank.png", torch.ones(60, 60))
+    noise = _save(tmp_path / "noise.png", torch.rand(64, 64, generator=torch.Generator().manual_seed(0)))
+    assert main.main(["--model", "3", "--predict", str(blank), str(noise), "--format", "json",
+                      "--reject-below", "1"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["verdict"] for o in objects] == ["not a digit", "not a digit"]
+    assert objects[0]["score"] == 0 and "blank" in objects[0]["reason"] and objects[1]["number"] is None
+    assert main.main(["--model", "3", "--predict", str(noise), "--format", "json", "--reject-below", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] in ("digit", "number")  # 0: never rejected
+
+
+def test_reject_below_is_refused_without_predict_and_out_of_range(capsys) -> None:
+    assert main.main(["--model", "3", "--evaluate", "--reject-below", "0.5"]) == 2
+    assert "--reject-below: works with --predict only" in capsys.readouterr().err
+    assert main.main(["--model", "3", "--predict", "x.png", "--reject-below", "1.5"]) == 2
+    assert "--reject-below" in capsys.readouterr().err
