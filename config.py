@@ -27,6 +27,7 @@ import model_strategy
 import optimizers
 from core.artifacts import ArtifactPaths, WriteError, probe_writable
 from core.registry import UnknownName
+from models import knobs as models_knobs
 
 MAX_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # seeds are mixed with epoch numbers into 64-bit generator seeds
@@ -77,6 +78,16 @@ class RunConfig:
     val_split_by: str = "auto"  # writers (QMNIST's writer ids), random (images), auto: writers when present
     augment: str = "rotation"  # a strategy of augmentations.AUGMENTATIONS
     outliers: float = 0.0  # non-digits added per training digit, taught to be no digit (outlier exposure)
+    # The model's knobs (models/knobs.py): None where the architecture has no such knob; resolved to its default
+    dropout: float | None = None  # the dropout rate (cnn, cnn-bn: the head's; their feature maps drop half of it)
+    width: float | None = None  # the width multiplier of every hidden layer
+    batch_norm: bool | None = None  # batch norm on or off, where the net has it
+    init: str = "default"  # the initialisation scheme (models.knobs.INITS)
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The model's knobs as this run builds it (``ModelStrategy.get_model``): those the architecture has."""
+        return {k: getattr(self, k) for k in KNOBS if getattr(self, k) is not None}
 
     def to_dict(self) -> dict:
         """The settings, plus the chosen scheduler's fixed constants."""
@@ -98,6 +109,18 @@ def recorded_outliers(settings: dict[str, Any]) -> float:
 
 
 MAX_OUTLIERS = 1.0  # at most one non-digit per training digit
+KNOBS = ("dropout", "width", "batch_norm", "init")
+MAX_WIDTH = 8.0  # the width multiplier's ceiling (a V3 of width 8 has ~0.5 M parameters)
+KNOB_WORDS = {"dropout": "dropout", "width": "width multiplier", "batch_norm": "batch norm", "init": "initialisation"}
+
+
+def check_knobs(model: str, given: dict[str, Any]) -> None:
+    """Refuse a knob (not None) that model ``model`` does not have, naming the models that have it."""
+    strategy = model_strategy.get_strategy(model)
+    for knob in KNOBS:
+        if given.get(knob) is not None and knob not in strategy.knobs:
+            having = [k for k in model_strategy.available_models() if knob in model_strategy.get_strategy(k).knobs]
+            raise ConfigError(knob, f"model {strategy.key} has no {KNOB_WORDS[knob]}; models with it: {', '.join(having)}")
 
 
 # Settings a resumed run may change: where things are, and which device runs them.
@@ -150,13 +173,16 @@ def resolve(model: str, given: dict[str, Any], device: str = "cpu", soft: frozen
     for reader, setting in unread:
         if setting in values and setting not in soft:
             raise ConfigError(setting, f"the {reader} does not read it; leave it out or choose another")
+    check_knobs(strategy.key, {k: v for k, v in values.items() if k not in soft})
     settings = dict(
         model=strategy.key, scheduler=scheduler, epochs=recipe.epochs, optimizer=optimizer,
         lr=rates.lr, max_lr=rates.max_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
         batch_size=recipe.batch_size, label_smoothing=recipe.label_smoothing, augment=recipe.augment,
         outliers=recipe.outliers, seed=1, device=device,
         data_dir=".", loader="tensor", subset=None, val_split=0, out_dir=None, cuda_graph=True)
+    settings |= {k: v for k, v in strategy.knobs.items()}  # the architecture's own, unless given
     settings |= values
+    settings |= {k: None for k in KNOBS if k not in strategy.knobs}  # a recorded run of another model may name them
     settings |= {"model": strategy.key, "device": device,
                  "backend": acceleration.resolve(values.get("backend", "auto"), device)}
     for _, setting in unread:
@@ -191,6 +217,12 @@ def check(cfg: RunConfig) -> None:
     if cfg.loader == "torchvision" and cfg.outliers:
         raise ConfigError("outliers", f"the torchvision loader (the classic pipeline) adds no non-digits (model"
                           f" {cfg.model}'s recipe adds {cfg.outliers} per digit); add --outliers 0")
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise ConfigError("dropout", f"{cfg.dropout} is outside [0, 1)")
+    if cfg.width is not None and not 0 < cfg.width <= MAX_WIDTH:
+        raise ConfigError("width", f"{cfg.width} is outside (0, {MAX_WIDTH}]")
+    if cfg.init not in models_knobs.INITS:
+        raise ConfigError("init", str(UnknownName("initialisation", cfg.init, list(models_knobs.INITS))))
     if cfg.val_split_by not in VAL_SPLITS:
         raise ConfigError("val_split_by", f"unknown kind {cfg.val_split_by!r}; valid: {', '.join(VAL_SPLITS)}")
     if cfg.patience is not None and cfg.val_split == 0:
@@ -219,7 +251,8 @@ def check_sizes(cfg: RunConfig, num_train_images: int) -> None:
 def resume_conflicts(saved: dict, cfg: RunConfig) -> list[str]:
     """The settings (beyond ``RESUMABLE_CHANGES``) in which ``cfg`` differs from a checkpoint's record."""
     wanted = asdict(cfg)
-    return sorted(k for k in wanted.keys() - RESUMABLE_CHANGES if saved.get(k) != wanted[k])
+    defaults = model_strategy.get_strategy(cfg.model).knobs  # a checkpoint older than the knobs trained with these
+    return sorted(k for k in wanted.keys() - RESUMABLE_CHANGES if saved.get(k, defaults.get(k)) != wanted[k])
 
 
 

@@ -23,7 +23,7 @@ from core import artifacts
 from core.artifacts import WriteError
 from deploy import export, predict
 from digits import font_digits
-from training import jobs, loop, runs
+from training import jobs, loop, runs, sweep
 from training.places import locate
 
 
@@ -48,6 +48,10 @@ def parse(argv: list[str]) -> Command:
         raise config.ConfigError("format", "works with --predict only")
     if args.reject_below is not None and not args.predict:
         raise config.ConfigError("reject_below", "works with --predict only")
+    if args.storage is not None and mode != "sweep":
+        raise config.ConfigError("storage", "works with --sweep only")
+    if mode == "sweep":
+        return parse_sweep(args, explicit)
     try:
         keys = model_strategy.keys(args.model)
     except ValueError as exc:
@@ -60,10 +64,17 @@ def parse(argv: list[str]) -> Command:
             raise config.ConfigError("name", f"does not work with --{'serve' if mode == 'serve' else 'list-runs'}")
         keys = keys if "model" in explicit else model_strategy.available_models()
         return Command(mode, args, keys, {}, [])
-    if len(keys) > 1 or args.seeds > 1:
+    if len(keys) > 1 and mode == "predict":  # an ensemble: each member as --predict finds it
+        for flag in ("name", "best"):
+            if getattr(args, flag):
+                raise config.ConfigError(flag, "reads one model; an ensemble (a model list) reads each member's latest"
+                                         " run, or the reference")
+        args.members_from = args.out_dir  # where the members are: --out-dir, else each one's latest run or reference
+    elif len(keys) > 1 or args.seeds > 1:
         if mode != "train" or args.resume:
             raise config.ConfigError("model", "a model list or --seeds trains a leaderboard; --summary-only,"
-                                     " --evaluate, --predict, --export, --inspect and --resume take one model")
+                                     " --evaluate, --export, --inspect and --resume take one model (--predict: an"
+                                     " ensemble)")
         if args.seed + args.seeds - 1 > config.MAX_SEED:
             raise config.ConfigError("seeds", f"seeds {args.seed}-{args.seed + args.seeds - 1} go beyond {config.MAX_SEED}")
         mode = "leaderboard"
@@ -83,6 +94,21 @@ def parse(argv: list[str]) -> Command:
         return Command(mode, args, keys, given, [])
     device = config.resolve_device(args.device)
     return Command(mode, args, keys, given, [config.resolve(key, given, device, soft) for key in keys], places.source)
+
+
+SWEEP_FLAGS = {"sweep", "storage", "data_dir", "device", "tensorboard", "verify"}  # what a sweep's command line may give
+
+
+def parse_sweep(args, explicit: set[str]) -> Command:  # noqa: ANN001
+    """``--sweep FILE``: the file read and every trial's settings checked before anything is written."""
+    extra = sorted(explicit - SWEEP_FLAGS)
+    if extra:
+        raise config.ConfigError(extra[0], "does not work with --sweep: the sweep file sets what its trials share"
+                                 " ([settings]) and vary ([search], [[variants]])")
+    spec = sweep.read_spec(args.sweep, args.storage)
+    args.data_dir = args.data_dir or str(data_utils.default_data_dir())
+    args.sweep_spec = spec
+    return Command("sweep", args, [spec.model], {}, [])
 
 
 def _terminate(signum, frame) -> None:  # noqa: ANN001
@@ -119,6 +145,9 @@ def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int,
     if isinstance(exc, loop.DivergenceError):
         return 3, (f"{error} {exc}. Try a lower --max_lr (OneCycle) or --lr. The metrics JSON records the divergence;"
                    " earlier runs' weights are untouched; the checkpoint holds the last finished epoch, if any.")
+    if isinstance(exc, WriteError) and mode == "sweep":
+        return 4, (f"{error} cannot write {exc.path}: {exc.reason}. The study keeps its finished trials; when the cause"
+                   " is fixed, run the same command again to continue the sweep.")
     if isinstance(exc, WriteError):
         saved = getattr(exc, "epochs_saved", 0)
         after = (f" {_saved(saved).capitalize()} saved in {exc.checkpoint}; when the cause is fixed, continue with:"
@@ -131,6 +160,8 @@ def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int,
             code, said = 1, f"{type(exc.error).__name__}: {exc.error}"
         return code, (f"main.py: seed {exc.seed} failed ({said.removeprefix(error).strip()}); the leaderboard files hold"
                       " the models finished before it.")
+    if isinstance(exc, sweep.SweepInterrupted):
+        return 130, f"main.py: {exc}."
     if isinstance(exc, runs.Interrupted):
         if mode == "leaderboard":
             return 130, ("main.py: interrupted; the leaderboard files hold the models finished before it (none if it was"

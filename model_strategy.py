@@ -6,7 +6,10 @@ lists the canonical keys in display order.
 """
 from __future__ import annotations
 
+import inspect
+import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,6 +21,7 @@ from torch import nn
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths
 from core.registry import Registry
 from models import anatomy, cnn, cnn_bn, fc, fc_bn, fc_deep, model_v1, model_v2, model_v3
+from models import knobs as models_knobs
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,6 @@ class Recipe:
 # scanned in SEMEION's or optdigits' format.
 TINY = Recipe(augment="rotation-scan")
 TINY_FONTS = Recipe(augment="rotation-scans-third-fonts")
-# V3, the zoo's headline model, also learns what is no digit (outlier exposure, so that --predict can answer
-# "not a digit"): half as many non-digits as digits in each batch, a share chosen on development non-digits
-# (docs/predict.md, "Not a digit").
-V3_RECIPE = Recipe(augment="rotation-scans-third-fonts", outliers=0.5)
 # The baselines keep their origins' optimizer (Adam) with a OneCycle peak of 3e-3 and the zoo's +-7 deg
 # rotation; epochs per model below (why each: docs/models.md). The fully connected ones and
 # cnn-bn add the binary scans, picked on held-out writers like V1-V3's (cnn failed that selection).
@@ -80,16 +80,34 @@ class ModelStrategy:
         """File stem of every artifact of this model, e.g. ``mnist_model_3``."""
         return f"mnist_model_{self.key}"
 
-    def get_model(self, device: torch.device | str = "cpu") -> nn.Module:
-        """A freshly initialised model on ``device``: stock layers, as ``models/`` defines it."""
-        return self.builder().to(device)
+    @property
+    def knobs(self) -> dict[str, object]:
+        """The knobs this architecture has, each with its default: its ``Net``'s keyword arguments (dropout,
+        width, batch_norm, where it has them) and the initialisation scheme, which every model has."""
+        signature = inspect.signature(self.builder)
+        return {**{name: p.default for name, p in signature.parameters.items()}, "init": "default"}
+
+    def get_model(self, device: torch.device | str = "cpu", knobs: Mapping[str, object] | None = None) -> nn.Module:
+        """A freshly initialised model on ``device``: stock layers, as ``models/`` defines it, with ``knobs``
+        (names of ``self.knobs``; None or absent: the default) changed."""
+        given = {k: v for k, v in (knobs or {}).items() if v is not None}
+        unknown = set(given) - set(self.knobs)
+        if unknown:
+            raise ValueError(f"model {self.key} has no knob {sorted(unknown)[0]!r}; its knobs: {', '.join(self.knobs)}")
+        init = given.pop("init", "default")
+        return models_knobs.initialise(self.builder(**given), init).to(device)
 
     def num_params(self) -> int:
         return param_count(self.builder())
 
-    def title(self, model: nn.Module) -> str:
-        """The heading of this model's summary text."""
-        return f"{self.stem}: {self.description} ({param_count(model):,} params)"
+    def changed_knobs(self, knobs: Mapping[str, object] | None) -> dict[str, object]:
+        """The knobs of ``knobs`` whose values differ from this architecture's defaults."""
+        return {k: v for k, v in (knobs or {}).items() if v is not None and self.knobs.get(k) != v}
+
+    def title(self, model: nn.Module, knobs: Mapping[str, object] | None = None) -> str:
+        """The heading of this model's summary text; knobs changed from the defaults are named."""
+        changed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.changed_knobs(knobs).items())
+        return f"{self.stem}: {self.description}{f' [{changed}]' if changed else ''} ({param_count(model):,} params)"
 
 
 MODELS: Registry[ModelStrategy] = Registry("model")
@@ -104,7 +122,7 @@ register(ModelStrategy("1", "tiny CNN", "V1: six 3x3 conv layers, a 1x1 transiti
 register(ModelStrategy("2", "tiny CNN", "V2: V1's body with a Linear(10, 10) head",
                        model_v2.Net, aliases=("v2",)))
 register(ModelStrategy("3", "tiny CNN", "V3: one more padded conv stage, adaptive pooling, Linear head",
-                       model_v3.Net, V3_RECIPE, aliases=("v3",)))
+                       model_v3.Net, TINY_FONTS, aliases=("v3",)))
 register(ModelStrategy("fc", "fully connected", "784-256-128-10 MLP, dropout 0.2", fc.Net, FC_RECIPE))
 register(ModelStrategy("fc-deep", "fully connected", "784-512-256-128-10 MLP, dropout 0.3, Xavier init",
                        fc_deep.Net, FC_RECIPE))
@@ -222,10 +240,23 @@ def trained_params(key: str, out_dir: Path | str | None = REFERENCE_ROOT) -> Pat
     return paths.safetensors if paths.safetensors.exists() else paths.params
 
 
+def recorded_knobs(key: str, out_dir: Path | str | None = REFERENCE_ROOT) -> dict[str, object]:
+    """The knobs the run saved under ``out_dir`` trained model ``key`` with, from its metrics record (``config``);
+    a knob the record does not name (no record, or one older than the knobs) is the architecture's default."""
+    strategy = get_strategy(key)
+    try:
+        settings = json.loads(ArtifactPaths(strategy.stem, out_dir).metrics.read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        settings = {}
+    return {name: settings[name] for name in strategy.knobs if settings.get(name) is not None}
+
+
 def load_trained(key: str, out_dir: Path | str | None = REFERENCE_ROOT,
                  device: torch.device | str = "cpu") -> nn.Module:
-    """The trained model saved under ``out_dir`` (default: the committed reference), in eval mode."""
+    """The trained model saved under ``out_dir`` (default: the committed reference), in eval mode, built with the
+    knobs its run recorded (``recorded_knobs``)."""
     strategy = get_strategy(key)
-    model = strategy.get_model(device)
+    knobs = recorded_knobs(strategy.key, out_dir)
+    model = strategy.get_model(device, knobs)
     load_weights(model, trained_params(strategy.key, out_dir), strategy.key)
     return model.eval()

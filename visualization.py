@@ -130,6 +130,36 @@ def save_reliability_plot(sets: list[dict], path: Path, title: str) -> Path:
     return _save_figure(fig, path)
 
 
+def save_sweep_plot(found: dict, path: Path) -> Path:
+    """A sweep's validation accuracy against each setting it varied: every seed a dot, each trial's mean a bar
+    with its spread (``training.sweep.results``); a variants sweep is one panel, its variants along the axis."""
+    trials = found["trials"]
+    if found["sampler"] == "variants":
+        panels = {"variant": [(t["id"], t) for t in trials]}
+    else:
+        keys = list(dict.fromkeys(k for t in trials for k in t["settings"]))
+        panels = {k: [(str(t["settings"].get(k)), t) for t in trials] for k in keys}
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(max(4.5, 0.9 * max((len(v) for v in panels.values()),
+                             default=1)) * max(len(panels), 1) ** 0.8, 4.2), squeeze=False)
+    for ax, (key, points) in zip(axes[0], panels.items()):
+        labels = list(dict.fromkeys(label for label, _ in points))
+        for x, label in enumerate(labels):
+            accs = [a for lab, t in points if lab == label for a in t["val_acc"]]
+            ax.scatter([x] * len(accs), accs, s=14, color="#2e86ab", alpha=0.6, zorder=3)
+            mean = sum(accs) / len(accs)
+            spread = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
+            ax.errorbar([x + 0.15], [mean], yerr=[spread], fmt="o", color="#d1495b", capsize=4, zorder=4)
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4
+                      else "center", fontsize=8)
+        ax.set_xlabel(key.replace("_", " "))
+        ax.set_ylabel("final validation accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"sweep {found['sweep']}: model {found['model']}, {len(found['seeds'])} seed(s) per trial"
+                 " (dots: seeds; red: mean ± std)", fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
 def save_mistakes_plot(mistakes: list, path: Path, title: str, saliencies: list[torch.Tensor] = ()) -> Path:
     """The most confident mistakes in a 5x5 grid, each with its true label, prediction and confidence; with
     ``saliencies``, a sixth row shows where the model looked for the first five (|input gradient|)."""

@@ -71,6 +71,19 @@ def load(model: str = "3", out_dir: str | Path | None = None, device: str = "cpu
     return predicting.calibrated(net, root, strategy.stem) if calibrated else net
 
 
+def ensemble(models: Iterable[str], out_dir: str | Path | None = None, device: str = "cpu") -> predicting.Ensemble:
+    """Several trained models read as one (``--model 1,2,3 --predict``): each loaded as ``load`` finds it, calibrated,
+    their probabilities averaged; its threshold of "not a digit" chosen from their ``--calibrate`` development files.
+    ``zoo.predict(zoo.ensemble("1,2,3".split(",")), images)`` reads with it."""
+    members, files = [], []
+    for key in models:
+        strategy = model_strategy.get_strategy(key)
+        root = trained_root(strategy.stem, out_dir)
+        members.append(predicting.calibrated(model_strategy.load_trained(strategy.key, root, device), root, strategy.stem))
+        files.append(ArtifactPaths(strategy.stem, root).development)
+    return predicting.Ensemble(members, rejection.ensemble_threshold(files))
+
+
 def _as_model(model: nn.Module | str, calibrated: bool = False) -> nn.Module:
     return load(model, calibrated=calibrated) if isinstance(model, str) else model
 
@@ -199,9 +212,11 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     sets = [(calibration.reliability(name, z.softmax(1), y), calibration.reliability(name, (z / temperature).softmax(1), y))
             for name, (z, y) in measured.items()]
     record = calibration.record(temperature, {n: len(y) for n, (_, y) in development.items()}, sets)
-    record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()},
-                               rejection.development_non_digit_logits(model))
+    non_digits = rejection.development_non_digit_logits(model)
+    record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digits)
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
+    rejection.save_development(paths.development, torch.cat(list(fitted.values())) / temperature,
+                               torch.cat(list(non_digits.values())) / temperature)
     atomic_save_json(paths.calibration, record)
     visualization.save_reliability_plot(record["sets"], paths.reliability_plot,
                                         f"{strategy.stem}: temperature {temperature:.2f}")
@@ -263,21 +278,31 @@ def inspect_saved(cfg: RunConfig, target: str, source: Path) -> list[Path]:
 
 def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None, best: bool = False,
                   save_prepared: bool = False, fmt: str = "text", source: Path | None = None,
-                  reject_below: float | None = None) -> int:
+                  reject_below: float | None = None, members: list[str] | None = None,
+                  members_from: str | None = None) -> int:
     """``--predict`` / ``--predict-csv``: the model saved under ``source`` (default: ``artifacts.trained_root``) on
     new digits, nothing trained. Prints one line per input in its order (``fmt`` ``json``: one JSON object per
     input, unreadable ones included) and one per bad input on stderr; returns how many inputs were bad.
-    ``reject_below``: the digit score under which an input is "not a digit" (default: the calibration record's)."""
+    ``reject_below``: the digit score under which an input is "not a digit" (default: the calibration record's).
+    ``members``: two or more model keys read as one ensemble (``ensemble``), each from its own latest run or the
+    reference (``members_from``: all from that folder); ``cfg`` then only says where outputs go."""
     strategy = model_strategy.get_strategy(cfg.model)
     source = ArtifactPaths(strategy.stem, source or trained_root(strategy.stem, cfg.out_dir))
-    model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
-    if best:
-        model_strategy.load_weights(model, source.best_params, strategy.key)
-    model = predicting.calibrated(model, source.base, strategy.stem)
+    if members:
+        try:
+            model = ensemble(members, members_from, cfg.device)
+        except rejection.MissingDevelopment as exc:
+            raise ConfigError("model", f"an ensemble's threshold needs each member calibrated: {exc}") from None
+        print(f"ensemble of {', '.join(members)}: the mean of their calibrated probabilities", file=sys.stderr)
+    else:
+        model = model_strategy.load_trained(strategy.key, source.base, cfg.device)
+        if best:
+            model_strategy.load_weights(model, source.best_params, strategy.key)
+        model = predicting.calibrated(model, source.base, strategy.stem)
+        print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
+              file=sys.stderr)
     if reject_below is not None:
         model = predicting.with_threshold(model, reject_below)
-    print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
-          file=sys.stderr)
     out = ArtifactPaths(strategy.stem, cfg.out_dir)
     problems: list[str] = []
     if images:

@@ -70,12 +70,17 @@ def compose(digits: Tensor, gap: tuple[int, int], gen: torch.Generator) -> Tenso
 
 
 def read(model: nn.Module, image: Tensor) -> str:
-    """The digits a model reads in an image, as ``--predict`` prepares it; '' for an image with no ink."""
+    """The digits a model reads in an image, as ``--predict`` prepares it; '' for an image with no ink, or one a
+    piece of which scores below the model's threshold of "not a digit" (``reject_below``, carried by a calibrated
+    model; ``analysis.rejection``)."""
     try:
         pieces = digits_of(image, lambda digits: probabilities(model, digits).max(1).values)
     except ValueError:
         return ""
-    return "".join(str(int(d)) for d in probabilities(model, torch.stack([p for p, _ in pieces])).argmax(1))
+    said = probabilities(model, torch.stack([p for p, _ in pieces]))
+    if float(said.max(1).values.min()) < float(getattr(model, "reject_below", 0.0)):
+        return ""
+    return "".join(str(int(d)) for d in said.argmax(1))
 
 
 def score(model: nn.Module, images: Tensor, labels: Tensor, kind: str, length: int = 4, numbers: int = 500,

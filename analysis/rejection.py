@@ -193,3 +193,50 @@ def choose(temperature: float, digit_logits: dict[str, Tensor], non_digit_logits
         "rejected_percent": {name: round(rejected(s, threshold), 3) for name, s in score.items()},
         "development_auroc": round(auroc(digits, others), 5),
         "note": "the threshold is chosen on development digits; MNIST's test set and SEMEION are only measured"}}
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def save_development(path: Path, digit_logits: Tensor, non_digit_logits: Tensor) -> None:
+    """The calibrated probabilities of the development digits and non-digits, (N, 10) float16 each, beside the
+    calibration record: an ensemble's threshold is chosen from its members' files (``ensemble_threshold``)."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"digits": digit_logits.softmax(1).half().contiguous(),
+               "non_digits": non_digit_logits.softmax(1).half().contiguous()}, str(tmp))
+    tmp.replace(path)
+
+
+class MissingDevelopment(Exception):
+    """A member of an ensemble has no development file: it was never calibrated (the message names it)."""
+
+
+def ensemble_development(paths: list[Path]) -> tuple[Tensor, Tensor]:
+    """The ensemble's probabilities (the mean of its members') for the development digits and non-digits."""
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    digits, others = [], []
+    for path in paths:
+        try:
+            tensors = load_file(str(path))
+            digits.append(tensors["digits"].float())
+            others.append(tensors["non_digits"].float())
+        except FileNotFoundError:
+            raise MissingDevelopment(f"{path}: missing; run --calibrate for this model first") from None
+        except Exception as exc:  # a damaged file: say which, without a traceback
+            raise MissingDevelopment(f"{path}: not a development file ({type(exc).__name__}); run --calibrate"
+                                     " again") from None
+    if len({d.shape for d in digits}) != 1 or len({o.shape for o in others}) != 1:
+        raise MissingDevelopment("the members were calibrated on different development data; run --calibrate again"
+                                 " for each")
+    return torch.stack(digits).mean(0), torch.stack(others).mean(0)
+
+
+def ensemble_threshold(paths: list[Path], rejected_share: float = DEVELOPMENT_REJECTED) -> float:
+    """The ensemble's threshold, chosen as a single model's is: the score below which ``rejected_share`` of the
+    development digits fall, the score being the top of the members' mean probabilities."""
+    digits, _ = ensemble_development(paths)
+    return choose_threshold(scores(digits), rejected_share)

@@ -12,13 +12,14 @@ import lr_schedulers
 import optimizers
 from core.artifacts import RUNS_ROOT
 from deploy import export
+from models import knobs as models_knobs
 from web import server
 
 # Flags that pick a mode other than training one model (flag -> mode); at most one per command.
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
               "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
               "--evaluate-external": "external", "--serve": "serve",
-              "--list-runs": "runs", "--calibrate": "calibrate"}
+              "--list-runs": "runs", "--calibrate": "calibrate", "--sweep": "sweep"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -35,6 +36,16 @@ def _number(kind: type, low: float, high: float = math.inf, low_open: bool = Fal
         return value
     parse.__name__ = "integer" if kind is int else "number"
     return parse
+
+
+def _on_off(text: str) -> bool:
+    words = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
+    if text.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"{text!r} is not on or off")
+    return words[text.strip().lower()]
+
+
+_on_off.__name__ = "on|off"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"train each model with seeds --seed, --seed+1, ... (1-{config.MAX_SEEDS}); leaderboard")
     recipe.add_argument("--config", metavar="FILE", help="rerun a recorded run: a metrics JSON (its 'config') or a"
                         " JSON/TOML file of settings; flags given as well override single values")
+
+    knobs = p.add_argument_group("model knobs", "change the architecture (default: as published, every parameter count"
+                                 " exact); recorded in the metrics and honoured wherever the weights are loaded")
+    knobs.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), metavar="RATE",
+                       help="dropout rate, [0, 1) (cnn, cnn-bn: the head's; their feature maps drop half of it)")
+    knobs.add_argument("--width", type=_number(float, 0, config.MAX_WIDTH, low_open=True), metavar="MULTIPLIER",
+                       help=f"width multiplier of every hidden layer, (0, {config.MAX_WIDTH:g}]; channels are rounded")
+    knobs.add_argument("--batch-norm", type=_on_off, metavar="on/off",
+                       help="batch norm on or off, where the net has it (V1-V3, fc-bn, cnn-bn)")
+    knobs.add_argument("--init", choices=models_knobs.INITS.choices(),
+                       help="initialisation of the convolutions' and linear layers' weights: default (PyTorch's, or the"
+                            " architecture's own), xavier (Glorot, uniform) or kaiming (He, normal, for ReLU)")
 
     data = p.add_argument_group("data and augmentation")
     data.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else data/ in this repository)")
@@ -160,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--serve", action="store_true", help="no training: a web app on this machine to draw or upload a"
                      " digit and see every trained model answer, and a dashboard of the zoo (docs/serve.md); with"
                      " --model, only those models")
+    one.add_argument("--sweep", metavar="FILE", help="a sweep or ablation on Optuna (a TOML file: the model, the settings"
+                     " and knobs to vary, the seeds; docs/sweeps.md): every trial ordinary runs, judged on validation"
+                     " accuracy on held-out writers; run it again to continue, or on other machines to share the study")
+    modes.add_argument("--storage", metavar="URL", help="--sweep: the study's database, any URL Optuna accepts"
+                       " (postgresql://user:password@host/db, sqlite:///file.db); default: the file's storage, else"
+                       " runs/sweeps/<name>/study.db")
     web = p.add_argument_group("web app", "--serve only")
     web.add_argument("--host", default=server.DEFAULT_HOST,
                      help="address to listen on; anything but localhost serves every machine that reaches this one")

@@ -16,6 +16,7 @@ import visualization
 import zoo
 from core import artifacts
 from core.artifacts import ArtifactPaths
+from training import sweep
 from web import server
 
 
@@ -37,8 +38,10 @@ def _source(cmd: Command, doing: str) -> Path:
 
 def summary(cmd: Command) -> None:
     strategy = model_strategy.get_strategy(cmd.keys[0])
-    model, path = strategy.get_model("cpu"), ArtifactPaths(strategy.stem, cmd.args.out_dir).summary
-    print(f"wrote {visualization.save_summary(model, path, strategy.title(model))}")
+    knobs = {k: v for k, v in cmd.given.items() if k in config.KNOBS and v is not None}
+    config.check_knobs(strategy.key, knobs)
+    model, path = strategy.get_model("cpu", knobs), ArtifactPaths(strategy.stem, cmd.args.out_dir).summary
+    print(f"wrote {visualization.save_summary(model, path, strategy.title(model, knobs))}")
 
 
 def train(cmd: Command) -> None:
@@ -70,7 +73,8 @@ def run_export(cmd: Command) -> None:
 
 def run_predict(cmd: Command) -> int:
     failed = zoo.predict_saved(cmd.cfgs[0], cmd.args.predict, cmd.args.predict_csv, cmd.args.best,
-                               cmd.args.save_prepared, cmd.args.format, cmd.source, cmd.args.reject_below)
+                               cmd.args.save_prepared, cmd.args.format, cmd.source, cmd.args.reject_below,
+                               cmd.keys if len(cmd.keys) > 1 else None, getattr(cmd.args, "members_from", None))
     return 1 if failed else 0
 
 
@@ -111,6 +115,16 @@ def list_runs(cmd: Command) -> None:
           " (the latest); --name picks another")
 
 
+def run_sweep(cmd: Command) -> None:
+    spec = cmd.args.sweep_spec
+    print(f"sweep {spec.name}: model {spec.model}, sampler {spec.sampler}, seeds {', '.join(map(str, spec.seeds))};"
+          f" study at {sweep.masked(spec.url)}")
+    found = sweep.run(spec, config.resolve_device(cmd.args.device),
+                      {"data_dir": cmd.args.data_dir, "verify": cmd.args.verify}, cmd.args.tensorboard)
+    print(sweep.table(found), end="")
+    print(f"wrote {spec.folder / 'results.md'}, results.json and results.png")
+
+
 def serve(cmd: Command) -> None:
     server.serve(cmd.keys, cmd.args.out_dir, cmd.args.host, cmd.args.port)
 
@@ -130,4 +144,5 @@ MODES = {
     "serve": serve,
     "runs": list_runs,
     "calibrate": calibrate,
+    "sweep": run_sweep,
 }

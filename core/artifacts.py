@@ -45,7 +45,7 @@ class ArtifactPaths:
         """Every file of this stem that a run or an evaluation may write."""
         names = ("params", "safetensors", "onnx", "onnx_int8", "best_params", "metrics", "checkpoint", "submission",
                  "summary", "plot", "confusion_plot", "mistakes_plot", "filters_plot", "feature_maps_plot", "pipeline_plot",
-                 "saliency_plot", "activations", "calibration", "reliability_plot")
+                 "saliency_plot", "activations", "calibration", "development", "reliability_plot")
         return [getattr(self, name) for name in names]
 
     @property
@@ -117,6 +117,12 @@ class ArtifactPaths:
     def calibration(self) -> Path:
         """``--calibrate``: the temperature the prediction paths divide the logits by, and its measurements."""
         return self.base / "outputs" / f"{self.stem}_calibration.json"
+
+    @property
+    def development(self) -> Path:
+        """``--calibrate``: the calibrated probabilities of the development digits and non-digits, from which an
+        ensemble of several models gets its own threshold without preparing them again."""
+        return self.base / "outputs" / f"{self.stem}_development.safetensors"
 
     @property
     def reliability_plot(self) -> Path:

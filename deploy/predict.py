@@ -215,9 +215,24 @@ def threshold_of(model: nn.Module) -> float:
 
 def with_threshold(model: nn.Module, reject_below: float) -> nn.Module:
     """``model`` answering "not a digit" below ``reject_below`` (``--reject-below``): its calibration kept."""
+    if isinstance(model, Ensemble):
+        return Ensemble(list(model.members), reject_below)
     if isinstance(model, Calibrated):
         return Calibrated(model.model, model.temperature, reject_below)
     return Calibrated(model, 1.0, reject_below)
+
+
+class Ensemble(nn.Module):
+    """Several (calibrated) models read as one: the mean of their probabilities, returned as its logarithm so that
+    a softmax gives it back and every reading path treats the ensemble as one model. ``reject_below``: its own
+    threshold (``analysis.rejection.ensemble_threshold``), chosen on development digits as a model's is."""
+
+    def __init__(self, members: list[nn.Module], reject_below: float = 0.0) -> None:
+        super().__init__()
+        self.members, self.reject_below = nn.ModuleList(members), float(reject_below)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([m(x).softmax(-1) for m in self.members]).mean(0).clamp_min(1e-12).log()
 
 
 def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Tensor | None]:

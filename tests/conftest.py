@@ -34,6 +34,21 @@ def synthetic_root(tmp_path: Path) -> Path:
     return write_idx_set(tmp_path / "data")
 
 
+@pytest.fixture
+def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty runs/ away from the repository's: where the runs a test trains are kept."""
+    from core import artifacts  # noqa: PLC0415
+
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 training and 60 test images of synthetic IDX data, shared by a module's short training runs."""
+    return write_idx_set(tmp_path_factory.mktemp("data"), n_train=200, n_test=60)
+
+
 def _has_mnist(root: Path) -> bool:
     raw = root / "MNIST" / "raw"
     return all((raw / n).exists() or (raw / f"{n}.gz").exists() for n in MNIST_MD5)

@@ -103,7 +103,7 @@ def test_config_reruns_a_recorded_run_exactly_and_flags_override_single_values(s
 def test_a_record_older_than_the_augment_flag_reruns_with_rotation_not_todays_recipe(tmp_path) -> None:
     record = tmp_path / "old_metrics.json"
     record.write_text(json.dumps({"config": {"model": "3", "epochs": 15, "out_dir": "elsewhere"}}))
-    assert config.read_settings(record) == {"model": "3", "epochs": 15, "augment": "rotation"}
+    assert config.read_settings(record) == {"model": "3", "epochs": 15, "augment": "rotation", "outliers": 0.0}
     record.write_text(json.dumps({"config": {"model": "3", "augment": "rotation-scan"}}))
     assert config.read_settings(record)["augment"] == "rotation-scan"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import augmentations
 import config
@@ -142,3 +142,63 @@ def test_reject_below_is_refused_without_predict_and_out_of_range(capsys) -> Non
     assert "--reject-below: works with --predict only" in capsys.readouterr().err
     assert main.main(["--model", "3", "--predict", "x.png", "--reject-below", "1.5"]) == 2
     assert "--reject-below" in capsys.readouterr().err
+
+
+def test_an_ensemble_reads_the_mean_of_its_members_probabilities() -> None:
+    members = [torch.nn.Linear(4, 10) for _ in range(3)]
+    x = torch.randn(5, 4)
+    together = predict.Ensemble(members, 0.3)
+    mean = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+    assert torch.allclose(together(x).softmax(1), mean, atol=1e-6)
+    assert predict.threshold_of(together) == 0.3 and predict.threshold_of(predict.with_threshold(together, 0.7)) == 0.7
+
+
+def test_an_ensembles_threshold_is_chosen_from_its_members_development_files(tmp_path: Path) -> None:
+    logits = [torch.randn(200, 10), torch.randn(200, 10)]
+    paths = [tmp_path / f"m{i}_development.safetensors" for i in range(2)]
+    for path, z in zip(paths, logits):
+        rejection.save_development(path, z, torch.randn(30, 10))
+    mean = torch.stack([z.softmax(1).half().float() for z in logits]).mean(0)
+    assert rejection.ensemble_threshold(paths, 0.05) == pytest.approx(rejection.choose_threshold(mean.max(1).values, 0.05))
+    with pytest.raises(rejection.MissingDevelopment, match="run --calibrate for this model first"):
+        rejection.ensemble_threshold([paths[0], tmp_path / "never_development.safetensors"])
+
+
+def test_an_ensemble_on_the_command_line_refuses_name_and_best(capsys) -> None:
+    for extra in (["--name", "x"], ["--best"]):
+        assert main.main(["--model", "1,2", "--predict", "x.png", *extra]) == 2
+        assert "an ensemble" in capsys.readouterr().err
+
+
+def test_an_ensemble_of_uncalibrated_members_is_one_line_naming_the_missing_file(tmp_path, capsys) -> None:
+    import shutil
+
+    from core.artifacts import REFERENCE_ROOT
+
+    for stem in ("mnist_model_1", "mnist_model_2"):
+        (tmp_path / "outputs").mkdir(exist_ok=True)
+        shutil.copy(REFERENCE_ROOT / "outputs" / f"{stem}_params.safetensors", tmp_path / "outputs")
+    seven = tmp_path / "seven.png"
+    Image.new("L", (40, 40), 255).save(seven)
+    assert main.main(["--model", "1,2", "--predict", str(seven), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "mnist_model_1_development.safetensors: missing" in err and "Traceback" not in err
+
+
+def test_the_committed_v3_answers_not_a_digit_to_a_blank_page_and_noise_and_still_reads_a_drawn_seven(tmp_path) -> None:
+    import zoo
+
+    blank = _save(tmp_path / "blank.png", torch.full((90, 90), 0.8))
+    noise = _save(tmp_path / "noise.png", torch.rand(120, 120, generator=torch.Generator().manual_seed(3)))
+    seven = Image.new("L", (120, 120), 235)
+    draw = ImageDraw.Draw(seven)
+    draw.line([(30, 24), (90, 24)], fill=20, width=12)
+    draw.line([(90, 24), (50, 102)], fill=20, width=12)
+    seven.save(tmp_path / "seven.png")
+    from core.artifacts import REFERENCE_ROOT
+
+    model = zoo.load("3", REFERENCE_ROOT, calibrated=True)
+    assert predict.threshold_of(model) > 0.2  # the reference's --calibrate record carries its threshold
+    said = zoo.predict(model, [blank, noise, tmp_path / "seven.png"])
+    assert [s.verdict for s in said] == ["not a digit", "not a digit", "digit"] and said[2].digit == 7
+    assert said[0].score == 0 and 0 < said[1].score < predict.threshold_of(model)

@@ -10,21 +10,8 @@ import main
 import zoo
 from core import artifacts
 from core.artifacts import ArtifactPaths
-from tests.conftest import write_idx_set
 
 FC = "mnist_model_fc"
-
-
-@pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty runs/ away from the repository's."""
-    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")
-    return tmp_path / "runs"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_idx_set(tmp_path_factory.mktemp("data"), n_train=200, n_test=60)
 
 
 def train(data: Path, *extra: str) -> int:

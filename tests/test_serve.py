@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from starlette.testclient import TestClient
 
@@ -79,6 +80,18 @@ def test_the_page_answers_as_predict_does(client: TestClient, tmp_path: Path) ->
     for key in ("3", "fc"):
         said = zoo.predict(zoo.load(key, REFERENCE_ROOT, calibrated=True), tmp_path / "zero.png")[0]
         assert page[key]["top"] == [[d, pytest.approx(p, abs=1e-6)] for d, p in said.top]
+
+
+def test_noise_is_answered_not_a_digit_with_its_score_and_the_server_keeps_serving(client: TestClient) -> None:
+    noise = io.BytesIO()
+    Image.fromarray((torch.rand(120, 120, generator=torch.Generator().manual_seed(3)) * 255).round().byte().numpy()).save(
+        noise, format="PNG")
+    reply = client.post("/api/predict?name=noise.png", content=noise.getvalue())
+    assert reply.status_code == 200
+    v3 = {a["key"]: a for a in reply.json()["answers"]}["3"]
+    assert v3["verdict"] == "not a digit" and v3["number"] is None and v3["top"] == []
+    assert 0 <= v3["score"] < 1 and "threshold" in v3["reason"]
+    assert client.post("/api/predict", content=SEVEN).status_code == 200
 
 
 def test_a_number_is_read_digit_by_digit_and_the_page_shows_each_digit_seen(client: TestClient) -> None:

@@ -37,7 +37,7 @@ from cli import flags
 from core.artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from core.tables import markdown_table
 from models import anatomy
-from training import leaderboard
+from training import leaderboard, sweep
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
@@ -316,15 +316,37 @@ def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
         return "_not measured yet: run the rejection benchmark command above_"
     r = json.loads(path.read_text())
     kinds = list(r["sets"])
-    rows = [[f"`{row['model']}`", f"{row['threshold']:.3f}", f"{row['mnist_rejected']:.2f}%",
+    def name(key: str) -> str:
+        return f"ensemble `{key.replace('+', ',')}`" if "+" in key else f"`{key}`"
+
+    rows = [[name(row["model"]), f"{row['mnist_accuracy']:.2f}%", f"{row['ece_mnist']:.2f}",
+             f"{row['ece_semeion']:.2f}" if "ece_semeion" in row else "-",
+             f"{row['threshold']:.3f}", f"{row['mnist_rejected']:.2f}%",
              f"{row['mnist_accepted_accuracy']:.2f}%",
              f"{row['semeion_rejected']:.2f}%" if "semeion_rejected" in row else "-",
-             f"**{row['non_digits_rejected']:.1f}%**", *(f"{row['non_digits'][k]:.1f}%" for k in kinds),
+             f"**{sum(row['non_digits'][k] * n for k, n in r['sets'].items()) / sum(r['sets'].values()):.1f}%**",
+             *(f"{row['non_digits'][k]:.1f}%" for k in kinds),
              f"{row['auroc']:.3f}"] for row in r["rows"]]
-    header = ["model", "threshold", "MNIST test rejected", "accepted read right", "SEMEION rejected",
+    header = ["model", "MNIST test acc", "ECE MNIST", "ECE SEMEION", "threshold", "MNIST test rejected",
+              "accepted read right", "SEMEION rejected",
               "test non-digits rejected", *(f"{k} ({r['sets'][k]})" for k in kinds), "AUROC"]
     return (f"{machine_line(r['machine'])}; `{r['command']}`; thresholds from each model's `--calibrate` record"
-            " (1% of the development digits).\n\n" + markdown_table(header, "l" + "r" * (len(header) - 1), rows))
+            " (1% of the development digits); ECE in points, calibrated, 15 bins.\n\n"
+            + markdown_table(header, "l" + "r" * (len(header) - 1), rows))
+
+
+def ablation_table(model: str, results: Path = RESULTS_DIR) -> str:
+    """An ablation sweep's table (``training.sweep.table``) from its results, copied to
+    ``benchmarks/results/ablation_<model>.json``; a line saying so while it is not there."""
+    path = results / f"ablation_{model}.json"
+    if not path.exists():
+        return f"(not run yet: `{path.relative_to(REPO_ROOT)}` is missing)"
+    found = json.loads(path.read_text())
+    minutes = found["seconds"] / 60
+    return (f"{machine_line(found['machine'])}; `python main.py --sweep sweeps/ablation_{model}.toml --data-dir"
+            f" ../shared/data`; {len(found['trials'])} variants × {len(found['seeds'])} seeds, {minutes:.0f} minutes of"
+            " training (the runs' own clocks); validation: 10,000 held-out training digits of whole writers.\n\n"
+            + sweep.table(found).rstrip())
 
 
 # Each table from the root holding the trained models' files (the benchmarks' records are the repository's own).
@@ -339,6 +361,7 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "numbers": lambda root: numbers_table(), "calibration": calibration_table,
           "rejection": lambda root: rejection_table(),
           "augmentations": lambda root: augmentations_table(),
+          "ablation-fc": lambda root: ablation_table("fc"), "ablation-v3": lambda root: ablation_table("v3"),
           "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
 

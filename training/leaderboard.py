@@ -27,7 +27,8 @@ from training import jobs as side_by_side  # noqa: E402
 from training import runs  # noqa: E402
 
 SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
-                   "label_smoothing", "augment", "outliers", "subset", "val_split", "val_split_by", "backend")
+                   "label_smoothing", "augment", "outliers", "subset", "val_split", "val_split_by", "backend",
+                   *config.KNOBS)
 
 
 @dataclass

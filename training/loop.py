@@ -377,7 +377,7 @@ def build(cfg: config.RunConfig, state: dict | None = None, started_at: float | 
     config.check(cfg)
     strategy = model_strategy.get_strategy(cfg.model)
     torch.manual_seed(cfg.seed)
-    model, _ = acceleration.accelerate(strategy.get_model(cfg.device), cfg.backend)
+    model, _ = acceleration.accelerate(strategy.get_model(cfg.device, cfg.knobs), cfg.backend)
     splits = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)
     config.check_sizes(cfg, len(splits["train"]))
     writers = None

@@ -95,13 +95,13 @@ def metrics_record(run: loop.Run, status: str) -> dict:
     }
 
 
-def architecture_summary(strategy: model_strategy.ModelStrategy) -> str:
+def architecture_summary(strategy: model_strategy.ModelStrategy, knobs: dict | None = None) -> str:
     """The torchsummary text of the model as ``models/`` builds it (what ``--summary-only`` writes), not of the
     run's accelerated copy, whose fused modules are how it ran, not what it is. The throwaway build's
     initialisation does not touch the caller's random stream."""
     with torch.random.fork_rng(devices=[]):
-        model = strategy.get_model("cpu")
-    return visualization.summary_file(model, strategy.title(model))
+        model = strategy.get_model("cpu", knobs)
+    return visualization.summary_file(model, strategy.title(model, knobs))
 
 
 class RunWriter:
@@ -136,7 +136,7 @@ class RunWriter:
         try:
             state = torch.load(path, map_location=self.cfg.device, weights_only=True)
             saved, epochs = state["config"], state["history"]["epochs"]
-            model = model_strategy.get_strategy(self.cfg.model).get_model("cpu")
+            model = model_strategy.get_strategy(self.cfg.model).get_model("cpu", self.cfg.knobs)
             model_strategy.check_state_dict(state["model"], model, path, self.cfg.model)
         except model_strategy.IncompatibleWeightsError as exc:
             raise ConfigError("resume", str(exc)) from None
@@ -189,7 +189,7 @@ class RunWriter:
             self.paths.params: torch_bytes(run.model.state_dict()),
             self.paths.safetensors: safetensors_bytes(run.model.state_dict()),
             self.paths.metrics: json_bytes(record),
-            self.paths.summary: architecture_summary(run.strategy).encode()})
+            self.paths.summary: architecture_summary(run.strategy, self.cfg.knobs).encode()})
         visualization.save_training_plot(
             record["history"], self.paths.plot, f"{run.strategy.stem} ({record['summary']['params']:,} params):"
             f" final test accuracy {run.history.epochs[-1].test_acc:.2f}%")

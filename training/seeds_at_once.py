@@ -170,7 +170,7 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
     models = []
     for cfg in cfgs:  # each copy starts where its own run would
         torch.manual_seed(cfg.seed)
-        models.append(strategy.get_model(cfg.device))
+        models.append(strategy.get_model(cfg.device, cfg.knobs))
     stack, _ = acceleration.accelerate(SeedStack(models), base.backend)
     splits = data_utils.load_mnist(base.data_dir, verify=base.verify)
     config.check_sizes(base, len(splits["train"]))
@@ -186,7 +186,7 @@ def train_together(cfgs: list[config.RunConfig], started_at: float | None = None
              names=[f"seed {c.seed}" for c in cfgs])
     runs = []
     for cfg, state, pipeline, history in zip(cfgs, stack.split(), pipelines, histories):
-        model = strategy.get_model(cfg.device)
+        model = strategy.get_model(cfg.device, cfg.knobs)
         model.load_state_dict(state)
         model, _ = acceleration.accelerate(model, cfg.backend)
         runs.append(loop.Run(cfg, strategy, model, optimizer, schedule, pipeline, history, graphed, started_at,
