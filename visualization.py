@@ -130,6 +130,9 @@ def save_reliability_plot(sets: list[dict], path: Path, title: str) -> Path:
     return _save_figure(fig, path)
 
 
+SWEEP_SCALE = 5.0  # points below the best trial's mean beyond which a sweep figure names a trial instead of plotting it
+
+
 def save_sweep_plot(found: dict, path: Path) -> Path:
     """A sweep's validation accuracy against each setting it varied: every seed a dot, each trial's mean a bar
     with its spread (``training.sweep.results``); a variants sweep is one panel, its variants along the axis."""
@@ -141,14 +144,23 @@ def save_sweep_plot(found: dict, path: Path) -> Path:
         panels = {k: [(str(t["settings"].get(k)), t) for t in trials] for k in keys}
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(max(4.5, 0.9 * max((len(v) for v in panels.values()),
                              default=1)) * max(len(panels), 1) ** 0.8, 4.2), squeeze=False)
+    best = max((t["mean"] for t in trials), default=0.0)
+    shown = [a for t in trials if t["mean"] >= best - SWEEP_SCALE for a in t["val_acc"]] or [best]
+    low, high = min(shown), max(shown)
+    margin = max(0.05, 0.1 * (high - low))
     for ax, (key, points) in zip(axes[0], panels.items()):
         labels = list(dict.fromkeys(label for label, _ in points))
         for x, label in enumerate(labels):
             accs = [a for lab, t in points if lab == label for a in t["val_acc"]]
-            ax.scatter([x] * len(accs), accs, s=14, color="#2e86ab", alpha=0.6, zorder=3)
             mean = sum(accs) / len(accs)
+            if mean < best - SWEEP_SCALE:  # far below the rest: named at the bottom, so the others keep their scale
+                ax.annotate(f"{mean:.1f}%\n(off scale)", (x, low - margin), ha="center", va="bottom", fontsize=8,
+                            color="#d1495b")
+                continue
+            ax.scatter([x] * len(accs), accs, s=14, color="#2e86ab", alpha=0.6, zorder=3)
             spread = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
             ax.errorbar([x + 0.15], [mean], yerr=[spread], fmt="o", color="#d1495b", capsize=4, zorder=4)
+        ax.set_ylim(low - margin, high + margin)
         ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4
                       else "center", fontsize=8)
         ax.set_xlabel(key.replace("_", " "))

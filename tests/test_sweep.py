@@ -183,6 +183,7 @@ OK = 'model = "fc"\n[settings]\nval_split = 40\n'
     ('model = "fc"\n[settings]\nval_split = 0\n[search]\ndropout = [0.1]\n', "val_split must be > 0"),
     ('colour = "red"\n' + OK + "[search]\ndropout = [0.1]\n", "unknown key 'colour'"),
     (OK + "[search\n", "not valid TOML"),
+    ('sampler = "variants"\n' + OK + '[[variants]]\nname = "a"\n[[variants]]\nname = "b"\n', "the same settings"),
 ])
 def test_a_bad_sweep_file_is_one_line_exit_2_nothing_written(runs: Path, data: Path, tmp_path: Path, capsys,  # noqa: ANN001
                                                             body: str, words: str) -> None:
@@ -218,7 +219,7 @@ def test_storage_without_a_sweep_is_refused(capsys) -> None:  # noqa: ANN001
     assert "--storage" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["example", "ablation_fc", "ablation_v3"])
+@pytest.mark.parametrize("name", ["example", "ablation_fc", "ablation_v3", "ablation_v3_no_bn"])
 def test_the_committed_sweep_files_resolve_every_trial(name: str) -> None:
     spec = sweep.read_spec(REPO_ROOT / "sweeps" / f"{name}.toml")  # every combination resolved as a run would be
-    assert len(sweep.combinations(spec)) >= 6 and spec.settings["val_split"] > 0
+    assert len(sweep.combinations(spec)) >= 2 and spec.settings["val_split"] > 0

@@ -335,17 +335,18 @@ def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
             + markdown_table(header, "l" + "r" * (len(header) - 1), rows))
 
 
-def ablation_table(model: str, results: Path = RESULTS_DIR) -> str:
+def ablation_table(name: str, results: Path = RESULTS_DIR) -> str:
     """An ablation sweep's table (``training.sweep.table``) from its results, copied to
-    ``benchmarks/results/ablation_<model>.json``; a line saying so while it is not there."""
-    path = results / f"ablation_{model}.json"
+    ``benchmarks/results/ablation_<name>.json``; a line saying so while it is not there."""
+    path = results / f"ablation_{name}.json"
     if not path.exists():
         return f"(not run yet: `{path.relative_to(REPO_ROOT)}` is missing)"
     found = json.loads(path.read_text())
-    minutes = found["seconds"] / 60
-    return (f"{machine_line(found['machine'])}; `python main.py --sweep sweeps/ablation_{model}.toml --data-dir"
-            f" ../shared/data`; {len(found['trials'])} variants × {len(found['seeds'])} seeds, {minutes:.0f} minutes of"
-            " training (the runs' own clocks); validation: 10,000 held-out training digits of whole writers.\n\n"
+    minutes, trials = found["seconds"] / 60, len(found["trials"])
+    return (f"{machine_line(found['machine'])}; `python main.py --sweep sweeps/ablation_{name}.toml --data-dir"
+            f" ../shared/data`; {trials} trial{'' if trials == 1 else 's'} × {len(found['seeds'])} seeds,"
+            f" {minutes:.0f} minutes of training (the runs' own clocks); validation: 10,000 held-out training digits"
+            " of whole writers.\n\n"
             + sweep.table(found).rstrip())
 
 
@@ -362,6 +363,7 @@ TABLES = {"models": lambda root: models_table(), "results": results_table, "lead
           "rejection": lambda root: rejection_table(),
           "augmentations": lambda root: augmentations_table(),
           "ablation-fc": lambda root: ablation_table("fc"), "ablation-v3": lambda root: ablation_table("v3"),
+          "ablation-v3-no-bn": lambda root: ablation_table("v3_no_bn"),
           "zoo": zoo_table}
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]  # where the tables live
 

@@ -148,7 +148,14 @@ def read_spec(path: str | Path, storage: str | None = None) -> SweepSpec:
         raise _fail(path, "[search] names nothing to vary")
     spec = SweepSpec(path, name, model, tuple(seeds), sampler, trials, storage or raw.get("storage"), settings, ranges,
                      tuple(variants))
-    for trial_settings in [*combinations(spec), *_range_corners(spec)]:
+    found = combinations(spec)
+    if len({json.dumps(c, sort_keys=True) for c in found}) != len(found):
+        raise _fail(path, "two trials have the same settings; each variant must change something of its own")
+    for settings_of_trial in found:
+        run = f"{name}-{trial_id(spec, settings_of_trial)}-s{max(spec.seeds)}"
+        if artifacts.run_name_problem(run):
+            raise _fail(path, f"name: its runs' folders would be named like {run!r}, too long; shorten the name")
+    for trial_settings in [*found, *_range_corners(spec)]:
         for seed in spec.seeds[:1]:
             resolved = resolve(spec, trial_settings, seed, "cpu", Path("."))
             if not resolved.val_split:
@@ -316,13 +323,14 @@ def _work(spec: SweepSpec, study, objective) -> None:  # noqa: ANN001
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a worker killed without a word: its trial is free again
         trials = study.get_trials(deepcopy=False)
-        if spec.sampler in ("grid", "variants") and not any(t.state == state.WAITING for t in trials):
-            taken = {_ident(spec, t) for t in trials if t.state in (state.COMPLETE, state.RUNNING) or (
-                t.state == state.PRUNED and "duplicate" not in t.user_attrs)}
-            left = [c for c in combinations(spec) if trial_id(spec, c) not in taken]
-            if not left:
-                return
-            study.enqueue_trial(_params(spec, left[0]))  # the file's order; a worker racing another may take the same
+        if spec.sampler in ("grid", "variants"):
+            if not any(t.state == state.WAITING for t in trials):
+                taken = {_ident(spec, t) for t in trials if t.state in (state.COMPLETE, state.RUNNING) or (
+                    t.state == state.PRUNED and "duplicate" not in t.user_attrs)}
+                left = [c for c in combinations(spec) if trial_id(spec, c) not in taken]
+                if not left:
+                    return
+                study.enqueue_trial(_params(spec, left[0]))  # the file's order; a racing worker may take the same
         elif sum(t.state in (state.COMPLETE, state.PRUNED, state.RUNNING) for t in trials) >= spec.trials:
             return
         study.optimize(objective, n_trials=1, gc_after_trial=False)
@@ -411,7 +419,11 @@ def results(spec: SweepSpec, study) -> dict:  # noqa: ANN001
         test = [json.loads(m.read_text())["summary"]["final_test_acc"] for m in records]
         where = {**json.loads(records[0].read_text()).get("environment", {}),  # where the chosen trial trained
                  "date": time.strftime("%Y-%m-%d", time.localtime(records[0].stat().st_mtime))}
+    diverged = {trial_id(spec, _settings(spec, t.params)): t.user_attrs["diverged"]
+                for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+                if "diverged" in t.user_attrs}
     return {"sweep": spec.name, "model": spec.model, "sampler": spec.sampler, "seeds": list(spec.seeds), "machine": where,
+            "diverged": diverged,
             "settings": spec.settings, "objective": "final-epoch validation accuracy on held-out writers (mean of seeds)",
             "trials": rows, "chosen": None if chosen is None else chosen["id"],
             "chosen_test_acc": test, "seconds": sum(r["seconds"] for r in rows)}
@@ -425,6 +437,8 @@ def table(found: dict) -> str:
             for r in sorted(found["trials"], key=lambda r: -r["mean"])]
     text = markdown_table(["trial", *keys, "validation acc. (mean ± std)", "per seed", "minutes"],
                           "l" + "l" * len(keys) + "rrr", rows)
+    for ident, reason in (found.get("diverged") or {}).items():
+        text += f"\n\n**{ident}** diverged ({reason}) and was not tried again."
     if found["chosen"] is not None:
         tests = found["chosen_test_acc"]
         text += (f"\n\nChosen on validation: **{found['chosen']}**; its final-epoch MNIST test accuracy, read once after"
