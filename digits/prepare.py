@@ -131,13 +131,43 @@ def _components(mask: Tensor, side: int = 64) -> int:
     return int((sizes >= max(2, small.numel() // 200)).sum())  # specks (noise) are not pieces
 
 
+MNIST_SIDES = (19, 20)  # an MNIST digit's box: its longer side scaled to 20 pixels (19 where the edge is faint)
+MNIST_CENTRING = 0.55  # ... its centre of mass within this many pixels of the field's centre (14, 14)
+
+
+def in_mnist_form(gray: Tensor) -> Tensor | None:
+    """``gray`` as light ink on exact black when it already is a digit in MNIST's form, else None: 28x28, the
+    ground exact black (or exact white: the same digit inverted) over at least half the field, the ink's box 19-20
+    pixels on its longer side and its centre of mass at the field's centre, as every one of MNIST's 70,000 digits
+    is. Such an image is read as it is: preparing it again would resample a digit that needs none (an MNIST test
+    digit saved as a PNG is read exactly as the data set's own loader gives it)."""
+    if tuple(gray.shape) != (SIZE, SIZE):
+        return None
+    for ink in (gray, 1.0 - gray):
+        if float((ink == 0).float().mean()) < 0.5 or float(ink.max()) < 0.5:
+            continue
+        lit = ink > 0
+        rows, cols = lit.any(1).nonzero().flatten(), lit.any(0).nonzero().flatten()
+        if max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) + 1 not in MNIST_SIDES:
+            return None
+        total, at = ink.sum(), torch.arange(SIZE, dtype=ink.dtype)
+        cy, cx = float((ink.sum(1) * at).sum() / total), float((ink.sum(0) * at).sum() / total)
+        centre_ = (SIZE / 2, SIZE / 2)
+        return ink if max(abs(cy - centre_[0]), abs(cx - centre_[1])) <= MNIST_CENTRING else None
+    return None
+
+
 def clean(gray: Tensor) -> Tensor:
     """A (H, W) photo in [0, 1], any polarity, as light ink on exact black: paper and noise removed.
 
     Dark ink on light paper is divided by the paper's level (light falls on ink and paper alike, so a
     shadow scales both); light ink on a dark ground has the ground's level subtracted (``dark_ink`` tells
-    which). Then what does not stand clear of the paper's noise is paper.
+    which). Then what does not stand clear of the paper's noise is paper. A digit already in MNIST's form
+    (``in_mnist_form``) is clean as it is.
     """
+    as_is = in_mnist_form(gray)
+    if as_is is not None:
+        return as_is
     if dark_ink(gray):
         raw = 1.0 - gray / (1.0 - paper_level(1.0 - gray)).clamp(min=1e-3)
     else:
@@ -250,6 +280,8 @@ def digits_in(ink: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> l
     """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
         raise BlankImage("no digit found (the image is blank)")
+    if in_mnist_form(ink) is not None:  # one digit, in MNIST's form already
+        return [(ink, False)]
     rate = None if judge is None else functools.partial(_lowest_confidence, judge)
     pieces = segment.split(ink, rate)
     if len(pieces) <= 1:
@@ -270,7 +302,9 @@ def _lowest_confidence(judge: Callable[[Tensor], Tensor], options: list[list[seg
 
 def centre(ink: Tensor) -> Tensor:
     """Cleaned ink (light on exact black, some of it lit) as MNIST draws a digit: its box scaled to fit 20x20,
-    then placed by its centre of mass in a 28x28 field."""
+    then placed by its centre of mass in a 28x28 field; a digit in that form already is kept as it is."""
+    if in_mnist_form(ink) is not None:
+        return ink
     crop = ink_box(ink, ink > 0)
     scale = BOX / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))

@@ -269,3 +269,27 @@ def test_bad_csv_rows_are_named_the_rest_is_written_with_their_ids_and_a_trailin
     assert submission[0] == "ImageId,Label" and [int(r.split(",")[0]) for r in submission[1:]] == [1, 4]
     csv_path.write_text(header + "\n" + rows[0] + "\n\n")
     assert main.main(["--model", "fc", "--out-dir", str(trained_out), "--predict-csv", str(csv_path)]) == 0
+
+
+def test_an_mnist_digit_saved_as_a_png_is_read_exactly_as_the_data_set_gives_it(mnist_root: Path, tmp_path: Path) -> None:
+    test = data_utils.load_mnist(mnist_root)["test"]
+    for i, image in enumerate(test.images[:20]):
+        light, dark = tmp_path / f"{i}.png", tmp_path / f"{i}-inverted.png"
+        Image.fromarray(image.numpy(), mode="L").save(light)
+        Image.fromarray((255 - image).numpy(), mode="L").save(dark)
+        expected = image.float() / 255.0
+        assert torch.equal(predict.read_input(light), expected)
+        assert torch.allclose(predict.read_input(dark), expected, atol=1e-6)
+
+
+def test_a_28_pixel_image_not_in_mnist_form_is_still_prepared(mnist_root: Path) -> None:
+    digit = data_utils.load_mnist(mnist_root)["test"].images[0].float() / 255.0
+    shifted = torch.roll(digit, shifts=(3, -2), dims=(0, 1))  # off centre: not MNIST's form
+    assert prepare.in_mnist_form(shifted) is None
+    assert prepare.in_mnist_form(prepare.mnistify(shifted)) is not None  # re-centred by mass
+    small = torch.nn.functional.interpolate(digit[None, None], scale_factor=0.5, mode="bilinear")[0, 0]
+    framed = torch.zeros(28, 28)
+    framed[7:21, 7:21] = small  # a digit 10 pixels tall: prepared to MNIST's 20
+    assert prepare.in_mnist_form(framed) is None
+    assert prepare.in_mnist_form(prepare.mnistify(framed)) is not None
+    assert prepare.in_mnist_form(torch.rand(28, 28)) is None  # noise has no exact black ground
