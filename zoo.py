@@ -33,6 +33,7 @@ from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
 from deploy import export as exporting
 from deploy import predict as predicting
+from deploy import reading
 from digits import prepare
 from training import leaderboard as board
 from training import places, runs
@@ -221,6 +222,31 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     visualization.save_reliability_plot(record["sets"], paths.reliability_plot,
                                         f"{strategy.stem}: temperature {temperature:.2f}")
     return record
+
+
+READING_NUMBERS = 200  # numbers of each spacing --evaluate-reading reads (benchmarks.numbers reads 500)
+
+
+def evaluate_reading_saved(cfg: RunConfig, source: Path) -> dict:
+    """``--evaluate-reading``: the model saved under ``source``, calibrated with its threshold, read as ``--predict``
+    reads files on test sets only (``deploy.reading``); the record goes into its metrics JSON under ``cfg.out_dir``
+    (``reading``). SEMEION is measured when ``--data-dir`` holds it."""
+    strategy = model_strategy.get_strategy(cfg.model)
+    model = predicting.calibrated(model_strategy.load_trained(strategy.key, source).eval(), source, strategy.stem)
+    test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
+    try:
+        semeion, prepared = external.semeion_pages(str(cfg.data_dir)), external.prepared_semeion(str(cfg.data_dir))
+    except external.ExternalDataError:
+        semeion = prepared = None  # not in --data-dir: measured where it is
+    row = reading.measure(model, test.images, test.labels, rejection.test_non_digits(), semeion, prepared,
+                          numbers_per_kind=READING_NUMBERS)
+    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
+    metrics = saved_record(saved, cfg)
+    metrics["reading"] = {**row, "params_file": model_strategy.trained_params(strategy.key, source).name,
+                          "calibrated": predicting.threshold_of(model) > 0,
+                          "note": "test sets only, read as --predict reads files; never used to select or tune anything"}
+    atomic_save_json(paths.metrics, metrics)
+    return row
 
 
 def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:

@@ -125,6 +125,13 @@ def prepared_semeion(root: str) -> tuple[Tensor, Tensor]:
     return as_scans(images), labels
 
 
+def semeion_pages(root: str) -> tuple[list[Tensor], Tensor]:
+    """SEMEION's digits as the files a user would hand ``--predict``: dark ink on white, 128x128, with labels."""
+    images, labels = load_semeion(root)
+    pages = 1 - torch.nn.functional.interpolate(images[:, None].float(), size=128, mode="nearest")[:, 0]
+    return list(pages), labels
+
+
 @functools.lru_cache(maxsize=1)
 def prepared_optdigits() -> tuple[Tensor, Tensor]:
     """optdigits as ``--predict`` prepares it (``as_scans``) and its labels, prepared once per process."""

@@ -19,7 +19,6 @@ docs/predict.md's "Not a digit" table is made from it.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -27,27 +26,12 @@ import torch
 import data_utils
 import model_strategy
 import zoo
-from analysis import calibration, evaluation, external, rejection
+from analysis import external, rejection
 from benchmarks.common import machine
 from core.artifacts import REFERENCE_ROOT, atomic_save_json
-from deploy import predict
-from digits.prepare import clean
+from deploy import predict, reading
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rejection.json"
-
-
-def read_all(model: torch.nn.Module, grays: list[torch.Tensor]) -> list[predict.Prediction]:
-    """Each grey image read as ``--predict`` reads a file."""
-    return [predict.answer_ink(model, f"image {i}", clean(g))[0] for i, g in enumerate(grays)]
-
-
-def score_of(said: predict.Prediction) -> float:
-    return 0.0 if said.score is None else said.score
-
-
-def overall(row: dict, sizes: dict[str, int]) -> float:
-    """The share (%) of all the test non-digits a row rejected, from its per-kind shares."""
-    return sum(row["non_digits"][k] * n for k, n in sizes.items()) / sum(sizes.values())
 
 
 def reader(key: str, root: Path) -> torch.nn.Module:
@@ -59,34 +43,10 @@ def reader(key: str, root: Path) -> torch.nn.Module:
 
 
 def measure(key: str, root: Path, non_digits: dict[str, list[torch.Tensor]],
-            semeion: tuple[torch.Tensor, torch.Tensor] | None, test: data_utils.MNISTTensors,
+            semeion: tuple[list[torch.Tensor], torch.Tensor] | None, test: data_utils.MNISTTensors,
             semeion_prepared: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
-    model = reader(key, root)
-    threshold = predict.threshold_of(model)
-    started = time.perf_counter()
-    mnist = read_all(model, list(test.images.float() / 255.0))
-    accepted = [(s, int(y)) for s, y in zip(mnist, test.labels) if s.verdict != "not a digit"]
-    right = sum(s.verdict == "digit" and s.digit == y for s, y in accepted)
-    row = {"model": key, "threshold": threshold, "mnist_rejected": 100 * (1 - len(accepted) / len(mnist)),
-           "mnist_accepted_accuracy": 100 * right / max(len(accepted), 1), "non_digits": {},
-           "mnist_accuracy": 100 * float((evaluation.probabilities(model, test.images.float() / 255.0).argmax(1)
-                                          == test.labels).float().mean())}
-    row["ece_mnist"] = calibration.reliability("MNIST test", evaluation.probabilities(model, test.images.float() / 255.0),
-                                               test.labels).ece
-    if semeion_prepared is not None:
-        row["ece_semeion"] = calibration.reliability("SEMEION", evaluation.probabilities(model, semeion_prepared[0]),
-                                                     semeion_prepared[1]).ece
-    if semeion is not None:
-        said = read_all(model, list(semeion[0]))
-        row["semeion_rejected"] = 100 * sum(s.verdict == "not a digit" for s in said) / len(said)
-    other_scores = []
-    for kind, grays in non_digits.items():
-        said = read_all(model, grays)
-        row["non_digits"][kind] = 100 * sum(s.verdict == "not a digit" for s in said) / len(said)
-        other_scores += [score_of(s) for s in said]
-    row["auroc"] = rejection.auroc(torch.tensor([score_of(s) for s in mnist]), torch.tensor(other_scores))
-    row["seconds"] = round(time.perf_counter() - started, 1)
-    return row
+    return {"model": key, **reading.measure(reader(key, root), test.images, test.labels, non_digits, semeion,
+                                            semeion_prepared)}
 
 
 def main() -> None:
@@ -99,9 +59,7 @@ def main() -> None:
     args = p.parse_args()
     test = data_utils.load_mnist(args.data_dir)["test"]
     try:
-        images, labels = external.load_semeion(str(args.data_dir))
-        scans = 1 - torch.nn.functional.interpolate(images[:, None].float(), size=128, mode="nearest")[:, 0]
-        semeion = (list(scans), labels)  # dark on white at 128x128, as analysis.external hands them to --predict
+        semeion = external.semeion_pages(str(args.data_dir))
         semeion_prepared = external.prepared_semeion(str(args.data_dir))
     except external.ExternalDataError:
         semeion = semeion_prepared = None
@@ -112,7 +70,7 @@ def main() -> None:
         r = rows[-1]
         print(f"{key}: threshold {r['threshold']:.3f}; MNIST test rejected {r['mnist_rejected']:.2f}%, accepted read right"
               f" {r['mnist_accepted_accuracy']:.2f}%; SEMEION rejected {r.get('semeion_rejected', float('nan')):.2f}%;"
-              f" non-digits rejected {overall(r, {k: len(v) for k, v in non_digits.items()}):.1f}% ("
+              f" non-digits rejected {r['non_digits_rejected']:.1f}% ("
               + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}"
               f" ({r['seconds']:.0f} s)", flush=True)
     atomic_save_json(args.json_out, {"benchmark": "rejection", "sets": {k: len(v) for k, v in non_digits.items()},

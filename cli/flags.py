@@ -19,7 +19,8 @@ from web import server
 MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate": "evaluate", "--predict": "predict",
               "--predict-csv": "predict", "--export": "export", "--inspect": "inspect",
               "--evaluate-external": "external", "--serve": "serve",
-              "--list-runs": "runs", "--calibrate": "calibrate", "--sweep": "sweep"}
+              "--list-runs": "runs", "--calibrate": "calibrate", "--sweep": "sweep",
+              "--evaluate-reading": "reading"}
 
 
 def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--evaluate-external", action="store_true", help="no training: the saved model on SEMEION and"
                      " optdigits (other writers, through --predict's preparation) and on MNIST's test set per writer"
                      " population; needs SEMEION/ and QMNIST/raw/ in --data-dir, and scikit-learn (which ships optdigits)")
+    one.add_argument("--evaluate-reading", action="store_true", help="no training: the saved model read as --predict"
+                     " reads files, on test sets only: MNIST test and SEMEION accuracy, calibration error and share"
+                     " rejected, the test non-digits rejected per kind, AUROC, 4-digit numbers read exactly; written"
+                     " into its metrics JSON under \"reading\" (docs/predict.md)")
     one.add_argument("--calibrate", action="store_true", help="no training: fit the saved model's temperature on the"
                      " development digits (OPTDIGITS' training writers, the development fonts; --data-dir), measure"
                      " its calibration error before and after, and write what --predict then applies (docs/predict.md)")

@@ -92,6 +92,22 @@ def calibrate(cmd: Command) -> None:
     print(f"wrote {paths.calibration} and {paths.reliability_plot}")
 
 
+def evaluate_reading(cmd: Command) -> None:
+    r = zoo.evaluate_reading_saved(cmd.cfgs[0], _source(cmd, "reading with"))
+    print(f"MNIST test: {r['mnist_accuracy']:.2f}% (ECE {r['ece_mnist']:.2f}); read as files at the threshold"
+          f" {r['threshold']:.3f}: {r['mnist_rejected']:.2f}% rejected, {r['mnist_accepted_accuracy']:.2f}% of the rest"
+          " read right")
+    if "semeion_rejected" in r:
+        print(f"SEMEION (other writers): {r['semeion_accuracy']:.2f}% (ECE {r['ece_semeion']:.2f}),"
+              f" {r['semeion_rejected']:.2f}% rejected")
+    print(f"test non-digits rejected: {r['non_digits_rejected']:.1f}% ("
+          + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}")
+    print("numbers read exactly: " + ", ".join(f"{n['length']} digit{'s' if n['length'] > 1 else ''} {n['kind']}"
+                                               f" {n['exact']:.1f}%" for n in r["numbers"]))
+    print(f"wrote {ArtifactPaths(model_strategy.get_strategy(cmd.keys[0]).stem, cmd.cfgs[0].out_dir).metrics}"
+          " (\"reading\")")
+
+
 def evaluate_external(cmd: Command) -> None:
     zoo.evaluate_external_saved(cmd.cfgs[0], _source(cmd, "evaluating"))
 
@@ -141,6 +157,7 @@ MODES = {
     "export": run_export,
     "inspect": run_inspect,
     "external": evaluate_external,
+    "reading": evaluate_reading,
     "serve": serve,
     "runs": list_runs,
     "calibrate": calibrate,

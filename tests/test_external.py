@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import math
 import shutil
 
 import pytest
@@ -147,3 +148,37 @@ def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(exter
     census = scores["MNIST test, hsf_0 (Census employees)"]
     assert len(census["per_digit"]) == 10 and sum(map(sum, census["confusion"])) == census["images"] == 4999
     assert sum(map(sum, scores[external.SEMEION]["confusion"])) == 10
+
+
+def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbers(external_root, tmp_path, monkeypatch,
+                                                                                   capsys) -> None:
+    import zoo  # noqa: PLC0415
+    from analysis import rejection  # noqa: PLC0415
+
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
+    load = data_utils.load_mnist
+
+    def first_300(root, verify=True):  # noqa: ANN001, ANN202 - a slice of the real test set keeps it quick
+        splits = load(root, verify)
+        return {**splits, "test": data_utils.MNISTTensors(splits["test"].images[:300], splits["test"].labels[:300])}
+
+    monkeypatch.setattr(data_utils, "load_mnist", first_300)
+    pages, labels = external.semeion_pages(str(external_root))
+    monkeypatch.setattr(external, "semeion_pages", lambda root: (pages[:40], labels[:40]))
+    scans, _ = external.load_semeion(external_root)
+    monkeypatch.setattr(external, "prepared_semeion", lambda root: (prepare.as_scans(scans[:40]), labels[:40]))
+    monkeypatch.setattr(rejection, "test_non_digits", lambda: {"blank pages": rejection.blank_pages(4),
+                                                               "noise": rejection.noise(6)})
+    monkeypatch.setattr(zoo, "READING_NUMBERS", 4)
+    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(external_root)]) == 0
+    out = capsys.readouterr().out
+    assert "test non-digits rejected" in out and "numbers read exactly: 4 digits gaps" in out
+    written = tmp_path / "runs" / "mnist_model_3" / "reference" / "outputs" / "mnist_model_3_metrics.json"
+    r = json.loads(written.read_text())["reading"]
+    assert r["calibrated"] and r["threshold"] > 0
+    assert r["mnist_accuracy"] > 97 and r["mnist_accepted_accuracy"] > 97 and 0 <= r["mnist_rejected"] < 5
+    assert 0 <= r["semeion_rejected"] <= 100 and r["ece_semeion"] >= 0 and r["semeion_accuracy"] > 80
+    assert r["non_digits"]["blank pages"] == 100.0 and 0 < r["auroc"] <= 1
+    assert math.isclose(r["non_digits_rejected"], (4 * 100.0 + 6 * r["non_digits"]["noise"]) / 10)
+    assert [(n["kind"], n["length"], n["numbers"]) for n in r["numbers"]] == [
+        ("gaps", 4, 4), ("tight", 4, 4), ("touching", 4, 4), ("gaps", 1, 4)]

@@ -15,7 +15,8 @@ from config import ConfigError
 from core import artifacts
 from core.artifacts import LEADERBOARDS, ArtifactPaths, is_run, new_run_dir, run_dir, run_name_problem, trained_root
 
-READING = ("evaluate", "external", "inspect", "export", "predict", "calibrate")  # the modes that read one trained model
+# the modes that read one trained model
+READING = ("evaluate", "external", "inspect", "export", "predict", "calibrate", "reading")
 
 
 @dataclass(frozen=True)
