@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analysis import detector
 from analysis.evaluation import probabilities
 from digits.prepare import digits_of
 
@@ -77,8 +78,13 @@ def read(model: nn.Module, image: Tensor) -> str:
         pieces = digits_of(image, lambda digits: probabilities(model, digits).max(1).values)
     except ValueError:
         return ""
-    said = probabilities(model, torch.stack([p for p, _ in pieces]))
-    if float(said.max(1).values.min()) < float(getattr(model, "reject_below", 0.0)):
+    digits = torch.stack([p for p, _ in pieces])
+    said = probabilities(model, digits)
+    threshold = float(getattr(model, "reject_below", 0.0))
+    if float(said.max(1).values.min()) < threshold:
+        return ""
+    gate = detector.load() if threshold > 0 else None  # the digit detector stands in front of a rejecting reader
+    if gate is not None and float(gate.digit_probability(digits).min()) < gate.threshold_for(len(digits)):
         return ""
     return "".join(str(int(d)) for d in said.argmax(1))
 

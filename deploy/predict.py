@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from analysis import detector
 from analysis.calibration import Calibrated
 from analysis.evaluation import probabilities
 from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray
@@ -67,6 +68,7 @@ class Prediction:
     reason: str | None = None
     readings: list[Reading] = field(default_factory=list)  # one per digit, left to right
     score: float | None = None
+    digit_probability: float | None = None  # the digit detector's, for its least digit-like piece (None: no detector)
 
     @classmethod
     def answer(cls, source: str, probabilities: Tensor) -> "Prediction":
@@ -75,11 +77,25 @@ class Prediction:
         return cls(source, reading.digit, reading.probability, reading.top, readings=[reading], score=reading.probability)
 
     @classmethod
-    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float = 0.0) -> "Prediction":
+    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float = 0.0,
+             digit_probability: Tensor | None = None, detector_below: float = 0.0) -> "Prediction":
         """The prediction for the (N, 10) class probabilities of an input's N digits, left to right: "not a digit"
-        when one of them scores below ``reject_below`` (a number holds digits only)."""
+        when one of them scores below ``reject_below``, or when the digit detector's ``digit_probability`` of one of
+        them is below ``detector_below`` (a number holds digits only)."""
+        said = cls._read(source, probabilities, uncertain, reject_below, digit_probability, detector_below)
+        said.digit_probability = None if digit_probability is None else float(digit_probability.min())
+        return said
+
+    @classmethod
+    def _read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float,
+              digit_probability: Tensor | None, detector_below: float) -> "Prediction":
         scores = probabilities.max(1).values
         lowest = float(scores.min())
+        if digit_probability is not None and float(digit_probability.min()) < detector_below:
+            least = float(digit_probability.min())
+            where = "" if len(scores) == 1 else f" (piece {int(digit_probability.argmin()) + 1} of {len(scores)})"
+            return cls.not_a_digit(source, lowest, f"unlike any digit{where}: the digit detector gives it {least:.3f},"
+                                                   f" below its threshold {detector_below:.3f}")
         if lowest < reject_below:
             where = "" if len(scores) == 1 else f" (piece {int(scores.argmin()) + 1} of {len(scores)})"
             return cls.not_a_digit(source, lowest, f"unlike any digit{where}: score {lowest:.3f} is below the"
@@ -108,7 +124,8 @@ class Prediction:
         """The machine-readable form ``--format json`` prints, one object per input."""
         return {"file": self.source, "number": self.number, "confidence": self.probability,
                 "top": [[d, p] for d, p in self.top], "verdict": self.verdict, "reason": self.reason,
-                "score": self.score, "digits": [r.to_dict() for r in self.readings]}
+                "score": self.score, "digit_probability": self.digit_probability,
+                "digits": [r.to_dict() for r in self.readings]}
 
     def line(self) -> str:
         """The human-readable form: the digit with its probability and the runners-up; a number with each digit's."""
@@ -245,7 +262,12 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
     except ValueError as exc:
         return Prediction.unreadable(name, str(exc)), None
     seen = torch.stack([digit for digit, _ in pieces])
-    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces], threshold_of(model)), seen
+    threshold, gate = threshold_of(model), None
+    if threshold > 0:  # a reader that rejects nothing (--reject-below 0) has no detector in front of it either
+        gate = detector.load()
+    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces], threshold,
+                           None if gate is None else gate.digit_probability(seen),
+                           0.0 if gate is None else gate.threshold_for(len(seen))), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:

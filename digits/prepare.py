@@ -132,15 +132,17 @@ def _components(mask: Tensor, side: int = 64) -> int:
 
 
 MNIST_SIDES = (19, 20)  # an MNIST digit's box: its longer side scaled to 20 pixels (19 where the edge is faint)
-MNIST_CENTRING = 0.55  # ... its centre of mass within this many pixels of the field's centre (14, 14)
+MNIST_CENTRE = (12.95, 14.55)  # ... its centre of mass in this span on both axes: MNIST's digits lie at 13.5-14.5,
+# the digits ``centre`` makes at 13-14 (its centre is (SIZE - 1) / 2), so a prepared digit is not prepared twice
 
 
 def in_mnist_form(gray: Tensor) -> Tensor | None:
     """``gray`` as light ink on exact black when it already is a digit in MNIST's form, else None: 28x28, the
     ground exact black (or exact white: the same digit inverted) over at least half the field, the ink's box 19-20
     pixels on its longer side and its centre of mass at the field's centre, as every one of MNIST's 70,000 digits
-    is. Such an image is read as it is: preparing it again would resample a digit that needs none (an MNIST test
-    digit saved as a PNG is read exactly as the data set's own loader gives it)."""
+    is (and every digit ``centre`` makes). Such an image is read as it is: preparing it again would resample a
+    digit that needs none (an MNIST test digit saved as a PNG is read exactly as the data set's own loader gives
+    it, and a prepared digit is prepared once)."""
     if tuple(gray.shape) != (SIZE, SIZE):
         return None
     for ink in (gray, 1.0 - gray):
@@ -152,8 +154,8 @@ def in_mnist_form(gray: Tensor) -> Tensor | None:
             return None
         total, at = ink.sum(), torch.arange(SIZE, dtype=ink.dtype)
         cy, cx = float((ink.sum(1) * at).sum() / total), float((ink.sum(0) * at).sum() / total)
-        centre_ = (SIZE / 2, SIZE / 2)
-        return ink if max(abs(cy - centre_[0]), abs(cx - centre_[1])) <= MNIST_CENTRING else None
+        low, high = MNIST_CENTRE
+        return ink if low <= cy <= high and low <= cx <= high else None
     return None
 
 

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from torch import nn
 
 import model_strategy
-from analysis import inspection
+from analysis import detector, inspection
 from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths, trained_root, trained_runs
 from data_utils import normalize
@@ -114,6 +114,7 @@ class Served:
 def load_zoo(keys: list[str], out_dir: Path | None = None) -> list[Served]:
     """Each model of ``keys`` that has trained weights, read as ``--predict`` reads it (``artifacts.trained_root``:
     your latest run, else the reference); with ``out_dir``, the models in that folder, else the reference."""
+    detector.load()  # read once at launch: a damaged detector file stops the app with one line, not each answer
     known = {place.root.resolve(): place for place in places(keys, out_dir).values()}
     served = []
     for key in keys:

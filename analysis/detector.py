@@ -1,0 +1,95 @@
+"""The digit detector in front of every reader: is this ink a digit at all?
+
+A reader of the zoo answers with one of ten digits however unlike a digit its input is; its top probability
+separates non-digits poorly (docs/predict.md). The detector (``models/detector.py``) is trained apart, with outlier
+exposure as an eleventh class (Hendrycks, Mazeika & Dietterich 2019; a discriminator trained on in- and
+out-distribution data, as Bitterwolf et al. 2022 find most such methods amount to): digits of many hands against
+the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class. An
+input is "not a digit" when it falls below the detector's threshold, chosen on development digits only as a
+reader's is (``analysis.rejection.choose_threshold``), or when the reader's own score falls below the reader's
+threshold. The digits cut from a number are prepared twice, which whole digits never are; they have their own
+threshold, chosen the same way on numbers composed from MNIST's held-out training writers. Its files live beside
+the zoo's weights: ``outputs/digit_detector.safetensors`` and ``outputs/digit_detector.json``
+(``training.detector`` writes them).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from core.artifacts import REFERENCE_ROOT
+from data_utils import normalize
+from models import detector as architecture
+
+STEM = "digit_detector"
+ROOT = REFERENCE_ROOT  # where --predict, the web app and the benchmarks find the detector's files
+
+
+class DetectorError(Exception):
+    """The detector's files are damaged; the message names the file."""
+
+
+def paths(root: Path | str = REFERENCE_ROOT) -> tuple[Path, Path]:
+    """The detector's weights and its record under ``root``."""
+    outputs = Path(root) / "outputs"
+    return outputs / f"{STEM}.safetensors", outputs / f"{STEM}.json"
+
+
+@dataclass
+class Detector:
+    """The trained detector and the digit probability below which it says "not a digit"."""
+
+    net: nn.Module
+    threshold: float
+    piece_threshold: float  # for the digits cut from a number, which are prepared twice (``training.detector``)
+
+    def threshold_for(self, pieces: int) -> float:
+        """The threshold for an input of ``pieces`` digits: a whole digit's, or a number's pieces'."""
+        return self.threshold if pieces == 1 else self.piece_threshold
+
+    @torch.no_grad()
+    def digit_probability(self, digits: Tensor, batch_size: int = 1000) -> Tensor:
+        """For (N, 28, 28) digits in [0, 1], prepared as ``--predict`` prepares them: the probability that each is a
+        digit at all."""
+        if len(digits) == 0:
+            return torch.zeros(0)
+        out = [self.net(normalize(chunk.float()).reshape(-1, 1, 28, 28)).softmax(1)[:, architecture.NOT_A_DIGIT]
+               for chunk in digits.split(batch_size)]
+        return 1 - torch.cat(out)
+
+
+def build() -> nn.Module:
+    return architecture.Net()
+
+
+def load(root: Path | str | None = None) -> Detector | None:
+    """The detector saved under ``root`` (default ``ROOT``: the repository's), or None where none was trained
+    (readers then decide alone); read once per process."""
+    return _load(Path(root or ROOT))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: Path) -> Detector | None:
+    weights, record = paths(root)
+    if not weights.is_file() and not record.is_file():
+        return None
+    try:
+        net = build()
+        net.load_state_dict(load_file(str(weights)))
+        saved = json.loads(record.read_text())
+        threshold = float(saved["reject_below"])
+        piece_threshold = float(saved.get("reject_pieces_below", threshold))
+    except FileNotFoundError as exc:
+        raise DetectorError(f"{exc.filename}: missing beside its pair; run python -m training.detector again") from None
+    except Exception as exc:  # a damaged file: say which, without a traceback
+        raise DetectorError(f"{weights} or {record}: not the digit detector's ({type(exc).__name__}); run"
+                            " python -m training.detector again") from None
+    if not (0 <= threshold <= 1 and 0 <= piece_threshold <= 1):
+        raise DetectorError(f"{record}: a threshold is outside [0, 1]; run python -m training.detector again")
+    return Detector(net.eval(), threshold, piece_threshold)

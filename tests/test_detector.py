@@ -1,0 +1,101 @@
+"""The digit detector in front of every reader (analysis.detector): what it stops, what it lets through, its files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+import data_utils
+import main
+import zoo
+from analysis import detector
+from core.artifacts import REFERENCE_ROOT
+from deploy import predict
+from digits import nondigits
+
+
+@pytest.fixture
+def detector_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty place for the detector's files, read instead of the repository's."""
+    monkeypatch.setattr(detector, "ROOT", tmp_path)
+    detector._load.cache_clear()  # noqa: SLF001
+    yield tmp_path
+    detector._load.cache_clear()  # noqa: SLF001
+
+
+def _seven(path: Path) -> Path:
+    page = Image.new("L", (120, 120), 235)
+    draw = ImageDraw.Draw(page)
+    draw.line([(30, 24), (90, 24)], fill=20, width=12)
+    draw.line([(90, 24), (50, 102)], fill=20, width=12)
+    page.save(path)
+    return path
+
+
+def test_the_committed_detector_has_a_threshold_chosen_on_development_data_only() -> None:
+    found = detector.load()
+    assert found is not None and 0 < found.threshold < 1
+    record = json.loads(detector.paths(REFERENCE_ROOT)[1].read_text())
+    assert record["reject_below"] == pytest.approx(found.threshold)
+    assert "no test set" in record["note"] and record["chosen_on"] == "1% of the development digits"
+    chosen_on = [v for k, v in record["rejected_percent"].items() if "(chosen on)" in k]
+    assert len(chosen_on) == 2 and all(0 <= v <= 5 for v in chosen_on)
+
+
+def test_letters_a_reader_takes_for_digits_are_stopped_by_the_detector() -> None:
+    letters = nondigits.letters("development")[:240]  # five development fonts: never trained on
+    v3 = zoo.load("3", REFERENCE_ROOT, calibrated=True)
+    said = predict.predict_images(v3, list(letters))
+    stopped = sum(s.verdict == "not a digit" for s in said)
+    by_detector = sum(s.verdict == "not a digit" and "detector" in s.reason for s in said)
+    assert stopped >= 150 and by_detector >= 140, (stopped, by_detector)
+    alone = predict.predict_images(predict.with_threshold(v3, v3.reject_below), list(letters))
+    assert [s.verdict for s in alone] == [s.verdict for s in said]  # the same reader, the same gate
+
+
+def test_mnist_test_digits_pass_the_detector(mnist_root: Path) -> None:
+    test = data_utils.load_mnist(mnist_root)["test"]
+    found = detector.load()
+    passed = found.digit_probability(test.images[:1000].float() / 255) >= found.threshold
+    assert int(passed.sum()) >= 990
+
+
+def test_reject_below_zero_turns_the_detector_off_as_well(runs, tmp_path, capsys) -> None:
+    m = [c for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS].index("M")
+    letter = Image.fromarray(nondigits.letters("development")[m].numpy())  # the first development font's M
+    letter.save(tmp_path / "m.png")
+    assert main.main(["--model", "3", "--predict", str(tmp_path / "m.png"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "not a digit"
+    assert main.main(["--model", "3", "--predict", str(tmp_path / "m.png"), "--format", "json",
+                      "--reject-below", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "digit"
+
+
+def test_without_the_detectors_files_a_reader_decides_alone(detector_root, tmp_path) -> None:
+    assert detector.load() is None
+    [said] = zoo.predict(zoo.load("3", REFERENCE_ROOT, calibrated=True), [_seven(tmp_path / "seven.png")])
+    assert said.digit == 7
+
+
+@pytest.mark.parametrize("damage", ["weights", "record", "one missing"])
+def test_a_damaged_detector_is_one_line_naming_its_file_and_exit_2(runs, detector_root, tmp_path, capsys, damage) -> None:
+    weights, record = detector.paths(detector_root)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not safetensors" if damage == "weights" else Path(detector.paths(REFERENCE_ROOT)[0]).read_bytes())
+    if damage != "one missing":
+        record.write_text("{}" if damage == "record" else json.dumps({"reject_below": 0.5}))
+    assert main.main(["--model", "3", "--predict", str(_seven(tmp_path / "seven.png"))]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("main.py: error:")]
+    assert len(errors) == 1 and "digit_detector" in errors[0] and "Traceback" not in err
+
+
+def test_a_numbers_pieces_have_their_own_threshold_chosen_on_held_out_writers() -> None:
+    found = detector.load()
+    assert found.threshold_for(1) == found.threshold
+    assert found.threshold_for(2) == found.threshold_for(4) == found.piece_threshold < found.threshold
+    record = json.loads(detector.paths(REFERENCE_ROOT)[1].read_text())
+    assert "held-out writers" in record["pieces_chosen_on"] and record["reject_pieces_below"] == pytest.approx(
+        found.piece_threshold)

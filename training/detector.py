@@ -1,0 +1,182 @@
+"""Training the digit detector (``analysis.detector``): eleven classes, the ten digits and "not a digit".
+
+    python -m training.detector --data-dir ../shared/data
+
+Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
+the split ``--val-split`` makes), the training handwriting fonts' digits, and the even rows of PENDIGITS (a
+development set of 44 writers' pen paths) drawn as strokes — half of each batch varied as the zoo's recipes vary
+digits (``rotation-scans-third-fonts``), half as another hand would write them (affine, thickness, elastic).
+Against them, as many training non-digits (``augmentations.non_digits``: the training fonts' letters,
+scribbles, shapes). The threshold is the digit probability below which 1% of the development digits fall (the
+digits a reader's threshold is chosen on); the record also gives the share rejected of the held-out writers, the
+odd rows of PENDIGITS and the development non-digits. The digits cut from a number get their own threshold, the
+probability below which 1% of those cut from numbers composed of the held-out writers' digits fall
+(``--choose-only`` chooses both again for the saved weights). No test set is read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+from torch import Tensor
+
+import augmentations
+import data_utils
+from analysis import calibration, detector, numbers, rejection
+from core.artifacts import REFERENCE_ROOT, atomic_save_json, atomic_write_bytes, safetensors_bytes
+from digits import font_digits, nondigits
+from digits.prepare import digits_of
+
+EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 10, 40_000, 256, 4e-3, 0
+HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
+NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits: the pieces' threshold
+PENDIGITS = "PENDIGITS/pendigits.csv"
+
+
+def pen_digits(root: Path | str, rows: slice) -> tuple[Tensor, Tensor]:
+    """PENDIGITS' pen paths (the rows picked by ``rows``) drawn as strokes and prepared as ``--predict`` prepares a
+    drawing: (N, 28, 28) uint8 and the labels."""
+    path = Path(root) / PENDIGITS
+    try:
+        lines = [line.split(",") for line in path.read_text().split("\n") if line.strip()][rows]
+    except OSError as exc:
+        raise calibration.CalibrationDataError(f"{path}: cannot be read ({exc.strerror})") from None
+    images, labels = [], []
+    for row in lines:
+        page = Image.new("L", (nondigits.CANVAS, nondigits.CANVAS), 255)
+        points = [(14 + 0.68 * int(row[2 * i]), 14 + 0.68 * (100 - int(row[2 * i + 1]))) for i in range(8)]
+        ImageDraw.Draw(page).line(points, fill=0, width=7, joint="curve")
+        digit = nondigits.prepared(page)
+        if digit is not None:
+            images.append((digit * 255).round().byte())
+            labels.append(int(row[16]))
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _split(root: Path | str) -> tuple[data_utils.MNISTTensors, Tensor, Tensor]:
+    """MNIST's training split and the indices of the digits trained on and of the whole writers held out."""
+    train = data_utils.load_mnist(root)["train"]
+    writers = data_utils.read_qmnist(root, "train")
+    if writers is None:
+        raise calibration.CalibrationDataError(f"{Path(root) / data_utils.QMNIST_FILES['train'][0]}: missing; the"
+                                               " detector holds whole writers out")
+    kept, held = data_utils.writer_split_indices(writers[:, 2], None, HELD_OUT, SEED)
+    return train, kept, held
+
+
+def _digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
+    """The training digits (N, 1, 28, 28) in [0, 1] with labels, and the held-out writers' MNIST digits (uint8)."""
+    train, kept, held = _split(root)
+    fonts, font_labels = font_digits.load("train").digits()
+    pen, pen_labels = pen_digits(root, slice(0, None, 2))
+    images = torch.cat([train.images[kept], fonts, pen]).float().div(255).unsqueeze(1)
+    return images, torch.cat([train.labels[kept], font_labels, pen_labels]), train.images[held]
+
+
+def number_pieces(digits: Tensor, count: int = NUMBERS, seed: int = SEED) -> Tensor:
+    """The digits ``--predict`` cuts out of ``count`` 4-digit numbers of each spacing with whole digits (gaps,
+    tight) composed from ``digits`` (N, 28, 28) uint8, as (K, 28, 28) in [0, 1]: a number's pieces are cut and
+    prepared again, which a whole digit never is, so they get a threshold of their own."""
+    gen, pieces = torch.Generator().manual_seed(seed), []
+    for kind in ("gaps", "tight"):
+        for _ in range(count):
+            pick = torch.randint(0, len(digits), (4,), generator=gen)
+            pieces += [digit for digit, _ in digits_of(numbers.compose(digits[pick], numbers.KINDS[kind], gen))]
+    return torch.stack(pieces)
+
+
+def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS, seed: int = SEED) -> dict:
+    """Train the detector, choose its threshold on development digits, write its weights and record; the record."""
+    torch.manual_seed(seed)
+    images, labels, held = _digits(root)
+    augmentations.training_non_digits(torch.device("cpu"))  # made once, before the clock
+    net, gen = detector.build(), torch.Generator().manual_seed(seed)
+    steps = epochs * (PER_EPOCH // BATCH)
+    optimizer = torch.optim.AdamW(net.parameters(), PEAK_LR / 2, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=max(steps, 1))
+    recipe = augmentations.AUGMENTATIONS["rotation-scans-third-fonts"].apply
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        total = 0.0
+        for _ in range(PER_EPOCH // BATCH):
+            pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
+            x = images[pick]
+            other_hand = augmentations.elastic(augmentations.thickness(augmentations.affine(x, gen), gen), gen)
+            x = torch.where((torch.rand(len(x), generator=gen) < 0.5)[:, None, None, None], recipe(x, gen, labels[pick]),
+                            other_hand)
+            others = augmentations.non_digits(BATCH // 2, gen, torch.device("cpu"))
+            target = torch.cat([labels[pick], torch.full((len(others),), detector.architecture.NOT_A_DIGIT)])
+            loss = F.cross_entropy(net(data_utils.normalize(torch.cat([x, others]))), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+        print(f"epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f} ({time.perf_counter() - started:.0f} s)",
+              flush=True)
+    weights, _ = detector.paths(out_root)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(weights, safetensors_bytes(net.state_dict()))
+    return choose(root, out_root, {"epochs": epochs, "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
+                                   "seconds": round(time.perf_counter() - started)}, held)
+
+
+def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) -> dict:
+    """The threshold of the detector saved under ``out_root``, chosen on the development digits, and the share it
+    rejects of every development set; written beside the weights. ``held``: the held-out writers' MNIST digits."""
+    weights, record_path = detector.paths(out_root)
+    net = detector.build()
+    net.load_state_dict(load_file(str(weights)))
+    found = detector.Detector(net.eval(), 0.0, 0.0)
+    chosen_on = {name: found.digit_probability(digits) for name, (digits, _) in
+                 calibration.development_digits(str(root)).items()}
+    threshold = rejection.choose_threshold(torch.cat(list(chosen_on.values())))
+    pieces = found.digit_probability(number_pieces(held))
+    piece_threshold = rejection.choose_threshold(pieces)
+    measured = {**{f"{name} (chosen on)": p for name, p in chosen_on.items()},
+                f"MNIST training writers held out ({len(held):,})": found.digit_probability(held.float() / 255),
+                "PENDIGITS odd rows (development)": found.digit_probability(pen_digits(root, slice(1, None, 2))[0].float() / 255),
+                **{f"development {kind}": found.digit_probability(x.float() / 255) for kind, x in (
+                    ("letters", nondigits.letters("development")),
+                    ("scribbles", nondigits.drawn("scribbles", rejection.DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED)),
+                    ("shapes", nondigits.drawn("shapes", rejection.DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED)))}}
+    record = {"reject_below": round(threshold, 6), "chosen_on": f"{100 * rejection.DEVELOPMENT_REJECTED:g}% of the"
+              " development digits", "rejected_percent": {k: round(rejection.rejected(p, threshold), 3)
+                                                          for k, p in measured.items()},
+              "reject_pieces_below": round(piece_threshold, 6), "pieces_chosen_on": f"{100 * rejection.DEVELOPMENT_REJECTED:g}%"
+              f" of the {len(pieces):,} digits cut from {2 * NUMBERS} numbers (gaps, tight) of the held-out writers",
+              **about, "command": "python -m training.detector --data-dir ../shared/data",
+              "note": "trained and chosen on training and development data only; no test set is read"}
+    atomic_save_json(record_path, record)
+    detector._load.cache_clear()  # noqa: SLF001 - the files just changed
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
+    p.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT, help="writes outputs/digit_detector.* under it")
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
+    args = p.parse_args()
+    if args.choose_only:
+        record = json.loads(detector.paths(args.out_dir)[1].read_text())
+        train_split, _, held = _split(args.data_dir)
+        about = {k: record[k] for k in ("epochs", "seed", "parameters", "seconds") if k in record}
+        record = choose(args.data_dir, args.out_dir, about, train_split.images[held])
+    else:
+        record = train(args.data_dir, args.out_dir, args.epochs)
+    print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
+        f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
+    print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
+
+
+if __name__ == "__main__":
+    main()
