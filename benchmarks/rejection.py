@@ -26,7 +26,7 @@ import torch
 import data_utils
 import model_strategy
 import zoo
-from analysis import external, rejection
+from analysis import detector, external, rejection
 from benchmarks.common import machine
 from core.artifacts import REFERENCE_ROOT, atomic_save_json
 from deploy import predict, reading
@@ -74,7 +74,7 @@ def main() -> None:
               + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}"
               f" ({r['seconds']:.0f} s)", flush=True)
     atomic_save_json(args.json_out, {"benchmark": "rejection", "sets": {k: len(v) for k, v in non_digits.items()},
-                                     "rows": rows, "machine": machine(),
+                                     "rows": rows, "machine": machine(), "detector": detector.load() is not None,
                                      "command": "python -m benchmarks.rejection --data-dir ../shared/data"})
 
 

@@ -74,7 +74,7 @@ def test_undo_takes_back_a_stroke_and_clear_empties_the_page(page) -> None:  # n
     browser.draw(page, [(140, 40), (140, 240)])  # a 1
     browser.answered(page, 1)
     assert shown(page)["3"] == "1"
-    browser.draw(page, [(60, 60), (220, 60)])  # a bar across the top: a 7
+    browser.draw(page, [(50, 42), (140, 42)])  # a bar ending at the top of the stroke: a 7 (across it: a T)
     browser.answered(page, 2)
     assert shown(page)["3"] == "7"
     page.click("#undo")
