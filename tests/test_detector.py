@@ -67,10 +67,12 @@ def test_reject_below_zero_turns_the_detector_off_as_well(runs, tmp_path, capsys
     letter = Image.fromarray(nondigits.letters("development")[m].numpy())  # the first development font's M
     letter.save(tmp_path / "m.png")
     assert main.main(["--model", "3", "--predict", str(tmp_path / "m.png"), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["verdict"] == "not a digit"
+    said = json.loads(capsys.readouterr().out)
+    assert said["verdict"] == "not a digit" and said["digit_probability"] < detector.load().threshold
     assert main.main(["--model", "3", "--predict", str(tmp_path / "m.png"), "--format", "json",
                       "--reject-below", "0"]) == 0
-    assert json.loads(capsys.readouterr().out)["verdict"] == "digit"
+    said = json.loads(capsys.readouterr().out)
+    assert said["verdict"] == "digit" and said["digit_probability"] is None  # no detector consulted
 
 
 def test_without_the_detectors_files_a_reader_decides_alone(detector_root, tmp_path) -> None:
