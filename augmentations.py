@@ -314,14 +314,19 @@ def training_non_digits(device: torch.device) -> Tensor:
     return nondigits.pool("train", NON_DIGITS_DRAWN).to(device).float().div_(255.0).unsqueeze(1)
 
 
-def non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """``count`` training non-digits drawn at random, each varied as another hand would draw it (``affine``,
-    ``thickness``, ``elastic``) and turned by a right angle or not (a letter on its side is still no digit)."""
+def pick_non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """``count`` training non-digits drawn at random, a quarter of them turned by a right angle (a letter on its
+    side is still no digit), not varied otherwise."""
     pool = training_non_digits(device)
     chosen = pool[torch.randint(0, len(pool), (count,), generator=gen, device=device)]
     turns = torch.randint(0, 4, (count, 1, 1, 1), generator=gen, device=device)
-    chosen = torch.where(turns == 1, chosen.transpose(-1, -2).flip(-1), chosen)  # a quarter turn for a quarter
-    return elastic(thickness(affine(chosen, gen), gen), gen).clamp_(0, 1)
+    return torch.where(turns == 1, chosen.transpose(-1, -2).flip(-1), chosen)
+
+
+def non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:
+    """``count`` training non-digits (``pick_non_digits``), each varied as another hand would draw it (``affine``,
+    ``thickness``, ``elastic``)."""
+    return elastic(thickness(affine(pick_non_digits(count, gen, device), gen), gen), gen).clamp_(0, 1)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ out-distribution data, as Bitterwolf et al. 2022 find most such methods amount t
 the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class. An
 input is "not a digit" when it falls below the detector's threshold, chosen on development digits only as a
 reader's is (``analysis.rejection.choose_threshold``), or when the reader's own score falls below the reader's
-threshold. The digits cut from a number are prepared twice, which whole digits never are; they have their own
-threshold, chosen the same way on numbers composed from MNIST's held-out training writers. Its files live beside
+threshold; the digits cut from a number pass the same test. Its files live beside
 the zoo's weights: ``outputs/digit_detector.safetensors`` and ``outputs/digit_detector.json``
 (``training.detector`` writes them).
 """
@@ -47,11 +46,6 @@ class Detector:
 
     net: nn.Module
     threshold: float
-    piece_threshold: float  # for the digits cut from a number, which are prepared twice (``training.detector``)
-
-    def threshold_for(self, pieces: int) -> float:
-        """The threshold for an input of ``pieces`` digits: a whole digit's, or a number's pieces'."""
-        return self.threshold if pieces == 1 else self.piece_threshold
 
     @torch.no_grad()
     def digit_probability(self, digits: Tensor, batch_size: int = 1000) -> Tensor:
@@ -84,12 +78,11 @@ def _load(root: Path) -> Detector | None:
         net.load_state_dict(load_file(str(weights)))
         saved = json.loads(record.read_text())
         threshold = float(saved["reject_below"])
-        piece_threshold = float(saved.get("reject_pieces_below", threshold))
     except FileNotFoundError as exc:
         raise DetectorError(f"{exc.filename}: missing beside its pair; run python -m training.detector again") from None
     except Exception as exc:  # a damaged file: say which, without a traceback
         raise DetectorError(f"{weights} or {record}: not the digit detector's ({type(exc).__name__}); run"
                             " python -m training.detector again") from None
-    if not (0 <= threshold <= 1 and 0 <= piece_threshold <= 1):
-        raise DetectorError(f"{record}: a threshold is outside [0, 1]; run python -m training.detector again")
-    return Detector(net.eval(), threshold, piece_threshold)
+    if not 0 <= threshold <= 1:
+        raise DetectorError(f"{record}: its threshold is outside [0, 1]; run python -m training.detector again")
+    return Detector(net.eval(), threshold)

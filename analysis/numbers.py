@@ -84,7 +84,7 @@ def read(model: nn.Module, image: Tensor) -> str:
     if float(said.max(1).values.min()) < threshold:
         return ""
     gate = detector.load() if threshold > 0 else None  # the digit detector stands in front of a rejecting reader
-    if gate is not None and float(gate.digit_probability(digits).min()) < gate.threshold_for(len(digits)):
+    if gate is not None and float(gate.digit_probability(digits).min()) < gate.threshold:
         return ""
     return "".join(str(int(d)) for d in said.argmax(1))
 

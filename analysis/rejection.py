@@ -12,7 +12,8 @@ development fonts, the digits calibration is fitted on). MNIST's test set, SEMEI
 
 The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
 (DejaVu, STIX, Computer Modern), crops of the photographs and scans in matplotlib's sample data, zigzag scribbles
-(straight strokes, another generator than training's smooth ones), noise, and blank pages.
+(straight strokes from a generator and a random stream of their own; training draws straight strokes too, never
+these), noise, and blank pages.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     python -m benchmarks.bench_serve --samples 300 --data-dir ../shared/data
 
 The committed reference models are served (an empty ``--out-dir``: none of your runs). For each of
-``--samples`` pendigits trajectories (a development set of 44 other writers, spread evenly over the file)
+``--samples`` pendigits trajectories (a development set of 44 other writers, spread evenly over its odd rows)
 the mouse draws the eight points as one stroke; the page posts the canvas, every served model answers,
 and the page records the time from the end of the stroke to the answers on screen (the next frame after they
 are in the page). Written: ``benchmarks/results/serve.json`` (each model's share read right, the latencies)

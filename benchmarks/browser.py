@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import REPO
+from digits import pendigits as digits_pendigits
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -75,15 +76,14 @@ def launch(playwright):  # noqa: ANN001, ANN201 - playwright's own types
 
 
 def pendigits(data_dir: Path, count: int, start: int = 0) -> list[tuple[list[tuple[float, float]], int]]:
-    """``count`` pen trajectories of ``PENDIGITS/pendigits.csv`` (a development set), evenly spread over the file
-    from ``start``: eight points each in canvas pixels (y downwards), and the digit."""
-    rows = [line.split(",") for line in (Path(data_dir) / "PENDIGITS" / "pendigits.csv").read_text().split("\n")
-            if line.strip()]
+    """``count`` pen trajectories of ``PENDIGITS/pendigits.csv`` (a development set), evenly spread over its odd
+    rows (the digit detector trains on the even ones) from ``start``: eight points each in canvas pixels (y
+    downwards), and the digit."""
+    rows = digits_pendigits.paths(data_dir, slice(1, None, 2))
     step = max(1, len(rows) // count)
     picked = [rows[(start + i * step) % len(rows)] for i in range(count)]
     scale = (PAD - 2 * MARGIN) / 100
-    return [([(MARGIN + scale * int(r[2 * i]), MARGIN + scale * (100 - int(r[2 * i + 1]))) for i in range(8)],
-             int(r[16])) for r in picked]
+    return [([(MARGIN + scale * x, MARGIN + scale * y) for x, y in points], label) for points, label in picked]
 
 
 def draw(page, points: list[tuple[float, float]], steps: int = 6) -> None:  # noqa: ANN001

@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--augment", choices=augmentations.AUGMENTATIONS.choices(),
                       help="how training batches are varied (default: the model recipe's); docs/cli.md describes each")
     data.add_argument("--outliers", type=_number(float, 0, config.MAX_OUTLIERS), metavar="SHARE",
-                      help="non-digits (letters of the training fonts, scribbles, shapes) added per training digit and"
-                           " taught to be no digit, so that --predict can answer 'not a digit' (default: the recipe's)")
+                      help="non-digits (letters of the training fonts, scribbles, shapes, straight strokes, photo crops)"
+                           " added per training digit and taught to be no digit, so that --predict can answer 'not a"
+                           " digit' (default: the recipe's)")
     data.add_argument("--subset", type=_number(int, 1, config.MAX_IMAGES), help="train on the first N training images")
     data.add_argument("--val-split", type=_number(int, 0, config.MAX_IMAGES), default=0,
                       help="hold out N training images (seeded) as a validation set")

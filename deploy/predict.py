@@ -267,7 +267,7 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
         gate = detector.load()
     return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces], threshold,
                            None if gate is None else gate.digit_probability(seen),
-                           0.0 if gate is None else gate.threshold_for(len(seen))), seen
+                           0.0 if gate is None else gate.threshold), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:

@@ -1,6 +1,6 @@
 """Non-digits: what a reader must answer "not a digit" to, prepared as ``--predict`` prepares any image.
 
-Three kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a digit"):
+Five kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a digit"):
 
 - ``letters``: the letters of the handwriting fonts (``assets/font_letters.safetensors``, the same families as
   ``font_digits`` and the same split into training and development fonts). The letters people write exactly as
@@ -8,6 +8,9 @@ Three kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a 
 - ``scribbles``: one to three smooth random pen strokes, what a doodle or a crossed-out mark becomes.
 - ``shapes``: filled blobs, polygons, outlines and textures of several grey levels, what a photo of an object
   becomes once its background is taken away.
+- ``strokes``: straight pen strokes, alone or joined at corners, sometimes crossed: ticks, crosses, zigzags.
+- ``photos``: square crops of the two photographs scikit-learn ships (a requirement): ``china.jpg`` for
+  training, ``flower.jpg`` for development.
 
 Training (outlier exposure, ``data_utils``) and development (the threshold ``--calibrate`` chooses) draw from
 different fonts and different random streams (``TRAINING_SEED``, ``DEVELOPMENT_SEED``). The test set of
@@ -16,6 +19,7 @@ non-digits is made from other sources again (``analysis.rejection``) and is neve
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
 import random
@@ -34,7 +38,7 @@ from digits.prepare import mnistify
 LETTERS_PATH = REPO_ROOT / "assets" / "font_letters.safetensors"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the order of the file's letters
 LIKE_DIGITS = "OoIl"  # written as 0 and 1 are: not a non-digit anyone could reject
-KINDS = ("letters", "scribbles", "shapes")
+KINDS = ("letters", "scribbles", "shapes", "strokes", "photos")
 TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
 CANVAS = 96  # scribbles and shapes are drawn at this size, then prepared
 
@@ -137,7 +141,51 @@ def draw_shapes(rng: random.Random) -> Image.Image:
     return image
 
 
-DRAWERS = {"scribbles": draw_scribble, "shapes": draw_shapes}
+def draw_strokes(rng: random.Random) -> Image.Image:
+    """One to three straight-stroke marks, dark on white: a polyline of 4-9 corners (a zigzag, a star's outline)
+    or a cross of two lines, a pen of 2-10 pixels. Never one line or one bend alone: those are a 1 and a 7."""
+    image = Image.new("L", (CANVAS, CANVAS), 255)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        width = rng.randint(2, 10)
+        if rng.random() < 0.2:  # a cross
+            for _ in range(2):
+                draw.line(_points(rng, 2, margin=6), fill=0, width=width)
+        else:
+            draw.line(_points(rng, rng.randint(4, 9), margin=6), fill=0, width=width, joint="curve")
+    return image
+
+
+PHOTOS = {TRAINING_SEED: "china.jpg", DEVELOPMENT_SEED: "flower.jpg"}  # scikit-learn's sample images, by stream
+
+
+@functools.lru_cache(maxsize=2)
+def photograph(name: str) -> Image.Image:
+    """One of the photographs scikit-learn ships (found without importing scikit-learn), in grey."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise font_digits.FontDigitsError("photographs: scikit-learn, which ships them, is not installed (pip install"
+                                          " -r requirements.txt)")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "images" / name
+    try:
+        return Image.open(path).convert("L")
+    except OSError as exc:
+        raise font_digits.FontDigitsError(f"{path}: cannot be read ({exc})") from None
+
+
+def draw_photo(rng: random.Random, name: str) -> Image.Image:
+    """A square crop of the photograph ``name``, 24-240 pixels across, sometimes shrunk to 28x28 first (a photo
+    already in MNIST's format), sometimes inverted."""
+    photo = photograph(name)
+    side = rng.randint(24, min(240, *photo.size))
+    x, y = rng.randint(0, photo.width - side), rng.randint(0, photo.height - side)
+    crop = photo.crop((x, y, x + side, y + side))
+    if rng.random() < 0.5:
+        crop = crop.resize((28, 28), Image.BILINEAR)
+    return Image.eval(crop, lambda v: 255 - v) if rng.random() < 0.3 else crop
+
+
+DRAWERS = {"scribbles": draw_scribble, "shapes": draw_shapes, "strokes": draw_strokes}
 
 
 def prepared(image: Image.Image) -> Tensor | None:
@@ -149,20 +197,29 @@ def prepared(image: Image.Image) -> Tensor | None:
         return None
 
 
+def like_a_one(digit: Tensor) -> bool:
+    """Whether prepared ink (28, 28) stands in a box less than half as wide as it is tall: a bar, a narrow blob or
+    a pen's line, which MNIST's form makes a 1 whatever it was drawn as. No drawn non-digit is one."""
+    ink = digit > 0.1
+    rows, columns = ink.any(1).nonzero(), ink.any(0).nonzero()
+    return bool(len(rows)) and int(columns[-1] - columns[0] + 1) < 0.5 * int(rows[-1] - rows[0] + 1)
+
+
 @functools.lru_cache(maxsize=8)
 def drawn(kind: str, count: int, seed: int) -> Tensor:
-    """``count`` prepared non-digits of ``kind`` (``scribbles`` or ``shapes``) from the random stream ``seed``,
-    (count, 28, 28) uint8; the same for the same arguments on every machine."""
+    """``count`` prepared non-digits of a drawn ``kind`` (all but ``letters``) from the random stream ``seed``
+    (photos: ``PHOTOS[seed]``), (count, 28, 28) uint8; the same for the same arguments on every machine."""
     rng, out = random.Random(f"{kind}-{seed}"), []
+    draw = functools.partial(draw_photo, name=PHOTOS[seed]) if kind == "photos" else DRAWERS[kind]
     while len(out) < count:
-        digit = prepared(DRAWERS[kind](rng))
-        if digit is not None:
+        digit = prepared(draw(rng))
+        if digit is not None and not like_a_one(digit):
             out.append(digit.mul(255).round().to(torch.uint8))
     return torch.stack(out)
 
 
 def pool(split: str, drawn_each: int) -> Tensor:
-    """Every non-digit of a split as (N, 28, 28) uint8: its fonts' letters, then ``drawn_each`` scribbles and as
-    many shapes from its random stream."""
+    """Every non-digit of a split as (N, 28, 28) uint8: its fonts' letters, then ``drawn_each`` of every drawn
+    kind from its random stream."""
     seed = TRAINING_SEED if split == "train" else DEVELOPMENT_SEED
-    return torch.cat([letters(split), drawn("scribbles", drawn_each, seed), drawn("shapes", drawn_each, seed)])
+    return torch.cat([letters(split), *(drawn(kind, drawn_each, seed) for kind in KINDS[1:])])

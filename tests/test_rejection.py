@@ -34,8 +34,24 @@ def test_drawn_non_digits_are_the_same_for_the_same_stream_and_differ_between_st
     a, b = nondigits.drawn("scribbles", 6, 0), nondigits.drawn("scribbles", 6, 0)
     other = nondigits.drawn("scribbles", 6, 1)
     assert torch.equal(a, b) and not torch.equal(a, other)
-    shapes = nondigits.drawn("shapes", 6, 0)
-    assert shapes.shape == (6, 28, 28) and (shapes.flatten(1).amax(1) > 0).all()  # every one has ink
+    for kind in nondigits.KINDS[1:]:
+        drawn = nondigits.drawn(kind, 6, 0)
+        assert drawn.shape == (6, 28, 28) and (drawn.flatten(1).amax(1) > 0).all(), kind  # every one has ink
+
+
+def test_photo_crops_come_from_one_photograph_for_training_and_another_for_development() -> None:
+    assert nondigits.PHOTOS[nondigits.TRAINING_SEED] != nondigits.PHOTOS[nondigits.DEVELOPMENT_SEED]
+    for name in nondigits.PHOTOS.values():
+        assert min(nondigits.photograph(name).size) >= 240  # room for the largest crop
+
+
+def test_no_drawn_non_digit_stands_as_narrow_as_a_one() -> None:
+    bar = torch.zeros(28, 28)
+    bar[4:24, 12:17] = 1  # a filled bar: a 1 in MNIST's form, whatever it was drawn as
+    wide = bar.t().clone()
+    assert nondigits.like_a_one(bar) and not nondigits.like_a_one(wide)
+    for kind in nondigits.KINDS[1:]:
+        assert not any(nondigits.like_a_one(d.float() / 255) for d in nondigits.drawn(kind, 50, 1)), kind
 
 
 def test_exposure_loss_is_cross_entropy_on_digits_and_pulls_non_digits_to_uniform() -> None:
