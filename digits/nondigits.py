@@ -40,7 +40,7 @@ ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the order o
 LIKE_DIGITS = "OoIl"  # written as 0 and 1 are: not a non-digit anyone could reject
 KINDS = ("letters", "scribbles", "shapes", "strokes", "photos")
 TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
-CANVAS = 96  # scribbles and shapes are drawn at this size, then prepared
+CANVAS = 96  # scribbles, shapes and strokes are drawn at this size, then prepared
 
 
 @functools.lru_cache(maxsize=1)
