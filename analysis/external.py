@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import importlib.util
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from analysis import evaluation
+from core.artifacts import package_dir
 from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
 from digits.prepare import as_scans, binary_scan, block_scan
 
@@ -79,10 +79,10 @@ def load_semeion(root: Path | str) -> tuple[Tensor, Tensor]:
 
 def optdigits_path() -> Path:
     """Where the installed scikit-learn keeps optdigits (found without importing scikit-learn)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
+    sklearn = package_dir("sklearn")
+    if sklearn is None:
         raise ExternalDataError("optdigits: scikit-learn, which ships it, is not installed (pip install -r requirements.txt)")
-    return Path(spec.submodule_search_locations[0]) / OPTDIGITS_FILE
+    return sklearn / OPTDIGITS_FILE
 
 
 def load_optdigits(path: Path | None = None) -> tuple[Tensor, Tensor]:

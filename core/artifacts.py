@@ -8,6 +8,7 @@ a user's runs go to ``runs/`` in it (``RUNS_ROOT``, the default), so training ne
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -26,6 +27,13 @@ REFERENCE_ROOT = REPO_ROOT  # the committed, reproducible reference models and t
 RUNS_ROOT = REPO_ROOT / "runs"  # where runs write unless told otherwise (ignored by git)
 FOLDERS = ("outputs", "plots", "summaries")
 
+
+
+def package_dir(name: str) -> Path | None:
+    """Where the installed package ``name`` lives, found without importing it (data files it ships are read from
+    there: scikit-learn's optdigits and photographs); None when it is not installed."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.submodule_search_locations[0]) if spec is not None and spec.submodule_search_locations else None
 
 @dataclass(frozen=True)
 class ArtifactPaths:

@@ -19,7 +19,6 @@ non-digits is made from other sources again (``analysis.rejection``) and is neve
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
 import random
@@ -31,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
-from core.artifacts import REPO_ROOT
+from core.artifacts import REPO_ROOT, package_dir
 from digits import font_digits
 from digits.prepare import mnistify
 
@@ -162,11 +161,11 @@ PHOTOS = {TRAINING_SEED: "china.jpg", DEVELOPMENT_SEED: "flower.jpg"}  # scikit-
 @functools.lru_cache(maxsize=2)
 def photograph(name: str) -> Image.Image:
     """One of the photographs scikit-learn ships (found without importing scikit-learn), in grey."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
+    sklearn = package_dir("sklearn")
+    if sklearn is None:
         raise font_digits.FontDigitsError("photographs: scikit-learn, which ships them, is not installed (pip install"
                                           " -r requirements.txt)")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "images" / name
+    path = sklearn / "datasets" / "images" / name
     try:
         return Image.open(path).convert("L")
     except OSError as exc:
@@ -205,7 +204,7 @@ def like_a_one(digit: Tensor) -> bool:
     return bool(len(rows)) and int(columns[-1] - columns[0] + 1) < 0.5 * int(rows[-1] - rows[0] + 1)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def drawn(kind: str, count: int, seed: int) -> Tensor:
     """``count`` prepared non-digits of a drawn ``kind`` (all but ``letters``) from the random stream ``seed``
     (photos: ``PHOTOS[seed]``), (count, 28, 28) uint8; the same for the same arguments on every machine."""
