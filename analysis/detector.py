@@ -7,9 +7,8 @@ out-distribution data, as Bitterwolf et al. 2022 find most such methods amount t
 the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class. An
 input is "not a digit" when it falls below the detector's threshold, chosen on development digits only as a
 reader's is (``analysis.rejection.choose_threshold``), or when the reader's own score falls below the reader's
-threshold; the digits cut from a number pass the same test. Its files live beside
-the zoo's weights: ``outputs/digit_detector.safetensors`` and ``outputs/digit_detector.json``
-(``training.detector`` writes them).
+threshold; the digits cut from a number pass the same test. Its files live beside the zoo's weights:
+``outputs/digit_detector.safetensors`` and ``outputs/digit_detector.json`` (``training.detector`` writes them).
 """
 from __future__ import annotations
 
