@@ -27,7 +27,7 @@ import config
 import data_utils
 import model_strategy
 import visualization
-from analysis import calibration, evaluation, external, inspection, rejection
+from analysis import calibration, evaluation, external, gate, inspection, rejection
 from config import ConfigError, RunConfig
 from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
@@ -243,7 +243,7 @@ def evaluate_reading_saved(cfg: RunConfig, source: Path) -> dict:
     saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
     metrics = saved_record(saved, cfg)
     metrics["reading"] = {**row, "params_file": model_strategy.trained_params(strategy.key, source).name,
-                          "calibrated": predicting.threshold_of(model) > 0,
+                          "calibrated": gate.threshold_of(model) > 0,
                           "note": "test sets only, read as --predict reads files; never used to select or tune anything"}
     atomic_save_json(paths.metrics, metrics)
     return row

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analysis import detector
-from analysis.evaluation import probabilities
+from analysis.gate import confidence, judge
 from digits.prepare import digits_of
 
 # gap between neighbours' ink in pixels at MNIST's scale (a digit's ink is about 20 pixels tall); negative: overlap
@@ -75,18 +74,11 @@ def read(model: nn.Module, image: Tensor) -> str:
     piece of which scores below the model's threshold of "not a digit" (``reject_below``, carried by a calibrated
     model; ``analysis.rejection``)."""
     try:
-        pieces = digits_of(image, lambda digits: probabilities(model, digits).max(1).values)
+        pieces = digits_of(image, confidence(model))
     except ValueError:
         return ""
-    digits = torch.stack([p for p, _ in pieces])
-    said = probabilities(model, digits)
-    threshold = float(getattr(model, "reject_below", 0.0))
-    if float(said.max(1).values.min()) < threshold:
-        return ""
-    gate = detector.load() if threshold > 0 else None  # the digit detector stands in front of a rejecting reader
-    if gate is not None and float(gate.digit_probability(digits).min()) < gate.threshold:
-        return ""
-    return "".join(str(int(d)) for d in said.argmax(1))
+    judged = judge(model, torch.stack([p for p, _ in pieces]))
+    return "" if judged.rejection() is not None else "".join(str(int(d)) for d in judged.probabilities.argmax(1))
 
 
 def score(model: nn.Module, images: Tensor, labels: Tensor, kind: str, length: int = 4, numbers: int = 500,

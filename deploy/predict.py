@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from analysis import detector
+from analysis import gate
 from analysis.calibration import Calibrated
-from analysis.evaluation import probabilities
+from analysis.gate import Judgement
 from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray
 
 
@@ -77,32 +77,23 @@ class Prediction:
         return cls(source, reading.digit, reading.probability, reading.top, readings=[reading], score=reading.probability)
 
     @classmethod
-    def read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float = 0.0,
-             digit_probability: Tensor | None = None, detector_below: float = 0.0) -> "Prediction":
-        """The prediction for the (N, 10) class probabilities of an input's N digits, left to right: "not a digit"
-        when one of them scores below ``reject_below``, or when the digit detector's ``digit_probability`` of one of
-        them is below ``detector_below`` (a number holds digits only)."""
-        said = cls._read(source, probabilities, uncertain, reject_below, digit_probability, detector_below)
-        said.digit_probability = None if digit_probability is None else float(digit_probability.min())
+    def read(cls, source: str, judged: Judgement, uncertain: list[bool]) -> "Prediction":
+        """The prediction for an input's N digits, left to right, as the gate judged them (``analysis.gate``):
+        "not a digit" when one of them fails it, else one digit or a number."""
+        said = cls._read(source, judged, uncertain)
+        least = judged.digit_probability
+        said.digit_probability = None if least is None else float(least.min())
         return said
 
     @classmethod
-    def _read(cls, source: str, probabilities: Tensor, uncertain: list[bool], reject_below: float,
-              digit_probability: Tensor | None, detector_below: float) -> "Prediction":
-        scores = probabilities.max(1).values
-        lowest = float(scores.min())
-        if digit_probability is not None and float(digit_probability.min()) < detector_below:
-            least = float(digit_probability.min())
-            where = "" if len(scores) == 1 else f" (piece {int(digit_probability.argmin()) + 1} of {len(scores)})"
-            return cls.not_a_digit(source, lowest, f"unlike any digit{where}: the digit detector gives it {least:.3f},"
-                                                   f" below its threshold {detector_below:.3f}")
-        if lowest < reject_below:
-            where = "" if len(scores) == 1 else f" (piece {int(scores.argmin()) + 1} of {len(scores)})"
-            return cls.not_a_digit(source, lowest, f"unlike any digit{where}: score {lowest:.3f} is below the"
-                                                   f" threshold {reject_below:.3f}")
-        if len(probabilities) == 1:
-            return cls.answer(source, probabilities[0])
-        readings = [Reading.of(p, u) for p, u in zip(probabilities, uncertain)]
+    def _read(cls, source: str, judged: Judgement, uncertain: list[bool]) -> "Prediction":
+        lowest = float(judged.scores.min())
+        reason = judged.rejection()
+        if reason is not None:
+            return cls.not_a_digit(source, lowest, reason)
+        if len(judged.probabilities) == 1:
+            return cls.answer(source, judged.probabilities[0])
+        readings = [Reading.of(p, u) for p, u in zip(judged.probabilities, uncertain)]
         confidence = float(torch.tensor([r.probability for r in readings]).prod())
         return cls(source, None, confidence, [(r.digit, r.probability) for r in readings], "number", None, readings,
                    lowest)
@@ -207,11 +198,6 @@ def name_of(image: object, index: int) -> str:
     return str(image) if isinstance(image, (str, Path)) else f"image {index}"
 
 
-def judge(model: nn.Module):  # noqa: ANN201
-    """The model's confidence in each of (N, 28, 28) digits: what settles whether wide ink is one digit or two."""
-    return lambda digits: probabilities(model, digits).max(1).values
-
-
 def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
     """The readable images as (N, 28, 28) single digits, and one problem line for each unreadable one."""
     prepared, reasons = {}, {}
@@ -222,12 +208,6 @@ def prepare_images(paths: list[Path]) -> tuple[list[Path], Tensor, list[str]]:
             reasons[i] = str(exc)
     digits = torch.stack(list(prepared.values())) if prepared else torch.zeros(0, SIZE, SIZE)
     return [paths[i] for i in prepared], digits, [f"{paths[i]}: {r}" for i, r in reasons.items()]
-
-
-def threshold_of(model: nn.Module) -> float:
-    """The score below which ``model`` answers "not a digit": its ``--calibrate`` record's (carried by the calibrated
-    model, ``calibrated``), or 0 (never) for a model without one."""
-    return float(getattr(model, "reject_below", 0.0))
 
 
 def with_threshold(model: nn.Module, reject_below: float) -> nn.Module:
@@ -256,18 +236,13 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
     """What ``model`` reads in cleaned ink (``digits.prepare.clean``), and the (K, 28, 28) digits it saw: the web
     app cleans an upload once and lets every model read it. Ink with nothing in it is no digit (score 0)."""
     try:
-        pieces = digits_in(ink, judge(model))
+        pieces = digits_in(ink, gate.confidence(model))
     except BlankImage as exc:
         return Prediction.not_a_digit(name, 0.0, f"{exc}"), None
     except ValueError as exc:
         return Prediction.unreadable(name, str(exc)), None
     seen = torch.stack([digit for digit, _ in pieces])
-    threshold, gate = threshold_of(model), None
-    if threshold > 0:  # a reader that rejects nothing (--reject-below 0) has no detector in front of it either
-        gate = detector.load()
-    return Prediction.read(name, probabilities(model, seen), [u for _, u in pieces], threshold,
-                           None if gate is None else gate.digit_probability(seen),
-                           0.0 if gate is None else gate.threshold), seen
+    return Prediction.read(name, gate.judge(model, seen), [u for _, u in pieces]), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:

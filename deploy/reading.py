@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from analysis import calibration, numbers, rejection
 from analysis.evaluation import probabilities
-from deploy.predict import Prediction, answer_ink, threshold_of
+from analysis.gate import threshold_of
+from deploy.predict import Prediction, answer_ink
 from digits.prepare import clean
 
 NUMBER_LENGTH = 4

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,8 @@ import augmentations
 import config
 import data_utils
 import main
-from analysis import rejection
+from analysis import gate, numbers, rejection
+from analysis.gate import Judgement
 from deploy import predict
 from digits import font_digits, nondigits
 from training import loop
@@ -120,20 +122,48 @@ def test_auroc_and_the_threshold_mean_what_they_say() -> None:
 
 def test_a_reading_below_the_threshold_is_not_a_digit_and_says_its_score() -> None:
     unsure = torch.full((1, 10), 0.1)
-    said = predict.Prediction.read("x.png", unsure, [False], reject_below=0.5)
+    said = predict.Prediction.read("x.png", Judgement(unsure, 0.5), [False])
     assert said.verdict == "not a digit" and said.number is None and said.digit is None and said.top == []
     assert said.score == pytest.approx(0.1) and "below the threshold 0.500" in said.reason
     as_json = said.to_dict()
     assert as_json["verdict"] == "not a digit" and as_json["number"] is None and as_json["score"] == pytest.approx(0.1)
     assert said.line().startswith("x.png: not a digit (")
     sure = torch.eye(10)[7:8] * 0.9 + 0.01
-    assert predict.Prediction.read("x.png", sure, [False], reject_below=0.5).number == "7"
+    assert predict.Prediction.read("x.png", Judgement(sure, 0.5), [False]).number == "7"
 
 
 def test_a_number_with_one_piece_unlike_any_digit_is_not_a_number() -> None:
     pieces = torch.stack([torch.eye(10)[2] * 0.9 + 0.01, torch.full((10,), 0.1)])
-    said = predict.Prediction.read("row.png", pieces, [False, False], reject_below=0.5)
+    said = predict.Prediction.read("row.png", Judgement(pieces, 0.5), [False, False])
     assert said.verdict == "not a digit" and "piece 2 of 2" in said.reason
+
+
+def test_the_detector_is_asked_first_and_one_unlike_piece_rejects_the_number() -> None:
+    sure = torch.stack([torch.eye(10)[2] * 0.9 + 0.01, torch.eye(10)[5] * 0.9 + 0.01])
+    said = predict.Prediction.read("row.png", Judgement(sure, 0.5, torch.tensor([0.9, 0.01]), 0.05), [False, False])
+    assert said.verdict == "not a digit" and "digit detector gives it 0.010" in said.reason and "piece 2 of 2" in said.reason
+    assert said.digit_probability == pytest.approx(0.01)
+    passed = predict.Prediction.read("row.png", Judgement(sure, 0.5, torch.tensor([0.9, 0.5]), 0.05), [False, False])
+    assert passed.verdict == "number" and passed.number == "25"
+
+
+def test_the_numbers_benchmark_reads_through_the_gate_predict_serves(tmp_path: Path) -> None:
+    import zoo
+    from core.artifacts import REFERENCE_ROOT
+
+    model = zoo.load("3", REFERENCE_ROOT, calibrated=True)
+    for name, other in (("seven_one", lambda d: d.line([(150, 24), (150, 102)], fill=20, width=12)),
+                        ("seven_box", lambda d: d.rectangle([(120, 30), (200, 100)], fill=20))):
+        image = Image.new("L", (240, 120), 235)
+        draw = ImageDraw.Draw(image)
+        draw.line([(20, 24), (80, 24)], fill=20, width=12)
+        draw.line([(80, 24), (40, 102)], fill=20, width=12)
+        other(draw)
+        image.save(tmp_path / f"{name}.png")
+        served = zoo.predict(model, [tmp_path / f"{name}.png"])[0]
+        measured = numbers.read(model, torch.from_numpy(np.asarray(image, dtype=np.float32) / 255))
+        assert measured == (served.number if served.verdict == "number" else ""), name
+        assert (name, served.verdict) in {("seven_one", "number"), ("seven_box", "not a digit")}
 
 
 def _save(path: Path, gray: torch.Tensor) -> Path:
@@ -166,7 +196,7 @@ def test_an_ensemble_reads_the_mean_of_its_members_probabilities() -> None:
     together = predict.Ensemble(members, 0.3)
     mean = torch.stack([m(x).softmax(1) for m in members]).mean(0)
     assert torch.allclose(together(x).softmax(1), mean, atol=1e-6)
-    assert predict.threshold_of(together) == 0.3 and predict.threshold_of(predict.with_threshold(together, 0.7)) == 0.7
+    assert gate.threshold_of(together) == 0.3 and gate.threshold_of(predict.with_threshold(together, 0.7)) == 0.7
 
 
 def test_an_ensembles_threshold_is_chosen_from_its_members_development_files(tmp_path: Path) -> None:
@@ -214,7 +244,7 @@ def test_the_committed_v3_answers_not_a_digit_to_a_blank_page_and_noise_and_stil
     from core.artifacts import REFERENCE_ROOT
 
     model = zoo.load("3", REFERENCE_ROOT, calibrated=True)
-    assert predict.threshold_of(model) > 0.2  # the reference's --calibrate record carries its threshold
+    assert gate.threshold_of(model) > 0.2  # the reference's --calibrate record carries its threshold
     said = zoo.predict(model, [blank, noise, tmp_path / "seven.png"])
     assert [s.verdict for s in said] == ["not a digit", "not a digit", "digit"] and said[2].digit == 7
-    assert said[0].score == 0 and 0 < said[1].score < predict.threshold_of(model)
+    assert said[0].score == 0 and 0 < said[1].score < gate.threshold_of(model)
