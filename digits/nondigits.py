@@ -42,20 +42,25 @@ TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
 CANVAS = 96  # scribbles, shapes and strokes are drawn at this size, then prepared
 
 
+class NonDigitsError(font_digits.FontDigitsError):
+    """A source of the non-digits (the font letters' file, the photographs) cannot be read; the message names it.
+    A kind of the fonts' error, which every command already answers with one line."""
+
+
 @functools.lru_cache(maxsize=1)
 def _read_letters(path: Path) -> tuple[Tensor, list[str]]:
     if not path.is_file():
-        raise font_digits.FontDigitsError(f"{path}: no font letters file (it is part of the repository: restore it"
-                                          " with git)")
+        raise NonDigitsError(f"{path}: no font letters file (it is part of the repository: restore it"
+                             " with git)")
     try:
         images = load_file(path)["images"]
         with safe_open(path, "pt") as f:
             families = [font["family"] for font in json.loads((f.metadata() or {})["fonts"])]
     except Exception as e:  # a damaged file: say which, without a traceback
-        raise font_digits.FontDigitsError(f"{path}: not a font letters file ({e})") from None
+        raise NonDigitsError(f"{path}: not a font letters file ({e})") from None
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (len(ALPHABET), 28, 28) or len(images) != len(families):
-        raise font_digits.FontDigitsError(f"{path}: expected uint8 (fonts, {len(ALPHABET)}, 28, 28) for"
-                                          f" {len(families)} fonts, found {images.dtype} {tuple(images.shape)}")
+        raise NonDigitsError(f"{path}: expected uint8 (fonts, {len(ALPHABET)}, 28, 28) for"
+                             f" {len(families)} fonts, found {images.dtype} {tuple(images.shape)}")
     return images, families
 
 
@@ -163,13 +168,13 @@ def photograph(name: str) -> Image.Image:
     """One of the photographs scikit-learn ships (found without importing scikit-learn), in grey."""
     sklearn = package_dir("sklearn")
     if sklearn is None:
-        raise font_digits.FontDigitsError("photographs: scikit-learn, which ships them, is not installed (pip install"
-                                          " -r requirements.txt)")
+        raise NonDigitsError("photographs: scikit-learn, which ships them, is not installed (pip install"
+                             " -r requirements.txt)")
     path = sklearn / "datasets" / "images" / name
     try:
         return Image.open(path).convert("L")
     except OSError as exc:
-        raise font_digits.FontDigitsError(f"{path}: cannot be read ({exc})") from None
+        raise NonDigitsError(f"{path}: cannot be read ({exc})") from None
 
 
 def draw_photo(rng: random.Random, name: str) -> Image.Image:

@@ -248,3 +248,12 @@ def test_the_committed_v3_answers_not_a_digit_to_a_blank_page_and_noise_and_stil
     said = zoo.predict(model, [blank, noise, tmp_path / "seven.png"])
     assert [s.verdict for s in said] == ["not a digit", "not a digit", "digit"] and said[2].digit == 7
     assert said[0].score == 0 and 0 < said[1].score < gate.threshold_of(model)
+
+
+def test_a_missing_or_damaged_letters_file_is_named_in_one_error(tmp_path: Path) -> None:
+    damaged = tmp_path / "font_letters.safetensors"
+    damaged.write_bytes(b"not a safetensors file")
+    with pytest.raises(nondigits.NonDigitsError, match="font_letters.safetensors: not a font letters file"):
+        nondigits.letters("train", damaged)
+    with pytest.raises(nondigits.NonDigitsError, match="missing.safetensors: no font letters file"):
+        nondigits.letters("train", tmp_path / "missing.safetensors")
