@@ -4,12 +4,14 @@
 
 Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
 the split ``--val-split`` makes), the training handwriting fonts' digits, and the even rows of PENDIGITS (a
-development set of 44 writers' pen paths) drawn as strokes. Against them, as many training non-digits
+development set of 44 writers' pen paths) drawn as strokes, and the even rows of MFEAT (a development set of digits
+stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes a round blob that no other source
+shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits``: the training fonts' letters, scribbles, shapes, straight strokes, photo
 crops). Digits and non-digits are varied alike (``varied``). The threshold is the digit probability below which 1%
-of the development digits fall (the digits a reader's threshold is chosen on); the record also gives the share
-rejected of the held-out writers, of the digits cut from numbers composed of their digits, of the odd rows of
-PENDIGITS, of MFEAT and of the development non-digits (``--choose-only`` chooses again for the saved weights).
+of the development digits fall (the digits a reader's threshold is chosen on, and MFEAT's odd rows); the record
+also gives the share rejected of the held-out writers, of the digits cut from numbers composed of their digits, of
+the odd rows of PENDIGITS and of the development non-digits (``--choose-only`` chooses again for the saved weights).
 No test set is read.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from digits.prepare import digits_of
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
+MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
 
 
@@ -71,15 +74,20 @@ def _digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
     train, kept, held = _split(root)
     fonts, font_labels = font_digits.load("train").digits()
     pen, pen_labels = pen_digits(root, slice(0, None, 2))
-    images = torch.cat([train.images[kept], fonts, pen]).float().div(255).unsqueeze(1)
-    return images, torch.cat([train.labels[kept], font_labels, pen_labels]), train.images[held]
+    stretched, stretched_labels = _mfeat(root, slice(0, None, 2))
+    stretched = (stretched * 255).round().byte().repeat(MFEAT_REPEAT, 1, 1)
+    images = torch.cat([train.images[kept], fonts, pen, stretched]).float().div(255).unsqueeze(1)
+    labels = torch.cat([train.labels[kept], font_labels, pen_labels, stretched_labels.repeat(MFEAT_REPEAT)])
+    return images, labels, train.images[held]
 
 
-def _mfeat(root: Path | str) -> Tensor:
+def _mfeat(root: Path | str, rows: slice) -> tuple[Tensor, Tensor]:
+    """MFEAT's digits (the rows picked by ``rows``) as ``--predict`` prepares them, in [0, 1], and their labels."""
     try:
-        return mfeat.load(root)[0]
+        digits, labels = mfeat.load(root)
     except mfeat.MfeatError as exc:
         raise calibration.CalibrationDataError(str(exc)) from None
+    return digits[rows], labels[rows]
 
 
 def number_pieces(digits: Tensor, count: int = NUMBERS, seed: int = SEED) -> Tensor:
@@ -152,13 +160,14 @@ def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) ->
     found = detector.Detector(net.eval(), 0.0)
     chosen_on = {name: found.digit_probability(digits) for name, (digits, _) in
                  calibration.development_digits(str(root)).items()}
+    stretched = _mfeat(root, slice(1, None, 2))[0]
+    chosen_on["MFEAT odd rows, stretched to their frame (development)"] = found.digit_probability(stretched)
     threshold = rejection.choose_threshold(torch.cat(list(chosen_on.values())))
     pieces = found.digit_probability(number_pieces(held))
     measured = {**{f"{name} (chosen on)": p for name, p in chosen_on.items()},
                 f"MNIST training writers held out ({len(held):,})": found.digit_probability(held.float() / 255),
                 f"digits cut from {2 * NUMBERS} numbers of the held-out writers ({len(pieces):,})": pieces,
                 "PENDIGITS odd rows (development)": found.digit_probability(pen_digits(root, slice(1, None, 2))[0].float() / 255),
-                "MFEAT, stretched to its frame (development)": found.digit_probability(_mfeat(root)),
                 "development letters": found.digit_probability(nondigits.letters("development").float() / 255),
                 **{f"development {kind}": found.digit_probability(nondigits.drawn(
                     kind, rejection.DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED).float() / 255)
