@@ -41,8 +41,9 @@ def test_the_committed_detector_has_a_threshold_chosen_on_development_data_only(
     record = json.loads(detector.paths(REFERENCE_ROOT)[1].read_text())
     assert record["reject_below"] == pytest.approx(found.threshold)
     assert "no test set" in record["note"] and record["chosen_on"] == "1% of the development digits"
-    chosen_on = [v for k, v in record["rejected_percent"].items() if "(chosen on)" in k]
-    assert len(chosen_on) == 2 and all(0 <= v <= 5 for v in chosen_on)
+    chosen_on = {k: v for k, v in record["rejected_percent"].items() if "(chosen on)" in k}
+    assert len(chosen_on) == 3 and all(0 <= v <= 5 for v in chosen_on.values())
+    assert all("development" in k and not any(t in k for t in ("SEMEION", "test")) for k in chosen_on)
 
 
 def test_letters_a_reader_takes_for_digits_are_stopped_by_the_detector() -> None:
