@@ -244,3 +244,14 @@ def test_serve_prints_its_address_answers_and_stops_cleanly_on_ctrl_c(tmp_path: 
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0 and out.strip().endswith("stopped") and "Traceback" not in err
+
+
+def test_the_server_reads_with_one_thread_so_a_busy_core_cannot_stall_every_answer(monkeypatch: pytest.MonkeyPatch,
+                                                                                       capsys) -> None:
+    import uvicorn
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)  # the suite's own threads stay as they are
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    server.serve(["3"], None, port=0)
+    assert asked == [server.INFERENCE_THREADS] == [1] and "stopped" in capsys.readouterr().out

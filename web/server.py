@@ -11,6 +11,9 @@ from config import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8784  # unassigned by IANA and unused by the field's usual tools (TensorBoard 6006, Gradio 7860)
+# A drawing is a handful of 28x28 digits, too little work to share between cores; and the browser that drew it
+# often runs on the same machine. PyTorch's threads wait on each other, so one busy core stalls every answer.
+INFERENCE_THREADS = 1
 
 
 def is_local(host: str) -> bool:
@@ -45,8 +48,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(keys: list[str] | None, out_dir: Path | None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the draw page and the dashboard until Ctrl-C (or SIGTERM); prints the address first."""
+    import torch  # noqa: PLC0415
     import uvicorn  # noqa: PLC0415 - here, so that the other modes start without the web stack
 
+    torch.set_num_threads(INFERENCE_THREADS)
     from web.app import create_app  # noqa: PLC0415
     sock = bind(host, port)
     app = create_app(keys, out_dir)
