@@ -71,8 +71,8 @@ def compose(digits: Tensor, gap: tuple[int, int], gen: torch.Generator) -> Tenso
 
 def read(model: nn.Module, image: Tensor) -> str:
     """The digits a model reads in an image, as ``--predict`` prepares it; '' for an image with no ink, or one a
-    piece of which scores below the model's threshold of "not a digit" (``reject_below``, carried by a calibrated
-    model; ``analysis.rejection``)."""
+    piece of which fails the gate ``--predict`` applies (``analysis.gate``: the digit detector, then the model's
+    threshold of "not a digit" carried by a calibrated model)."""
     try:
         pieces = digits_of(image, confidence(model))
     except ValueError:
