@@ -20,8 +20,7 @@ import zoo
 from analysis import calibration, detector, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
-from digits import nondigits
-from training.detector import _mfeat, pen_digits
+from training.detector import development_sets
 
 
 def main() -> None:
@@ -31,18 +30,16 @@ def main() -> None:
     found = detector.load()
     if found is None:
         raise SystemExit("outputs/digit_detector.*: missing; train it with python -m training.detector")
-    development = {name: d for name, (d, _) in calibration.development_digits(root).items()}
-    sets = {**development, "MFEAT odd rows": _mfeat(root, slice(1, None, 2))[0],
-            "PENDIGITS odd rows": pen_digits(root, slice(1, None, 2))[0].float() / 255,
-            "development letters": nondigits.letters("development").float() / 255,
-            **{f"development {k}": nondigits.drawn(k, rejection.DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED).float()
-               / 255 for k in nondigits.KINDS[1:]}}
+    development, others = development_sets(root)
+    sets = {**development, **others}
     gate = {name: found.digit_probability(d) for name, d in sets.items()}
-    pooled = torch.cat([gate[name] for name in [*development, "MFEAT odd rows"]])
+    pooled = torch.cat([gate[name] for name in development])  # the detector's own development digits
+    readers = list(calibration.development_digits(root))  # the digits a reader's threshold is chosen on
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
         score = {name: probabilities(model, d).max(1).values for name, d in sets.items()}
-        own_gate, own_score = torch.cat([gate[n] for n in development]), torch.cat([score[n] for n in development])
+        own_gate, own_score = torch.cat([gate[n] for n in readers]), torch.cat([score[n] for n in readers])
+
         def either(name: str, detector_below: float, reader_below: float) -> float:
             return 100 * float(((gate[name] < detector_below) | (score[name] < reader_below)).float().mean())
 

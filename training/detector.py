@@ -150,6 +150,19 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
                                    "seconds": round(time.perf_counter() - started)}, held)
 
 
+def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The development digits the threshold is chosen on, and the other development sets it is measured on
+    (PENDIGITS' odd rows, the development non-digits), each (N, 28, 28) in [0, 1] as ``--predict`` prepares them."""
+    chosen_on = {name: digits for name, (digits, _) in calibration.development_digits(str(root)).items()}
+    chosen_on["MFEAT odd rows, stretched to their frame (development)"] = _mfeat(root, slice(1, None, 2))[0]
+    others = {"PENDIGITS odd rows (development)": pen_digits(root, slice(1, None, 2))[0].float() / 255,
+              "development letters": nondigits.letters("development").float() / 255,
+              **{f"development {kind}": nondigits.drawn(kind, rejection.DEVELOPMENT_DRAWN,
+                                                        nondigits.DEVELOPMENT_SEED).float() / 255
+                 for kind in nondigits.KINDS[1:]}}
+    return chosen_on, others
+
+
 def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) -> dict:
     """The threshold of the detector saved under ``out_root``, chosen on the development digits, and the share it
     rejects of every development set (the digits cut from numbers too); written beside the weights. ``held``: the
@@ -158,20 +171,14 @@ def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) ->
     net = detector.build()
     net.load_state_dict(load_file(str(weights)))
     found = detector.Detector(net.eval(), 0.0)
-    chosen_on = {name: found.digit_probability(digits) for name, (digits, _) in
-                 calibration.development_digits(str(root)).items()}
-    stretched = _mfeat(root, slice(1, None, 2))[0]
-    chosen_on["MFEAT odd rows, stretched to their frame (development)"] = found.digit_probability(stretched)
+    development, others = development_sets(root)
+    chosen_on = {name: found.digit_probability(digits) for name, digits in development.items()}
     threshold = rejection.choose_threshold(torch.cat(list(chosen_on.values())))
     pieces = found.digit_probability(number_pieces(held))
     measured = {**{f"{name} (chosen on)": p for name, p in chosen_on.items()},
                 f"MNIST training writers held out ({len(held):,})": found.digit_probability(held.float() / 255),
                 f"digits cut from {2 * NUMBERS} numbers of the held-out writers ({len(pieces):,})": pieces,
-                "PENDIGITS odd rows (development)": found.digit_probability(pen_digits(root, slice(1, None, 2))[0].float() / 255),
-                "development letters": found.digit_probability(nondigits.letters("development").float() / 255),
-                **{f"development {kind}": found.digit_probability(nondigits.drawn(
-                    kind, rejection.DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED).float() / 255)
-                   for kind in nondigits.KINDS[1:]}}
+                **{name: found.digit_probability(images) for name, images in others.items()}}
     record = {"reject_below": round(threshold, 6), "chosen_on": f"{100 * rejection.DEVELOPMENT_REJECTED:g}% of the"
               " development digits", "rejected_percent": {k: round(rejection.rejected(p, threshold), 3)
                                                           for k, p in measured.items()},
