@@ -132,7 +132,7 @@ def noise(count: int, seed: int = TEST_SEED) -> list[Tensor]:
     rng, out = random.Random(f"noise-{seed}"), []
     while len(out) < count:
         side = rng.randint(28, 200)
-        image = Image.effect_noise((side, side), rng.uniform(10, 120))
+        image = nondigits.noise_image(side, rng.uniform(10, 120), rng)
         kind = rng.choice(("gaussian", "uniform", "blurred", "salt"))
         if kind == "uniform":
             image = Image.frombytes("L", (side, side), bytes(rng.getrandbits(8) for _ in range(side * side)))

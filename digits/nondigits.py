@@ -114,6 +114,15 @@ def draw_scribble(rng: random.Random) -> Image.Image:
     return image
 
 
+def noise_image(side: int, sigma: float, rng: random.Random) -> Image.Image:
+    """A ``side`` x ``side`` grey image of Gaussian noise around mid-grey, drawn from ``rng``'s stream. PIL's
+    ``Image.effect_noise`` would draw from C's global ``rand()``, which no seed reaches: its images would depend
+    on whatever ran before in the process."""
+    gen = torch.Generator().manual_seed(rng.getrandbits(63))
+    values = (128 + sigma * torch.randn(side, side, generator=gen)).round().clamp(0, 255).to(torch.uint8)
+    return Image.frombytes("L", (side, side), values.numpy().tobytes())
+
+
 def draw_shapes(rng: random.Random) -> Image.Image:
     """One to four filled or outlined ellipses, rectangles and polygons of several grey levels, sometimes on a
     textured ground: an object in a photo, light on dark or dark on light."""
@@ -138,7 +147,7 @@ def draw_shapes(rng: random.Random) -> Image.Image:
             draw.polygon([(centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a)) for a in angles],
                          **style)
     if rng.random() < 0.4:  # a texture: the object's surface or the photo's grain
-        noise = Image.effect_noise((CANVAS, CANVAS), rng.uniform(20, 60)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
+        noise = noise_image(CANVAS, rng.uniform(20, 60), rng).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
         image = Image.blend(image, noise, rng.uniform(0.15, 0.4))
     if rng.random() < 0.5:
         image = Image.eval(image, lambda v: 255 - v)
@@ -212,7 +221,7 @@ def like_a_one(digit: Tensor) -> bool:
 @functools.lru_cache(maxsize=16)
 def drawn(kind: str, count: int, seed: int) -> Tensor:
     """``count`` prepared non-digits of a drawn ``kind`` (all but ``letters``) from the random stream ``seed``
-    (photos: ``PHOTOS[seed]``), (count, 28, 28) uint8; the same for the same arguments on every machine."""
+    (photos: ``PHOTOS[seed]``), (count, 28, 28) uint8; the same for the same arguments in any process."""
     rng, out = random.Random(f"{kind}-{seed}"), []
     draw = functools.partial(draw_photo, name=PHOTOS[seed]) if kind == "photos" else DRAWERS[kind]
     while len(out) < count:

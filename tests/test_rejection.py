@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from torch import Tensor
 
 import augmentations
 import config
@@ -39,6 +40,19 @@ def test_drawn_non_digits_are_the_same_for_the_same_stream_and_differ_between_st
     for kind in nondigits.KINDS[1:]:
         drawn = nondigits.drawn(kind, 6, 0)
         assert drawn.shape == (6, 28, 28) and (drawn.flatten(1).amax(1) > 0).all(), kind  # every one has ink
+
+
+def test_textured_shapes_and_test_noise_do_not_depend_on_what_ran_before_in_the_process() -> None:
+    def draw() -> tuple[Tensor, list[Tensor]]:
+        nondigits.drawn.cache_clear()
+        return nondigits.drawn("shapes", 20, 0), rejection.noise(8)
+
+    shapes, noise = draw()
+    Image.effect_noise((64, 64), 30)  # advances C's global rand(), which PIL's noise draws from
+    torch.manual_seed(12345)
+    again_shapes, again_noise = draw()
+    assert torch.equal(shapes, again_shapes)
+    assert all(torch.equal(a, b) for a, b in zip(noise, again_noise, strict=True))
 
 
 def test_photo_crops_come_from_one_photograph_for_training_and_another_for_development() -> None:
