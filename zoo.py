@@ -27,7 +27,7 @@ import config
 import data_utils
 import model_strategy
 import visualization
-from analysis import calibration, evaluation, external, gate, inspection, rejection
+from analysis import calibration, detector, evaluation, external, gate, inspection, rejection
 from config import ConfigError, RunConfig
 from core import artifacts
 from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text, trained_root
@@ -192,32 +192,40 @@ def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
 
 def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     """``--calibrate``: the model saved under ``source`` gets a temperature fitted on the development digits
-    (``analysis.calibration``) and the threshold of "not a digit" chosen on them (``analysis.rejection``); ECE
-    before and after, and the share rejected, on them, on MNIST's test set and, when present, on SEMEION
-    (measured only). Written under ``cfg.out_dir``: ``<stem>_calibration.json`` (which ``--predict``, the web app
-    and ``zoo.predict`` then apply) and the reliability diagrams. Returns the record."""
+    (``analysis.calibration``) and the threshold of "not a digit" chosen on the gate's score of them, the digit
+    detector in front (``analysis.rejection``, ``analysis.gate``); ECE before and after, and the share rejected,
+    on them, on MNIST's test set and, when present, on SEMEION (measured only). Written under ``cfg.out_dir``:
+    ``<stem>_calibration.json`` (which ``--predict``, the web app and ``zoo.predict`` then apply) and the
+    reliability diagrams. Returns the record."""
     strategy = model_strategy.get_strategy(cfg.model)
     model = model_strategy.load_trained(strategy.key, source)
     development = calibration.development_digits(str(cfg.data_dir))
-    fitted = {name: evaluation.logits(model, digits) for name, (digits, _) in development.items()}
-    temperature = calibration.fit_temperature(torch.cat(list(fitted.values())),
-                                              torch.cat([labels for _, labels in development.values()]))
+    chosen_on = rejection.development_digits(cfg.data_dir)
     test = data_utils.load_mnist(cfg.data_dir, verify=cfg.verify)["test"]
-    measured = {**{f"{name} (fitted on)": (fitted[name], labels) for name, (_, labels) in development.items()},
-                "MNIST test": (evaluation.logits(model, test.images.float() / 255.0), test.labels)}
+    digits = {**{f"{name} (fitted on)": pair for name, pair in development.items()},
+              rejection.STRETCHED: chosen_on[rejection.STRETCHED], "MNIST test": (test.images.float() / 255.0, test.labels)}
     try:
-        digits, labels = external.prepared_semeion(str(cfg.data_dir))
-        measured["SEMEION (other writers)"] = (evaluation.logits(model, digits), labels)
+        digits["SEMEION (other writers)"] = external.prepared_semeion(str(cfg.data_dir))
     except external.ExternalDataError:
         pass  # not in --data-dir: measured where it is
+    measured = {name: (evaluation.logits(model, x), y) for name, (x, y) in digits.items()}
+    fitted = [measured[f"{name} (fitted on)"] for name in development]
+    temperature = calibration.fit_temperature(torch.cat([z for z, _ in fitted]), torch.cat([y for _, y in fitted]))
     sets = [(calibration.reliability(name, z.softmax(1), y), calibration.reliability(name, (z / temperature).softmax(1), y))
             for name, (z, y) in measured.items()]
     record = calibration.record(temperature, {n: len(y) for n, (_, y) in development.items()}, sets)
-    non_digits = rejection.development_non_digit_logits(model)
-    record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digits)
+    non_digits = rejection.development_non_digits()
+    non_digit_logits = {name: evaluation.logits(model, x) for name, x in non_digits.items()}
+    found = detector.load()
+    detected = None if found is None else {name: found.digit_probability(x) for name, x in
+                                           {**{n: x for n, (x, _) in digits.items()}, **non_digits}.items()}
+    development_sets = [name for name in measured if "fitted on" in name] + [rejection.STRETCHED]
+    record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digit_logits,
+                               development_sets, detected)
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
-    rejection.save_development(paths.development, torch.cat(list(fitted.values())) / temperature,
-                               torch.cat(list(non_digits.values())) / temperature)
+    rejection.save_development(paths.development, torch.cat([measured[n][0] for n in development_sets]) / temperature,
+                               torch.cat(list(non_digit_logits.values())) / temperature,
+                               None if detected is None else torch.cat([detected[n] for n in development_sets]))
     atomic_save_json(paths.calibration, record)
     visualization.save_reliability_plot(record["sets"], paths.reliability_plot,
                                         f"{strategy.stem}: temperature {temperature:.2f}")

@@ -4,10 +4,11 @@ A reader of the zoo answers with one of ten digits however unlike a digit its in
 separates non-digits poorly (docs/predict.md). The detector (``models/detector.py``) is trained apart, with outlier
 exposure as an eleventh class (Hendrycks, Mazeika & Dietterich 2019; a discriminator trained on in- and
 out-distribution data, as Bitterwolf et al. 2022 find most such methods amount to): digits of many hands against
-the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class. An
-input is "not a digit" when it falls below the detector's threshold, chosen on development digits only as a
-reader's is (``analysis.rejection.choose_threshold``), or when the reader's own score falls below the reader's
-threshold; the digits cut from a number pass the same test. Its files live beside the zoo's weights:
+the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class.
+Served, it multiplies the reader's calibrated probability into the one score the reader's threshold judges
+(``analysis.gate``); the digits cut from a number pass the same test. Its record keeps the threshold it would use
+alone (chosen on development digits only, as a reader's is) and what that rejects. Its files live beside the
+zoo's weights:
 ``outputs/digit_detector.safetensors`` and ``outputs/digit_detector.json`` (``training.detector`` writes them).
 """
 from __future__ import annotations
@@ -41,7 +42,8 @@ def paths(root: Path | str = REFERENCE_ROOT) -> tuple[Path, Path]:
 
 @dataclass
 class Detector:
-    """The trained detector and the digit probability below which it says "not a digit"."""
+    """The trained detector and the digit probability below which it alone would say "not a digit" (its record's;
+    the served gate multiplies its probability with the reader's instead)."""
 
     net: nn.Module
     threshold: float

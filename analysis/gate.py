@@ -1,6 +1,14 @@
-"""The gate an input's digits pass before they are read as digits: the digit detector in front (``detector``) and
-the reader's own score (``analysis.rejection``). ``--predict``, the web app and the numbers benchmark all judge
-through ``judge``, so the rule they measure is the rule they serve.
+"""The gate an input's digits pass before they are read as digits. A digit's score is the digit detector's
+probability that it is a digit at all (``detector``) times the reader's calibrated probability of the digit it
+reads (``analysis.rejection.scores``): the probability that it is a digit and this one, were the two independent.
+One threshold on that score, the reader's (``--calibrate`` chooses it on development digits), says "not a digit".
+
+One score rather than a threshold on each: the detector and a reader each doubt about 1% of other writers' digits,
+rarely the same ones, so two thresholds reject both shares. Multiplied, each one's doubt is weighed with the
+other's confidence: a digit the detector doubts passes when the reader is sure of it, and a reader's doubt between
+two digits (its top probability is never under a tenth) rejects only ink the detector doubts too
+(``benchmarks.gate_shares`` measures both rules on development data). ``--predict``, the web app and the numbers
+benchmark all judge through ``judge``, so the rule they measure is the rule they serve.
 """
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from analysis import detector
+from analysis import detector, rejection
 from analysis.evaluation import probabilities
 
 
@@ -30,27 +38,24 @@ class Judgement:
     """What a reader and the detector in front of it say of an input's N digits, left to right."""
 
     probabilities: Tensor  # (N, 10), the reader's
-    reject_below: float = 0.0  # the reader's threshold on its top probability
+    reject_below: float = 0.0  # the reader's threshold on the gate's score
     digit_probability: Tensor | None = None  # (N,), the detector's; None where no detector stands in front
-    detector_below: float = 0.0
 
     @property
     def scores(self) -> Tensor:
-        return self.probabilities.max(1).values
+        return rejection.scores(self.probabilities, self.digit_probability)
 
     def rejection(self) -> str | None:
         """Why these are not digits, or None when every one passes: a number holds digits only, so one piece
-        failing either test rejects the whole input. The detector is asked first."""
-        many = len(self.probabilities) > 1
-        if self.digit_probability is not None and float(self.digit_probability.min()) < self.detector_below:
-            where = f" (piece {int(self.digit_probability.argmin()) + 1} of {len(self.probabilities)})" if many else ""
-            return (f"unlike any digit{where}: the digit detector gives it {float(self.digit_probability.min()):.3f},"
-                    f" below its threshold {self.detector_below:.3f}")
-        lowest = float(self.scores.min())
-        if lowest < self.reject_below:
-            where = f" (piece {int(self.scores.argmin()) + 1} of {len(self.probabilities)})" if many else ""
-            return f"unlike any digit{where}: score {lowest:.3f} is below the threshold {self.reject_below:.3f}"
-        return None
+        failing rejects the whole input."""
+        lowest, at = float(self.scores.min()), int(self.scores.argmin())
+        if lowest >= self.reject_below:
+            return None
+        where = f" (piece {at + 1} of {len(self.probabilities)})" if len(self.probabilities) > 1 else ""
+        because = "" if self.digit_probability is None else (
+            f" (the digit detector's {float(self.digit_probability[at]):.3f} x the reader's"
+            f" {float(self.probabilities[at].max()):.3f})")
+        return f"unlike any digit{where}: score {lowest:.3f}{because} is below the threshold {self.reject_below:.3f}"
 
 
 def judge(model: nn.Module, digits: Tensor) -> Judgement:
@@ -58,5 +63,4 @@ def judge(model: nn.Module, digits: Tensor) -> Judgement:
     (one that rejects nothing, ``--reject-below 0``, has no detector in front of it either)."""
     threshold = threshold_of(model)
     gate = detector.load() if threshold > 0 else None
-    return Judgement(probabilities(model, digits), threshold,
-                     None if gate is None else gate.digit_probability(digits), 0.0 if gate is None else gate.threshold)
+    return Judgement(probabilities(model, digits), threshold, None if gate is None else gate.digit_probability(digits))

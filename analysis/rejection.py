@@ -1,14 +1,15 @@
 """Saying "not a digit": the score, how its threshold is chosen, how well it separates, and the sets it is measured on.
 
-The score of an input is the reader's calibrated maximum softmax probability (Hendrycks & Gimpel, 2017): the
-probability of the digit it would answer. Models trained with outlier exposure (``--outliers``) were taught to
-spread that probability evenly over the ten classes for non-digits, which is what makes the score separate
-them. An input scoring below the threshold is answered "not a digit".
+The score of an input is the gate's (``analysis.gate``): the digit detector's probability that it is a digit at
+all times the reader's calibrated maximum softmax probability (Hendrycks & Gimpel, 2017), the probability of the
+digit it would answer. Without a detector, the reader's probability alone. An input scoring below the threshold
+is answered "not a digit".
 
 The threshold is chosen on development data only (``choose_threshold``): the score below which
-``DEVELOPMENT_REJECTED`` of the development digits of other writers fall (OPTDIGITS' training writers and the
-development fonts, the digits calibration is fitted on). MNIST's test set, SEMEION and the test non-digits
-(``test_non_digits``) are only measured.
+``DEVELOPMENT_REJECTED`` of the development digits of other writers fall (``development_digits``: OPTDIGITS'
+training writers and the development fonts, the digits calibration is fitted on, and MFEAT's odd rows, digits
+stretched to fill their frame). MNIST's test set, SEMEION and the test non-digits (``test_non_digits``) are only
+measured.
 
 The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
 (DejaVu, STIX, Computer Modern), crops of the photographs and scans in matplotlib's sample data, zigzag scribbles
@@ -26,15 +27,18 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 
-from digits import nondigits
+from analysis import calibration
+from digits import mfeat, nondigits
 
 DEVELOPMENT_REJECTED = 0.01  # the share of development digits the default threshold rejects
 TEST_SEED = 2  # the test non-digits' random stream: neither training's nor development's
 
 
-def scores(probabilities: Tensor) -> Tensor:
-    """The digit score of each input: its (calibrated) top probability."""
-    return probabilities.max(1).values
+def scores(probabilities: Tensor, digit_probability: Tensor | None = None) -> Tensor:
+    """The digit score of each of N inputs: the reader's (calibrated) top probability of its (N, 10), times the
+    detector's (N,) digit probability where a detector stands in front."""
+    top = probabilities.max(1).values
+    return top if digit_probability is None else top * digit_probability
 
 
 def choose_threshold(digit_scores: Tensor, rejected: float = DEVELOPMENT_REJECTED) -> float:
@@ -167,47 +171,66 @@ def test_non_digits(per_kind: int = 500) -> dict[str, list[Tensor]]:
 # --------------------------------------------------------------------------- the choice, in --calibrate
 
 DEVELOPMENT_DRAWN = 1000  # development scribbles and as many shapes, beside the development fonts' letters
+STRETCHED = "MFEAT odd rows, stretched to their frame (development)"
 
 
-def development_non_digit_logits(model: torch.nn.Module) -> dict[str, Tensor]:
-    """The model's logits for the development non-digits, per kind (letters of the development fonts, scribbles and
-    shapes of the development stream), prepared as ``--predict`` prepares any image."""
-    from analysis.evaluation import logits  # noqa: PLC0415 - evaluation imports this layer's neighbours
+def development_digits(root: Path | str) -> dict[str, tuple[Tensor, Tensor]]:
+    """The development digits thresholds are chosen on, (N, 28, 28) in [0, 1] with labels: those temperatures
+    are fitted on (``calibration.development_digits``) and MFEAT's odd rows, digits stretched to fill their frame
+    as some scanned sets store them (the even rows train the detector)."""
+    try:
+        stretched, labels = mfeat.load(root)
+    except mfeat.MfeatError as exc:
+        raise calibration.CalibrationDataError(str(exc)) from None
+    return {**calibration.development_digits(str(root)), STRETCHED: (stretched[1::2], labels[1::2])}
 
+
+def development_non_digits() -> dict[str, Tensor]:
+    """The development non-digits ``--calibrate`` measures, per kind (letters of the development fonts, scribbles
+    and shapes of the development stream), (N, 28, 28) in [0, 1] as ``--predict`` prepares any image."""
     kinds = {"letters": nondigits.letters("development"),
              "scribbles": nondigits.drawn("scribbles", DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED),
              "shapes": nondigits.drawn("shapes", DEVELOPMENT_DRAWN, nondigits.DEVELOPMENT_SEED)}
-    return {f"development {kind}": logits(model, images.float() / 255.0) for kind, images in kinds.items()}
+    return {f"development {kind}": images.float() / 255.0 for kind, images in kinds.items()}
 
 
 def choose(temperature: float, digit_logits: dict[str, Tensor], non_digit_logits: dict[str, Tensor],
+           chosen_on: list[str], digit_probability: dict[str, Tensor] | None = None,
            rejected_share: float = DEVELOPMENT_REJECTED) -> dict:
-    """The threshold chosen on the development digits (the ``digit_logits`` sets whose name says "fitted on") and
-    the share rejected of every set at it: what ``--calibrate`` adds to its record."""
-    score = {name: scores((z / temperature).softmax(1)) for name, z in {**digit_logits, **non_digit_logits}.items()}
-    development = torch.cat([s for name, s in score.items() if "fitted on" in name])
+    """The threshold chosen on the development digits (the ``digit_logits`` sets named in ``chosen_on``) and the
+    share rejected of every set at it: what ``--calibrate`` adds to its record. ``digit_probability``: the
+    detector's, per set (None: no detector in front)."""
+    detected = digit_probability or {}
+    score = {name: scores((z / temperature).softmax(1), detected.get(name))
+             for name, z in {**digit_logits, **non_digit_logits}.items()}
+    development = torch.cat([score[name] for name in chosen_on])
     threshold = choose_threshold(development, rejected_share)
-    digits = torch.cat([s for name, s in score.items() if name in digit_logits and "fitted on" in name])
     others = torch.cat([s for name, s in score.items() if name in non_digit_logits])
+    what = "calibrated top probability" + (" x the digit detector's digit probability" if detected else "")
     return {"reject_below": round(threshold, 6), "rejection": {
-        "score": "calibrated top probability", "chosen_on": f"{100 * rejected_share:g}% of the development digits",
+        "score": what, "chosen_on": f"{100 * rejected_share:g}% of the development digits", "chosen_on_sets": chosen_on,
         "rejected_percent": {name: round(rejected(s, threshold), 3) for name, s in score.items()},
-        "development_auroc": round(auroc(digits, others), 5),
+        "development_auroc": round(auroc(development, others), 5),
         "note": "the threshold is chosen on development digits; MNIST's test set and SEMEION are only measured"}}
 
 
 # --------------------------------------------------------------------------- ensembles
 
 
-def save_development(path: Path, digit_logits: Tensor, non_digit_logits: Tensor) -> None:
-    """The calibrated probabilities of the development digits and non-digits, (N, 10) float16 each, beside the
-    calibration record: an ensemble's threshold is chosen from its members' files (``ensemble_threshold``)."""
+def save_development(path: Path, digit_logits: Tensor, non_digit_logits: Tensor,
+                     digit_probability: Tensor | None = None) -> None:
+    """The calibrated probabilities of the development digits and non-digits, (N, 10) float16 each, and the
+    detector's (N,) digit probability of those digits, beside the calibration record: an ensemble's threshold is
+    chosen from its members' files (``ensemble_threshold``)."""
     from safetensors.torch import save_file  # noqa: PLC0415
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({"digits": digit_logits.softmax(1).half().contiguous(),
-               "non_digits": non_digit_logits.softmax(1).half().contiguous()}, str(tmp))
+    tensors = {"digits": digit_logits.softmax(1).half().contiguous(),
+               "non_digits": non_digit_logits.softmax(1).half().contiguous()}
+    if digit_probability is not None:
+        tensors["detector"] = digit_probability.float().contiguous()
+    save_file(tensors, str(tmp))
     tmp.replace(path)
 
 
@@ -215,16 +238,18 @@ class MissingDevelopment(Exception):
     """A member of an ensemble has no development file: it was never calibrated (the message names it)."""
 
 
-def ensemble_development(paths: list[Path]) -> tuple[Tensor, Tensor]:
-    """The ensemble's probabilities (the mean of its members') for the development digits and non-digits."""
+def ensemble_development(paths: list[Path]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The ensemble's probabilities (the mean of its members') for the development digits and non-digits, and the
+    detector's digit probability of those digits (None where the members were calibrated without one)."""
     from safetensors.torch import load_file  # noqa: PLC0415
 
-    digits, others = [], []
+    digits, others, detected = [], [], []
     for path in paths:
         try:
             tensors = load_file(str(path))
             digits.append(tensors["digits"].float())
             others.append(tensors["non_digits"].float())
+            detected.append(tensors.get("detector"))
         except FileNotFoundError:
             raise MissingDevelopment(f"{path}: missing; run --calibrate for this model first") from None
         except Exception as exc:  # a damaged file: say which, without a traceback
@@ -233,11 +258,15 @@ def ensemble_development(paths: list[Path]) -> tuple[Tensor, Tensor]:
     if len({d.shape for d in digits}) != 1 or len({o.shape for o in others}) != 1:
         raise MissingDevelopment("the members were calibrated on different development data; run --calibrate again"
                                  " for each")
-    return torch.stack(digits).mean(0), torch.stack(others).mean(0)
+    first = detected[0]
+    if any((d is None) != (first is None) or (d is not None and not torch.equal(d, first)) for d in detected):
+        raise MissingDevelopment("the members were calibrated with different digit detectors; run --calibrate again"
+                                 " for each")
+    return torch.stack(digits).mean(0), torch.stack(others).mean(0), first
 
 
 def ensemble_threshold(paths: list[Path], rejected_share: float = DEVELOPMENT_REJECTED) -> float:
     """The ensemble's threshold, chosen as a single model's is: the score below which ``rejected_share`` of the
-    development digits fall, the score being the top of the members' mean probabilities."""
-    digits, _ = ensemble_development(paths)
-    return choose_threshold(scores(digits), rejected_share)
+    development digits fall, the score being the top of the members' mean probabilities (times the detector's)."""
+    digits, _, detected = ensemble_development(paths)
+    return choose_threshold(scores(digits, detected), rejected_share)

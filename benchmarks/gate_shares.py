@@ -1,12 +1,20 @@
-"""How often the gate's two tests reject the same development digits, and what choosing them together would cost.
+"""Why the gate multiplies: one score against a threshold on each of the detector and the reader.
 
     python -m benchmarks.gate_shares --data-dir ../shared/data
 
-The digit detector and each reader have a threshold chosen on the development digits to reject 1% of them each
-(``training.detector``, ``--calibrate``). Served together (``analysis.gate``) they reject the union. For V1-V3
-this prints, on development data only, the share rejected of each development digit set and of the development
-non-digits: as committed (1% each), and with the detector at 0.5% and the reader's threshold chosen so that the
-two together reject 1% of the reader's development digits. No test set is read.
+For V1-V3 this prints, on development data only, the share rejected of each development digit set and of the
+development non-digits under three rules:
+
+- **served**: the detector's digit probability times the reader's calibrated top probability, below the reader's
+  committed threshold (1% of the development digits, ``--calibrate``; ``analysis.gate``);
+- **two thresholds**: the detector below its own 1% threshold (its record's), or the reader's top probability
+  below the threshold chosen on it alone at 1% of the digits temperatures are fitted on (the rule served before);
+- **product at the same cost**: the served score with its threshold chosen to reject as many development digits
+  as the two thresholds do, so the non-digits it rejects compare at one price;
+
+and, served, the development letters accepted most often.
+
+No test set is read.
 """
 from __future__ import annotations
 
@@ -20,7 +28,10 @@ import zoo
 from analysis import calibration, detector, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
+from digits import nondigits
 from training.detector import development_sets
+
+LETTERS = [c for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]  # each font's letters, in order
 
 
 def main() -> None:
@@ -32,29 +43,29 @@ def main() -> None:
         raise SystemExit("outputs/digit_detector.*: missing; train it with python -m training.detector")
     development, others = development_sets(root)
     sets = {**development, **others}
-    gate = {name: found.digit_probability(d) for name, d in sets.items()}
-    pooled = torch.cat([gate[name] for name in development])  # the detector's own development digits
-    readers = list(calibration.development_digits(root))  # the digits a reader's threshold is chosen on
+    detected = {name: found.digit_probability(d) for name, d in sets.items()}
+    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
-        score = {name: probabilities(model, d).max(1).values for name, d in sets.items()}
-        own_gate, own_score = torch.cat([gate[n] for n in readers]), torch.cat([score[n] for n in readers])
-
-        def either(name: str, detector_below: float, reader_below: float) -> float:
-            return 100 * float(((gate[name] < detector_below) | (score[name] < reader_below)).float().mean())
-
-        print(f"model {key}, as committed (detector {found.threshold:.3f}, reader {model.reject_below:.3f};"
-              " detector + reader = together): " + ", ".join(
-                  f"{name} {rejection.rejected(gate[name], found.threshold):.2f}% +"
-                  f" {rejection.rejected(score[name], model.reject_below):.2f}% ="
-                  f" {either(name, found.threshold, model.reject_below):.2f}%" for name in sets))
-        below = rejection.choose_threshold(pooled, rejection.DEVELOPMENT_REJECTED / 2)
-        room = rejection.DEVELOPMENT_REJECTED * len(own_score) - float((own_gate < below).sum())
-        passed = own_score[own_gate >= below].sort().values
-        reader = float(passed[int(room)]) if room > 0 else 0.0
-        print(f"model {key}, together 1% (detector {below:.3f}, reader {reader:.3f}): " + ", ".join(
-            f"{name} {either(name, below, reader):.2f}%" for name in sets))
-
+        probs = {name: probabilities(model, d) for name, d in sets.items()}
+        top = {name: p.max(1).values for name, p in probs.items()}
+        served = {name: rejection.scores(probs[name], detected[name]) for name in sets}
+        alone = rejection.choose_threshold(torch.cat([top[n] for n in fitted_on]))
+        two = {name: (detected[name] < found.threshold) | (top[name] < alone) for name in sets}
+        cost = float(torch.cat([two[n] for n in development]).float().mean())
+        same_cost = rejection.choose_threshold(torch.cat([served[n] for n in development]), cost)
+        rules = {f"served (score below {model.reject_below:.3f})":
+                 {n: rejection.rejected(served[n], model.reject_below) for n in sets},
+                 f"two thresholds (detector {found.threshold:.3f}, reader {alone:.3f})":
+                 {n: 100 * float(two[n].float().mean()) for n in sets},
+                 f"product at the same cost ({100 * cost:.2f}% of the development digits, score below {same_cost:.3f})":
+                 {n: rejection.rejected(served[n], same_cost) for n in sets}}
+        for rule, shares in rules.items():
+            print(f"model {key}, {rule}: " + ", ".join(f"{name} {share:.2f}%" for name, share in shares.items()),
+                  flush=True)
+        passed = (served["development letters"] >= model.reject_below).float().view(-1, len(LETTERS)).mean(0)
+        print(f"model {key}, served: the development letters accepted most: " + ", ".join(
+            f"{LETTERS[i]} {100 * float(passed[i]):.0f}%" for i in passed.argsort(descending=True)[:8]), flush=True)
 
 if __name__ == "__main__":
     main()

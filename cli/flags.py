@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                              " probabilities), or json, one JSON object per image per line (file, number, confidence,"
                              " top, verdict, reason, score, digits)")
     output.add_argument("--reject-below", type=_number(float, 0, 1), metavar="SCORE",
-                        help="--predict: answer 'not a digit' below this digit score (the calibrated top probability), 0-1;"
-                             " 0 never rejects (default: the threshold --calibrate chose on development data)")
+                        help="--predict: answer 'not a digit' below this digit score (the calibrated top probability times the"
+                             " digit detector's digit probability), 0-1; 0 never rejects and asks no detector (default:"
+                             " the threshold --calibrate chose on development data)")
     output.add_argument("--save-prepared", action="store_true",
                         help="--predict: also write each 28x28 digit the model saw to outputs/prepared/")
 

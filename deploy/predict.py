@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ class Prediction:
     page included: no digit is given, ``score`` and ``reason`` say why), ``unreadable`` (an input that could not
     be read; ``reason`` says why). ``probability`` is the digit's, or for a number the product of its digits';
     ``top`` the digit's runners-up, or for a number each digit's answer in order. ``score``: the lowest digit score
-    (top probability) of its digits, which the threshold (``analysis.rejection``) is compared with."""
+    of its digits (``analysis.gate``: the detector's digit probability times the top probability), which the
+    threshold is compared with."""
 
     source: str
     digit: int | None
@@ -92,7 +93,7 @@ class Prediction:
         if reason is not None:
             return cls.not_a_digit(source, lowest, reason)
         if len(judged.probabilities) == 1:
-            return cls.answer(source, judged.probabilities[0])
+            return replace(cls.answer(source, judged.probabilities[0]), score=lowest)
         readings = [Reading.of(p, u) for p, u in zip(judged.probabilities, uncertain)]
         confidence = float(torch.tensor([r.probability for r in readings]).prod())
         return cls(source, None, confidence, [(r.digit, r.probability) for r in readings], "number", None, readings,

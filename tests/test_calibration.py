@@ -11,7 +11,7 @@ import torch
 import config
 import main
 import zoo
-from analysis import calibration, external
+from analysis import calibration, external, rejection
 from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths
 from deploy import predict
@@ -88,7 +88,12 @@ def test_calibrate_fits_on_development_digits_and_writes_the_record_and_the_diag
     record = zoo.calibrate_saved(cfg, run_of_v3)
     assert 0.2 < record["temperature"] < 5 and record["fitted_on"] == {"development stand-in": 300}
     names = [s["before"]["name"] for s in record["sets"]]
-    assert names == ["development stand-in (fitted on)", "MNIST test"]
+    assert names == ["development stand-in (fitted on)", rejection.STRETCHED, "MNIST test"]
+    chosen = record["rejection"]
+    assert chosen["chosen_on_sets"] == ["development stand-in (fitted on)", rejection.STRETCHED]
+    assert chosen["score"] == "calibrated top probability x the digit detector's digit probability"
+    assert abs(sum(chosen["rejected_percent"][n] * c for n, c in (("development stand-in (fitted on)", 300),
+                                                                   (rejection.STRETCHED, 1000))) / 1300 - 1) < 0.2
     written = json.loads(ArtifactPaths("mnist_model_3", run_of_v3).calibration.read_text())
     assert written["temperature"] == record["temperature"]
     assert ArtifactPaths("mnist_model_3", run_of_v3).reliability_plot.stat().st_size > 10_000

@@ -330,11 +330,11 @@ def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
     header = ["model", "MNIST test acc", "ECE MNIST", "ECE SEMEION", "threshold", "MNIST test rejected",
               "accepted read right", "SEMEION rejected",
               "test non-digits rejected", *(f"{k} ({r['sets'][k]})" for k in kinds), "AUROC"]
-    detector = (" and the digit detector's in front of every model (`outputs/digit_detector.json`)"
-                if r.get("detector") else "")
-    return (f"{machine_line(r['machine'])}; `{r['command']}`; thresholds (1% of the development digits) from each"
-            f" model's `--calibrate` record{detector}; \"threshold\" is the model's own; AUROC of the model's own"
-            " score; ECE in points, calibrated, 15 bins.\n\n"
+    score = ("the digit detector's digit probability (`outputs/digit_detector.json`) times the calibrated top"
+             " probability" if r.get("detector") else "the calibrated top probability")
+    return (f"{machine_line(r['machine'])}; `{r['command']}`; the score: {score}; each model's threshold on it (1% of"
+            " the development digits) from its `--calibrate` record; AUROC of that score, MNIST's test digits"
+            " against the test non-digits; accuracy and ECE the model's own; ECE in points, calibrated, 15 bins.\n\n"
             + markdown_table(header, "l" + "r" * (len(header) - 1), rows))
 
 

@@ -8,11 +8,12 @@ development set of 44 writers' pen paths) drawn as strokes, and the even rows of
 stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes a round blob that no other source
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits``: the training fonts' letters, scribbles, shapes, straight strokes, photo
-crops). Digits and non-digits are varied alike (``varied``). The threshold is the digit probability below which 1%
-of the development digits fall (the digits a reader's threshold is chosen on, and MFEAT's odd rows); the record
-also gives the share rejected of the held-out writers, of the digits cut from numbers composed of their digits, of
-the odd rows of PENDIGITS and of the development non-digits (``--choose-only`` chooses again for the saved weights).
-No test set is read.
+crops). Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
+the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
+``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
+digits cut from numbers composed of their digits, of the odd rows of PENDIGITS and of the development non-digits
+(``--choose-only`` chooses again for the saved weights). Served, the detector's probability multiplies the
+reader's and the reader's threshold decides (``analysis.gate``). No test set is read.
 """
 from __future__ import annotations
 
@@ -151,10 +152,10 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
 
 
 def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """The development digits the threshold is chosen on, and the other development sets it is measured on
-    (PENDIGITS' odd rows, the development non-digits), each (N, 28, 28) in [0, 1] as ``--predict`` prepares them."""
-    chosen_on = {name: digits for name, (digits, _) in calibration.development_digits(str(root)).items()}
-    chosen_on["MFEAT odd rows, stretched to their frame (development)"] = _mfeat(root, slice(1, None, 2))[0]
+    """The development digits thresholds are chosen on (``analysis.rejection.development_digits``), and the other
+    development sets they are measured on (PENDIGITS' odd rows, the development non-digits), each (N, 28, 28) in
+    [0, 1] as ``--predict`` prepares them."""
+    chosen_on = {name: digits for name, (digits, _) in rejection.development_digits(root).items()}
     others = {"PENDIGITS odd rows (development)": pen_digits(root, slice(1, None, 2))[0].float() / 255,
               "development letters": nondigits.letters("development").float() / 255,
               **{f"development {kind}": nondigits.drawn(kind, rejection.DEVELOPMENT_DRAWN,
@@ -206,6 +207,9 @@ def main() -> None:
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
+    if not args.choose_only:
+        print("the readers' thresholds were chosen with the detector's previous weights: choose them again with"
+              " python -m benchmarks.calibration --data-dir ../shared/data (or --calibrate for your own runs)")
 
 
 if __name__ == "__main__":
