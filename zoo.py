@@ -222,6 +222,7 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     development_sets = [name for name in measured if "fitted on" in name] + [rejection.STRETCHED]
     record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digit_logits,
                                development_sets, detected)
+    record["rejection"]["detector"] = None if found is None else found.fingerprint
     paths = ArtifactPaths(strategy.stem, cfg.out_dir)
     rejection.save_development(paths.development, torch.cat([measured[n][0] for n in development_sets]) / temperature,
                                torch.cat(list(non_digit_logits.values())) / temperature,
@@ -335,6 +336,9 @@ def predict_saved(cfg: RunConfig, images: list[str] | None, csv_file: str | None
         model = predicting.calibrated(model, source.base, strategy.stem)
         print(f"model {strategy.key}: {source.best_params if best else model_strategy.trained_params(strategy.key, source.base)}",
               file=sys.stderr)
+        if reject_below is None and gate.threshold_of(model) == 0:
+            print(f"model {strategy.key}: no threshold of 'not a digit' in {source.calibration} (run --calibrate): only"
+                  " a blank page is answered 'not a digit'", file=sys.stderr)
     if reject_below is not None:
         model = predicting.with_threshold(model, reject_below)
     out = ArtifactPaths(strategy.stem, cfg.out_dir)

@@ -14,6 +14,7 @@ zoo's weights:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Detector:
 
     net: nn.Module
     threshold: float
+    fingerprint: str = ""  # of its weights' file: a reader's threshold names the detector it was chosen with
 
     @torch.no_grad()
     def digit_probability(self, digits: Tensor, batch_size: int = 1000) -> Tensor:
@@ -77,6 +79,7 @@ def _load(root: Path) -> Detector | None:
     try:
         net = build()
         net.load_state_dict(load_file(str(weights)))
+        fingerprint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         saved = json.loads(record.read_text())
         threshold = float(saved["reject_below"])
     except FileNotFoundError as exc:
@@ -86,4 +89,4 @@ def _load(root: Path) -> Detector | None:
                             " python -m training.detector again") from None
     if not 0 <= threshold <= 1:
         raise DetectorError(f"{record}: its threshold is outside [0, 1]; run python -m training.detector again")
-    return Detector(net.eval(), threshold)
+    return Detector(net.eval(), threshold, fingerprint)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from analysis import gate
+from analysis import detector, gate
 from analysis.calibration import Calibrated
 from analysis.gate import Judgement
 from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray
@@ -289,7 +289,18 @@ def calibrated(model: nn.Module, root: Path | str, stem: str) -> nn.Module:
         raise PredictionInputError(f"{path}: temperature {temperature} is out of range; run --calibrate again")
     if not 0 <= reject_below <= 1:
         raise PredictionInputError(f"{path}: threshold {reject_below} is outside [0, 1]; run --calibrate again")
+    _same_detector(path, record)
     return Calibrated(model, temperature, reject_below)
+
+
+def _same_detector(path: Path, record: dict) -> None:
+    """Refuse a threshold chosen with another digit detector than the one that would stand in front: it was chosen
+    on a score the detector is part of (``analysis.gate``). Where no detector is found, the reader decides alone."""
+    chosen_with = (record.get("rejection") or {}).get("detector")
+    found = detector.load()
+    if chosen_with and found is not None and found.fingerprint != chosen_with:
+        raise PredictionInputError(f"{path}: its threshold was chosen with another digit detector ({chosen_with}, now"
+                                   f" {found.fingerprint}); run --calibrate again")
 
 
 def submission_csv(ids: list[int], predicted: Tensor) -> str:

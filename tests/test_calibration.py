@@ -11,7 +11,7 @@ import torch
 import config
 import main
 import zoo
-from analysis import calibration, external, rejection
+from analysis import calibration, detector, external, rejection
 from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths
 from deploy import predict
@@ -60,7 +60,9 @@ def test_predict_prints_the_calibrated_confidence(run_of_v3: Path, tmp_path: Pat
     image = tmp_path / "seven.png"
     page(lambda d: seven(d, 100), (260, 160)).save(image)
     assert main.main(["--model", "3", "--predict", str(image), "--format", "json"]) == 0
-    plain = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    plain = json.loads(out.out)
+    assert "no threshold of 'not a digit'" in out.err and "run --calibrate" in out.err  # an uncalibrated run says so
     ArtifactPaths("mnist_model_3", run_of_v3).calibration.write_text(json.dumps({"temperature": 4.0}))
     assert main.main(["--model", "3", "--predict", str(image), "--format", "json"]) == 0
     warm = json.loads(capsys.readouterr().out)
@@ -75,6 +77,23 @@ def test_a_damaged_calibration_file_is_one_line_and_exit_2(run_of_v3: Path, tmp_
     assert main.main(["--model", "3", "--predict", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("main.py: error: ") and "_calibration.json" in err[0]
+    assert "run --calibrate again" in err[0]
+
+
+def test_a_threshold_chosen_with_another_digit_detector_is_refused_in_one_line(run_of_v3: Path, tmp_path: Path,
+                                                                             capsys) -> None:  # noqa: ANN001
+    record = json.loads(ArtifactPaths("mnist_model_3", REFERENCE_ROOT).calibration.read_text())
+    assert record["rejection"]["detector"] == detector.load().fingerprint  # the committed ones were chosen with it
+    image = tmp_path / "seven.png"
+    page(lambda d: seven(d, 100), (260, 160)).save(image)
+    ArtifactPaths("mnist_model_3", run_of_v3).calibration.write_text(json.dumps(record))
+    assert main.main(["--model", "3", "--predict", str(image)]) == 0
+    assert "no threshold" not in capsys.readouterr().err  # said only where there is none
+    record["rejection"]["detector"] = "0123456789abcdef"  # the detector was trained again since
+    ArtifactPaths("mnist_model_3", run_of_v3).calibration.write_text(json.dumps(record))
+    assert main.main(["--model", "3", "--predict", str(image)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "_calibration.json" in err[0] and "another digit detector" in err[0]
     assert "run --calibrate again" in err[0]
 
 
