@@ -12,7 +12,8 @@ development non-digits under three rules:
 - **product at the same cost**: the served score with its threshold chosen to reject as many development digits
   as the two thresholds do, so the non-digits it rejects compare at one price;
 
-and, served, the development letters accepted most often.
+and, for the first two, how many of the held-out MNIST training writers' digits (``training.detector``) each
+rejects and how many of the rest it reads right; served, the development letters accepted most often.
 
 No test set is read.
 """
@@ -29,7 +30,7 @@ from analysis import calibration, detector, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
 from digits import nondigits
-from training.detector import development_sets
+from training.detector import development_sets, held_out_writers
 
 LETTERS = [c for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]  # each font's letters, in order
 
@@ -44,7 +45,10 @@ def main() -> None:
     development, others = development_sets(root)
     sets = {**development, **others}
     detected = {name: found.digit_probability(d) for name, d in sets.items()}
-    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
+    fitted_on = list(calibration.development_digits(root))
+    held, held_labels = held_out_writers(root)
+    held = held.float() / 255
+    held_detected = found.digit_probability(held)  # the digits a reader alone chose its threshold on
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
         probs = {name: probabilities(model, d) for name, d in sets.items()}
@@ -63,6 +67,13 @@ def main() -> None:
         for rule, shares in rules.items():
             print(f"model {key}, {rule}: " + ", ".join(f"{name} {share:.2f}%" for name, share in shares.items()),
                   flush=True)
+        mnist_probs = probabilities(model, held)
+        right, mnist_served = mnist_probs.argmax(1) == held_labels, rejection.scores(mnist_probs, held_detected)
+        accepted = {"served": mnist_served >= model.reject_below,
+                    "two thresholds": (held_detected >= found.threshold) & (mnist_probs.max(1).values >= alone)}
+        print(f"model {key}, the held-out MNIST training writers ({len(held):,}), accepted read right: " + ", ".join(
+            f"{rule} {100 * float(right[kept].float().mean()):.3f}% ({100 * float((~kept).float().mean()):.2f}%"
+            " rejected)" for rule, kept in accepted.items()), flush=True)
         passed = (served["development letters"] >= model.reject_below).float().view(-1, len(LETTERS)).mean(0)
         print(f"model {key}, served: the development letters accepted most: " + ", ".join(
             f"{LETTERS[i]} {100 * float(passed[i]):.0f}%" for i in passed.argsort(descending=True)[:8]), flush=True)

@@ -70,6 +70,13 @@ def _split(root: Path | str) -> tuple[data_utils.MNISTTensors, Tensor, Tensor]:
     return train, kept, held
 
 
+def held_out_writers(root: Path | str) -> tuple[Tensor, Tensor]:
+    """The MNIST training digits of the whole writers the detector never trains on, (N, 28, 28) uint8, and their
+    labels: a development set of MNIST's own hands."""
+    train, _, held = _split(root)
+    return train.images[held], train.labels[held]
+
+
 def _digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
     """The training digits (N, 1, 28, 28) in [0, 1] with labels, and the held-out writers' MNIST digits (uint8)."""
     train, kept, held = _split(root)
@@ -199,9 +206,8 @@ def main() -> None:
     args = p.parse_args()
     if args.choose_only:
         record = json.loads(detector.paths(args.out_dir)[1].read_text())
-        train_split, _, held = _split(args.data_dir)
         about = {k: record[k] for k in ("epochs", "seed", "parameters", "seconds") if k in record}
-        record = choose(args.data_dir, args.out_dir, about, train_split.images[held])
+        record = choose(args.data_dir, args.out_dir, about, held_out_writers(args.data_dir)[0])
     else:
         record = train(args.data_dir, args.out_dir, args.epochs)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
