@@ -219,7 +219,7 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     found = detector.load()
     detected = None if found is None else {name: found.digit_probability(x) for name, x in
                                            {**{n: x for n, (x, _) in digits.items()}, **non_digits}.items()}
-    development_sets = [name for name in measured if "fitted on" in name] + [rejection.STRETCHED]
+    development_sets = [f"{name} (fitted on)" for name in development] + [rejection.STRETCHED]
     record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digit_logits,
                                development_sets, detected)
     record["rejection"]["detector"] = None if found is None else found.fingerprint

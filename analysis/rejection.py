@@ -174,15 +174,21 @@ DEVELOPMENT_DRAWN = 1000  # development scribbles and as many shapes, beside the
 STRETCHED = "MFEAT odd rows, stretched to their frame (development)"
 
 
+def stretched_digits(root: Path | str, rows: slice) -> tuple[Tensor, Tensor]:
+    """MFEAT's digits (the rows picked by ``rows``) as ``--predict`` prepares them, (N, 28, 28) in [0, 1], and their
+    labels; a missing or damaged file is a ``CalibrationDataError`` naming it."""
+    try:
+        digits, labels = mfeat.load(root)
+    except mfeat.MfeatError as exc:
+        raise calibration.CalibrationDataError(str(exc)) from None
+    return digits[rows], labels[rows]
+
+
 def development_digits(root: Path | str) -> dict[str, tuple[Tensor, Tensor]]:
     """The development digits thresholds are chosen on, (N, 28, 28) in [0, 1] with labels: those temperatures
     are fitted on (``calibration.development_digits``) and MFEAT's odd rows, digits stretched to fill their frame
     as some scanned sets store them (the even rows train the detector)."""
-    try:
-        stretched, labels = mfeat.load(root)
-    except mfeat.MfeatError as exc:
-        raise calibration.CalibrationDataError(str(exc)) from None
-    return {**calibration.development_digits(str(root)), STRETCHED: (stretched[1::2], labels[1::2])}
+    return {**calibration.development_digits(str(root)), STRETCHED: stretched_digits(root, slice(1, None, 2))}
 
 
 def development_non_digits() -> dict[str, Tensor]:

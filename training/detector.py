@@ -32,7 +32,7 @@ import augmentations
 import data_utils
 from analysis import calibration, detector, numbers, rejection
 from core.artifacts import REFERENCE_ROOT, atomic_save_json, atomic_write_bytes, safetensors_bytes
-from digits import font_digits, mfeat, nondigits, pendigits
+from digits import font_digits, nondigits, pendigits
 from digits.prepare import digits_of
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
@@ -82,20 +82,11 @@ def _digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
     train, kept, held = _split(root)
     fonts, font_labels = font_digits.load("train").digits()
     pen, pen_labels = pen_digits(root, slice(0, None, 2))
-    stretched, stretched_labels = _mfeat(root, slice(0, None, 2))
+    stretched, stretched_labels = rejection.stretched_digits(root, slice(0, None, 2))
     stretched = (stretched * 255).round().byte().repeat(MFEAT_REPEAT, 1, 1)
     images = torch.cat([train.images[kept], fonts, pen, stretched]).float().div(255).unsqueeze(1)
     labels = torch.cat([train.labels[kept], font_labels, pen_labels, stretched_labels.repeat(MFEAT_REPEAT)])
     return images, labels, train.images[held]
-
-
-def _mfeat(root: Path | str, rows: slice) -> tuple[Tensor, Tensor]:
-    """MFEAT's digits (the rows picked by ``rows``) as ``--predict`` prepares them, in [0, 1], and their labels."""
-    try:
-        digits, labels = mfeat.load(root)
-    except mfeat.MfeatError as exc:
-        raise calibration.CalibrationDataError(str(exc)) from None
-    return digits[rows], labels[rows]
 
 
 def number_pieces(digits: Tensor, count: int = NUMBERS, seed: int = SEED) -> Tensor:
