@@ -69,7 +69,7 @@ def main() -> None:
         rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared))
         r = rows[-1]
         print(f"{key}: threshold {r['threshold']:.3f}; MNIST test rejected {r['mnist_rejected']:.2f}%, accepted read right"
-              f" {r['mnist_accepted_accuracy']:.2f}%; SEMEION rejected {r.get('semeion_rejected', float('nan')):.2f}%;"
+              f" {reading.accepted_read_right(r)}; SEMEION rejected {r.get('semeion_rejected', float('nan')):.2f}%;"
               f" non-digits rejected {r['non_digits_rejected']:.1f}% ("
               + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}"
               f" ({r['seconds']:.0f} s)", flush=True)

@@ -16,6 +16,7 @@ import visualization
 import zoo
 from core import artifacts
 from core.artifacts import ArtifactPaths
+from deploy import reading
 from training import sweep
 from web import server
 
@@ -95,8 +96,8 @@ def calibrate(cmd: Command) -> None:
 def evaluate_reading(cmd: Command) -> None:
     r = zoo.evaluate_reading_saved(cmd.cfgs[0], _source(cmd, "reading with"))
     print(f"MNIST test: {r['mnist_accuracy']:.2f}% (ECE {r['ece_mnist']:.2f}); read as files at the threshold"
-          f" {r['threshold']:.3f}: {r['mnist_rejected']:.2f}% rejected, {r['mnist_accepted_accuracy']:.2f}% of the rest"
-          " read right")
+          f" {r['threshold']:.3f}: {r['mnist_rejected']:.2f}% rejected, {reading.accepted_read_right(r)} of the"
+          " rest read right")
     if "semeion_rejected" in r:
         print(f"SEMEION (other writers): {r['semeion_accuracy']:.2f}% (ECE {r['ece_semeion']:.2f}),"
               f" {r['semeion_rejected']:.2f}% rejected")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from analysis import calibration, numbers, rejection
 from analysis.evaluation import probabilities
 from analysis.gate import threshold_of
+from data_utils import SPLIT_SIZES
 from deploy.predict import Prediction, answer_ink
 from digits.prepare import clean
 
@@ -37,6 +38,14 @@ def score_of(said: Prediction) -> float:
 def overall(row: dict, sizes: dict[str, int]) -> float:
     """The share (%) of all the test non-digits a record rejected, from its per-kind shares."""
     return sum(row["non_digits"][k] * n for k, n in sizes.items()) / sum(sizes.values())
+
+
+def accepted_read_right(row: dict, test_digits: int = SPLIT_SIZES["test"]) -> str:
+    """A record's accuracy on the MNIST test digits it accepted, with the count it stands on, e.g. ``99.50% (50
+    wrong of 9,996)``: a share rounded to two decimals can land on a bar it misses by a digit."""
+    accepted = round(test_digits * (1 - row["mnist_rejected"] / 100))
+    wrong = round(accepted * (1 - row["mnist_accepted_accuracy"] / 100))
+    return f"{row['mnist_accepted_accuracy']:.2f}% ({wrong} wrong of {accepted:,})"
 
 
 def measure(model: nn.Module, test_images: Tensor, test_labels: Tensor, non_digits: dict[str, list[Tensor]],

@@ -18,7 +18,7 @@ import data_utils
 import main
 from analysis import gate, numbers, rejection
 from analysis.gate import Judgement
-from deploy import predict
+from deploy import predict, reading
 from digits import font_digits, nondigits
 from training import loop
 
@@ -281,3 +281,10 @@ def test_a_missing_or_damaged_letters_file_is_named_in_one_error(tmp_path: Path)
         nondigits.letters("train", damaged)
     with pytest.raises(nondigits.NonDigitsError, match="missing.safetensors: no font letters file"):
         nondigits.letters("train", tmp_path / "missing.safetensors")
+
+
+def test_accepted_accuracy_is_shown_with_the_wrong_count_it_rounds_from() -> None:
+    # 50 wrong of 9,996 accepted is 99.4998%: rounded alone it reads 99.50%, a bar it misses by one digit
+    row = {"mnist_rejected": 0.04, "mnist_accepted_accuracy": 100 * 9946 / 9996}
+    assert reading.accepted_read_right(row) == "99.50% (50 wrong of 9,996)"
+    assert reading.accepted_read_right({"mnist_rejected": 0.0, "mnist_accepted_accuracy": 100.0}) == "100.00% (0 wrong of 10,000)"

@@ -36,6 +36,7 @@ from benchmarks.time_to_accuracy import summary as time_to_accuracy_summary
 from cli import flags
 from core.artifacts import REFERENCE_ROOT, REPO_ROOT, ArtifactPaths, atomic_write_text
 from core.tables import markdown_table
+from deploy import reading
 from models import anatomy
 from training import leaderboard, sweep
 
@@ -322,7 +323,7 @@ def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
     rows = [[name(row["model"]), f"{row['mnist_accuracy']:.2f}%", f"{row['ece_mnist']:.2f}",
              f"{row['ece_semeion']:.2f}" if "ece_semeion" in row else "-",
              f"{row['threshold']:.3f}", f"{row['mnist_rejected']:.2f}%",
-             f"{row['mnist_accepted_accuracy']:.2f}%",
+             reading.accepted_read_right(row),
              f"{row['semeion_rejected']:.2f}%" if "semeion_rejected" in row else "-",
              f"**{sum(row['non_digits'][k] * n for k, n in r['sets'].items()) / sum(r['sets'].values()):.1f}%**",
              *(f"{row['non_digits'][k]:.1f}%" for k in kinds),
