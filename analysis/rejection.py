@@ -12,9 +12,10 @@ stretched to fill their frame). MNIST's test set, SEMEION and the test non-digit
 measured.
 
 The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
-(DejaVu, STIX, Computer Modern), crops of the photographs and scans in matplotlib's sample data, zigzag scribbles
-(straight strokes from a generator and a random stream of their own; training draws straight strokes too, never
-these), noise, and blank pages.
+(DejaVu, STIX, Computer Modern), letters of 16 handwriting fonts Debian packages (none a Google Fonts family, where
+the training and development fonts come from; measured where they are installed), crops of the photographs and
+scans in matplotlib's sample data, zigzag scribbles (straight strokes from a generator and a random stream of their
+own; training draws straight strokes too, never these), noise, and blank pages.
 """
 from __future__ import annotations
 
@@ -162,10 +163,62 @@ def blank_pages(count: int, seed: int = TEST_SEED) -> list[Tensor]:
     return out
 
 
-def test_non_digits(per_kind: int = 500) -> dict[str, list[Tensor]]:
-    """The test non-digits as grey images (H, W) in [0, 1], before any preparation, per kind."""
-    return {"letters (typefaces)": typeface_letters(), "photo crops": photo_crops(per_kind),
-            "zigzag scribbles": zigzags(per_kind), "noise": noise(per_kind // 2), "blank pages": blank_pages(per_kind // 10)}
+# Handwriting fonts Debian packages, none of them a Google Fonts family (the training and development fonts are
+# those): the issue's "letters in other handwriting fonts". The same hand's bold and italic count as fonts of it.
+HANDWRITING_FONTS = {
+    "fonts-bwht": [f"opentype/bwht/BecauseWe{name}-Regular.otf"
+                   for name in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")],
+    "fonts-breip": ["truetype/breip/Breip.ttf"],
+    "fonts-dkg-handwriting": [f"truetype/fifthhorseman/dkg{style}.ttf" for style in ("", "Bd", "It", "BI")],
+    "fonts-ecolier-court": ["truetype/ecolier-court/Ecolier-court.ttf"],
+    "fonts-femkeklaver": ["truetype/femkeklaver/femkeklaver.ttf"],
+    "fonts-havana": ["opentype/havana/Havana-Regular.otf"],
+    "fonts-humor-sans": ["truetype/humor-sans/Humor-Sans.ttf"],
+    "fonts-joscelyn": ["opentype/joscelyn/Joscelyn-Regular.otf"],
+}
+FONT_DIR = Path("/usr/share/fonts")
+HANDWRITING = "letters (handwriting fonts)"
+
+
+def missing_handwriting_fonts(font_dir: Path = FONT_DIR) -> list[str]:
+    """The Debian packages of ``HANDWRITING_FONTS`` whose files are not under ``font_dir``."""
+    return [package for package, files in HANDWRITING_FONTS.items()
+            if not all((font_dir / name).is_file() for name in files)]
+
+
+def handwriting_letters(font_dir: Path = FONT_DIR) -> list[Tensor]:
+    """Every letter but ``nondigits.LIKE_DIGITS`` in each handwriting font of ``HANDWRITING_FONTS``, dark on white;
+    a letter a font lacks (drawn as its missing-glyph box) is left out. Call only when none is missing."""
+    out = []
+    for files in HANDWRITING_FONTS.values():
+        for name in files:
+            font = ImageFont.truetype(str(font_dir / name), 96)
+            missing = _gray(nondigits.render(font, "\ue000"))  # a private-use code point: the missing-glyph box
+            for c in nondigits.ALPHABET:
+                if c not in nondigits.LIKE_DIGITS:
+                    letter = _gray(nondigits.render(font, c))
+                    if letter.shape != missing.shape or not torch.equal(letter, missing):
+                        out.append(letter)
+    return out
+
+
+def test_non_digits(per_kind: int = 500, font_dir: Path = FONT_DIR) -> dict[str, list[Tensor]]:
+    """The test non-digits as grey images (H, W) in [0, 1], before any preparation, per kind. The letters of the
+    handwriting fonts are among them only where their Debian packages are installed (``missing_handwriting_fonts``
+    names the others)."""
+    kinds = {"letters (typefaces)": typeface_letters()}
+    if not missing_handwriting_fonts(font_dir):
+        kinds[HANDWRITING] = handwriting_letters(font_dir)
+    return {**kinds, "photo crops": photo_crops(per_kind), "zigzag scribbles": zigzags(per_kind),
+            "noise": noise(per_kind // 2), "blank pages": blank_pages(per_kind // 10)}
+
+
+def without_handwriting_fonts(font_dir: Path = FONT_DIR) -> str | None:
+    """One line saying the handwriting fonts' letters are left out of the test non-digits, and how to add them;
+    None where they are installed."""
+    missing = missing_handwriting_fonts(font_dir)
+    return None if not missing else (f"the letters of handwriting fonts are not measured: apt-get install"
+                                     f" {' '.join(missing)} (Debian) to add them")
 
 
 # --------------------------------------------------------------------------- the choice, in --calibrate

@@ -7,8 +7,8 @@ Each committed model (``--root``: another folder holding ``outputs/``) reads, as
 
 - MNIST's 10,000 test digits: the share answered "not a digit", and the accuracy on the digits it answers;
 - SEMEION's 1,593 digits of other writers (as its 16x16 scans are handed to ``--predict``): the share rejected;
-- the test non-digits of ``analysis.rejection`` (letters of other typefaces, photo crops, zigzag scribbles, noise,
-  blank pages): the share rejected, per kind;
+- the test non-digits of ``analysis.rejection`` (letters of other typefaces and of handwriting fonts Debian
+  packages, photo crops, zigzag scribbles, noise, blank pages): the share rejected, per kind;
 
 the AUROC of its digit score between MNIST's test digits and all the test non-digits, its accuracy and expected
 calibration error on MNIST's test set and SEMEION (batched, calibrated). ``1+2+3`` is the ensemble of V1-V3
@@ -19,6 +19,7 @@ docs/predict.md's "Not a digit" table is made from it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -64,6 +65,8 @@ def main() -> None:
     except external.ExternalDataError:
         semeion = semeion_prepared = None
     non_digits = rejection.test_non_digits()
+    if (left_out := rejection.without_handwriting_fonts()) is not None:
+        print(f"benchmarks.rejection: {left_out}", file=sys.stderr)
     rows = []
     for key in args.models.split(","):
         rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared))

@@ -6,6 +6,7 @@ returns an exit code, or None for success. Errors are the library's own types; `
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import config
 import model_strategy
 import visualization
 import zoo
+from analysis import rejection
 from core import artifacts
 from core.artifacts import ArtifactPaths
 from deploy import reading
@@ -94,6 +96,8 @@ def calibrate(cmd: Command) -> None:
 
 
 def evaluate_reading(cmd: Command) -> None:
+    if (left_out := rejection.without_handwriting_fonts()) is not None:
+        print(f"--evaluate-reading: {left_out}", file=sys.stderr)
     r = zoo.evaluate_reading_saved(cmd.cfgs[0], _source(cmd, "reading with"))
     print(f"MNIST test: {r['mnist_accuracy']:.2f}% (ECE {r['ece_mnist']:.2f}); read as files at the threshold"
           f" {r['threshold']:.3f}: {r['mnist_rejected']:.2f}% rejected, {reading.accepted_read_right(r)} of the"

@@ -288,3 +288,18 @@ def test_accepted_accuracy_is_shown_with_the_wrong_count_it_rounds_from() -> Non
     row = {"mnist_rejected": 0.04, "mnist_accepted_accuracy": 100 * 9946 / 9996}
     assert reading.accepted_read_right(row) == "99.50% (50 wrong of 9,996)"
     assert reading.accepted_read_right({"mnist_rejected": 0.0, "mnist_accepted_accuracy": 100.0}) == "100.00% (0 wrong of 10,000)"
+
+
+def test_handwriting_fonts_letters_join_the_test_non_digits_only_where_installed(tmp_path: Path) -> None:
+    assert rejection.missing_handwriting_fonts(tmp_path) == list(rejection.HANDWRITING_FONTS)
+    assert "apt-get install fonts-bwht" in rejection.without_handwriting_fonts(tmp_path)
+    # stand each Debian font's file in with one of matplotlib's typefaces: every file is read, 48 letters each
+    dejavu = Path(rejection._mpl_data()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    files = [name for names in rejection.HANDWRITING_FONTS.values() for name in names]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(dejavu)
+    assert rejection.missing_handwriting_fonts(tmp_path) == [] and rejection.without_handwriting_fonts(tmp_path) is None
+    letters = rejection.handwriting_letters(tmp_path)
+    assert len(letters) == len(files) * (len(nondigits.ALPHABET) - len(nondigits.LIKE_DIGITS))
+    assert all(letter.min() < 0.5 < letter.max() for letter in letters)  # ink on paper, not a blank box
