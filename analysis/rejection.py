@@ -80,9 +80,6 @@ TYPEFACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", 
              "STIXGeneralBol.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmti10.ttf")
 
 
-def _gray(image: Image.Image) -> Tensor:
-    image = image.convert("L")
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
 
 
 def typeface_letters() -> list[Tensor]:
@@ -92,7 +89,7 @@ def typeface_letters() -> list[Tensor]:
         font = ImageFont.truetype(str(_mpl_data() / "fonts" / "ttf" / name), 96)
         for c in nondigits.ALPHABET:
             if c not in nondigits.LIKE_DIGITS:
-                out.append(_gray(nondigits.render(font, c)))
+                out.append(nondigits.gray(nondigits.render(font, c)))
     return out
 
 
@@ -115,7 +112,7 @@ def photo_crops(count: int, seed: int = TEST_SEED) -> list[Tensor]:
         photo = rng.choice(photos)
         side = rng.randint(32, min(240, *photo.size))
         x, y = rng.randint(0, photo.width - side), rng.randint(0, photo.height - side)
-        out.append(_gray(photo.crop((x, y, x + side, y + side)).resize((28, 28), Image.BILINEAR)))
+        out.append(nondigits.gray(photo.crop((x, y, x + side, y + side)).resize((28, 28), Image.BILINEAR)))
     return out
 
 
@@ -128,7 +125,7 @@ def zigzags(count: int, seed: int = TEST_SEED) -> list[Tensor]:
         for _ in range(rng.choice((1, 1, 2))):
             corners = [(rng.uniform(8, 88), rng.uniform(8, 88)) for _ in range(rng.randint(5, 12))]
             draw.line(corners, fill=0, width=rng.randint(3, 8), joint="curve")
-        out.append(_gray(image))
+        out.append(nondigits.gray(image))
     return out
 
 
@@ -148,7 +145,7 @@ def noise(count: int, seed: int = TEST_SEED) -> list[Tensor]:
             draw = ImageDraw.Draw(image)
             for _ in range(side * side // rng.randint(10, 40)):
                 draw.point((rng.randrange(side), rng.randrange(side)), fill=rng.choice((0, 255)))
-        out.append(_gray(image))
+        out.append(nondigits.gray(image))
     return out
 
 
@@ -188,17 +185,14 @@ def missing_handwriting_fonts(font_dir: Path = FONT_DIR) -> list[str]:
 
 def handwriting_letters(font_dir: Path = FONT_DIR) -> list[Tensor]:
     """Every letter but ``nondigits.LIKE_DIGITS`` in each handwriting font of ``HANDWRITING_FONTS``, dark on white;
-    a letter a font lacks (drawn as its missing-glyph box) is left out. Call only when none is missing."""
+    a letter a font lacks (``nondigits.glyph``) is left out. Call only when none is missing."""
     out = []
     for files in HANDWRITING_FONTS.values():
         for name in files:
             font = ImageFont.truetype(str(font_dir / name), 96)
-            missing = _gray(nondigits.render(font, "\ue000"))  # a private-use code point: the missing-glyph box
-            for c in nondigits.ALPHABET:
-                if c not in nondigits.LIKE_DIGITS:
-                    letter = _gray(nondigits.render(font, c))
-                    if letter.shape != missing.shape or not torch.equal(letter, missing):
-                        out.append(letter)
+            missing = nondigits.gray(nondigits.render(font, nondigits.MISSING_GLYPH))
+            drawn = [nondigits.glyph(font, c, missing) for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]
+            out += [letter for letter in drawn if letter is not None]
     return out
 
 

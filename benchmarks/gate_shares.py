@@ -45,10 +45,10 @@ def main() -> None:
     development, others = development_sets(root)
     sets = {**development, **others}
     detected = {name: found.digit_probability(d) for name, d in sets.items()}
-    fitted_on = list(calibration.development_digits(root))
+    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held, held_labels = held_out_writers(root)
     held = held.float() / 255
-    held_detected = found.digit_probability(held)  # the digits a reader alone chose its threshold on
+    held_detected = found.digit_probability(held)
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
         probs = {name: probabilities(model, d) for name, d in sets.items()}

@@ -85,6 +85,22 @@ def render(font: "ImageFont.FreeTypeFont", text: str) -> Image.Image:
     return image
 
 
+MISSING_GLYPH = "\ue000"  # a private-use code point: fonts draw their "missing glyph" box for it
+
+
+def gray(image: Image.Image) -> Tensor:
+    """A PIL image as a float (H, W) grey tensor in [0, 1]."""
+    image = image.convert("L")
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
+
+
+def glyph(font: "ImageFont.FreeTypeFont", text: str, missing: Tensor) -> Tensor | None:
+    """``text`` in ``font`` (``render``) as a grey tensor, or None where the font lacks it: drawn as nothing, or as
+    ``missing``, the font's own drawing of ``MISSING_GLYPH``."""
+    drawn = gray(render(font, text))
+    return None if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)) else drawn
+
+
 def _points(rng: random.Random, count: int, margin: float = 12) -> list[tuple[float, float]]:
     return [(rng.uniform(margin, CANVAS - margin), rng.uniform(margin, CANVAS - margin)) for _ in range(count)]
 

@@ -32,13 +32,11 @@ from digits import nondigits, prepare
 from digits.font_digits import PATH, load, read
 
 RENDER_SIZE = 96  # font size in pixels; the glyph is then prepared to MNIST's 20-pixel box
-MISSING_GLYPH = "\ue000"  # a private-use code point: fonts draw their "missing glyph" box for it
 
 
 def render(font: ImageFont.FreeTypeFont, text: str) -> Tensor:
     """``text`` in ``font``, dark ink on white, as a float (H, W) image in [0, 1] with a margin around it."""
-    image = nondigits.render(font, text)
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width).float() / 255
+    return nondigits.gray(nondigits.render(font, text))
 
 
 def font_file(package: Path, font_id: str, weights: list[int]) -> Path | None:
@@ -56,11 +54,11 @@ def prepared_digits(path: Path) -> Tensor | None:
     font lacks one of them (drawn as its missing-glyph box, or as nothing)."""
 
     font = ImageFont.truetype(str(path), RENDER_SIZE)
-    missing = render(font, MISSING_GLYPH)
+    missing = render(font, nondigits.MISSING_GLYPH)
     digits = []
     for d in "0123456789":
-        drawn = render(font, d)
-        if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)):
+        drawn = nondigits.glyph(font, d, missing)
+        if drawn is None:
             return None
         digits.append(prepare.mnistify(drawn))
     images = torch.stack(digits).mul(255).round().to(torch.uint8)
@@ -74,11 +72,11 @@ def prepared_letters(path: Path) -> Tensor | None:
     """The font's letters (``nondigits.ALPHABET``) prepared by ``prepare.mnistify``, uint8 (52, 28, 28); None if
     it lacks one of them."""
     font = ImageFont.truetype(str(path), RENDER_SIZE)
-    missing = render(font, MISSING_GLYPH)
+    missing = render(font, nondigits.MISSING_GLYPH)
     letters = []
     for c in nondigits.ALPHABET:
-        drawn = render(font, c)
-        if drawn.min() > 0.5 or (drawn.shape == missing.shape and torch.equal(drawn, missing)):
+        drawn = nondigits.glyph(font, c, missing)
+        if drawn is None:
             return None
         letters.append(prepare.mnistify(drawn))
     return torch.stack(letters).mul(255).round().to(torch.uint8)

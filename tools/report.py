@@ -325,7 +325,7 @@ def rejection_table(path: Path = RESULTS_DIR / "rejection.json") -> str:
              f"{row['threshold']:.3f}", f"{row['mnist_rejected']:.2f}%",
              reading.accepted_read_right(row),
              f"{row['semeion_rejected']:.2f}%" if "semeion_rejected" in row else "-",
-             f"**{sum(row['non_digits'][k] * n for k, n in r['sets'].items()) / sum(r['sets'].values()):.1f}%**",
+             f"**{reading.overall(row, r['sets']):.1f}%**",
              *(f"{row['non_digits'][k]:.1f}%" for k in kinds),
              f"{row['auroc']:.3f}"] for row in r["rows"]]
     header = ["model", "MNIST test acc", "ECE MNIST", "ECE SEMEION", "threshold", "MNIST test rejected",
