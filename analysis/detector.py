@@ -41,28 +41,53 @@ def paths(root: Path | str = REFERENCE_ROOT) -> tuple[Path, Path]:
     return outputs / f"{STEM}.safetensors", outputs / f"{STEM}.json"
 
 
+MEMBER = "member{}."  # the key prefix of each member's weights in a file of several
+
+
 @dataclass
 class Detector:
-    """The trained detector and the digit probability below which it alone would say "not a digit" (its record's;
-    the served gate multiplies its probability with the reader's instead)."""
+    """The trained detector: one network or several trained alike with different seeds (members), whose digit
+    probabilities are averaged, and the digit probability below which it alone would say "not a digit" (its
+    record's; the served gate multiplies its probability with the reader's instead)."""
 
-    net: nn.Module
+    nets: list[nn.Module]
     threshold: float
     fingerprint: str = ""  # of its weights' file: a reader's threshold names the detector it was chosen with
 
     @torch.no_grad()
     def digit_probability(self, digits: Tensor, batch_size: int = 1000) -> Tensor:
         """For (N, 28, 28) digits in [0, 1], prepared as ``--predict`` prepares them: the probability that each is a
-        digit at all."""
+        digit at all, the mean of the members'."""
         if len(digits) == 0:
             return torch.zeros(0)
-        out = [self.net(normalize(chunk.float()).reshape(-1, 1, 28, 28)).softmax(1)[:, architecture.NOT_A_DIGIT]
-               for chunk in digits.split(batch_size)]
-        return 1 - torch.cat(out)
+        chunks = [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]
+        odds = [torch.cat([net(x).softmax(1)[:, architecture.NOT_A_DIGIT] for x in chunks]) for net in self.nets]
+        return 1 - torch.stack(odds).mean(0)
 
 
 def build() -> nn.Module:
     return architecture.Net()
+
+
+def state_of(nets: list[nn.Module]) -> dict[str, Tensor]:
+    """The weights of a detector's members as one state dict: a single member's as it is, several under
+    ``MEMBER`` prefixes."""
+    if len(nets) == 1:
+        return nets[0].state_dict()
+    return {MEMBER.format(i) + k: v for i, net in enumerate(nets) for k, v in net.state_dict().items()}
+
+
+def members(state: dict[str, Tensor]) -> list[nn.Module]:
+    """The member networks of a state dict ``state_of`` made, evaluating."""
+    numbers = sorted({int(k.split(".")[0].removeprefix("member")) for k in state if k.startswith("member")})
+    states = [{k.removeprefix(MEMBER.format(i)): v for k, v in state.items() if k.startswith(MEMBER.format(i))}
+              for i in numbers] or [state]
+    nets = []
+    for one in states:
+        net = build()
+        net.load_state_dict(one)
+        nets.append(net.eval())
+    return nets
 
 
 def load(root: Path | str | None = None) -> Detector | None:
@@ -77,8 +102,7 @@ def _load(root: Path) -> Detector | None:
     if not weights.is_file() and not record.is_file():
         return None
     try:
-        net = build()
-        net.load_state_dict(load_file(str(weights)))
+        nets = members(load_file(str(weights)))
         fingerprint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         saved = json.loads(record.read_text())
         threshold = float(saved["reject_below"])
@@ -89,4 +113,4 @@ def _load(root: Path) -> Detector | None:
                             " python -m training.detector again") from None
     if not 0 <= threshold <= 1:
         raise DetectorError(f"{record}: its threshold is outside [0, 1]; run python -m training.detector again")
-    return Detector(net.eval(), threshold, fingerprint)
+    return Detector(nets, threshold, fingerprint)

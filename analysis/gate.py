@@ -27,10 +27,10 @@ def threshold_of(model: nn.Module) -> float:
     return float(getattr(model, "reject_below", 0.0))
 
 
-def confidence(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """The model's confidence in each of (N, 28, 28) digits: what settles whether wide ink is one digit or two
-    (``digits.segment``)."""
-    return lambda digits: probabilities(model, digits).max(1).values
+def reader(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The model's probabilities (N, 10) for (N, 28, 28) digits: what settles whether wide ink is one digit or
+    several (``digits.prepare.digits_in``)."""
+    return lambda digits: probabilities(model, digits)
 
 
 @dataclass(frozen=True)

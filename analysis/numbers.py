@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analysis.gate import confidence, judge
+from analysis.gate import judge, reader
 from digits.prepare import digits_of
 
 # gap between neighbours' ink in pixels at MNIST's scale (a digit's ink is about 20 pixels tall); negative: overlap
@@ -74,7 +74,7 @@ def read(model: nn.Module, image: Tensor) -> str:
     piece of which fails the gate ``--predict`` applies (``analysis.gate``: the digit detector, then the model's
     threshold of "not a digit" carried by a calibrated model)."""
     try:
-        pieces = digits_of(image, confidence(model))
+        pieces = digits_of(image, reader(model))
     except ValueError:
         return ""
     judged = judge(model, torch.stack([p for p, _ in pieces]))

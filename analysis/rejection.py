@@ -173,26 +173,41 @@ HANDWRITING_FONTS = {
     "fonts-humor-sans": ["truetype/humor-sans/Humor-Sans.ttf"],
     "fonts-joscelyn": ["opentype/joscelyn/Joscelyn-Regular.otf"],
 }
+# Other handwriting fonts Debian packages, none a Google Fonts family nor a test font's hand: a development set of
+# other hands' letters, measured (``benchmarks.other_hands``), never trained or chosen on.
+DEVELOPMENT_HANDWRITING_FONTS = {
+    "fonts-sjfonts": ["truetype/sjfonts/Delphine.ttf", "truetype/sjfonts/SteveHand.ttf"],
+    "fonts-rufscript": ["truetype/rufscript/Rufscript010.ttf"],
+    "fonts-tomsontalks": ["truetype/tomsontalks/TomsonTalks.ttf"],
+    "fonts-seto": ["truetype/seto/setofont.ttf"],
+    "fonts-dustin": ["truetype/dustin/Domestic_Manners.ttf", "truetype/dustin/It_wasn_t_me.ttf"],
+}
 FONT_DIR = Path("/usr/share/fonts")
 HANDWRITING = "letters (handwriting fonts)"
 
 
-def missing_handwriting_fonts(font_dir: Path = FONT_DIR) -> list[str]:
-    """The Debian packages of ``HANDWRITING_FONTS`` whose files are not under ``font_dir``."""
-    return [package for package, files in HANDWRITING_FONTS.items()
-            if not all((font_dir / name).is_file() for name in files)]
+def missing_handwriting_fonts(font_dir: Path = FONT_DIR, fonts: dict[str, list[str]] = HANDWRITING_FONTS) -> list[str]:
+    """The Debian packages of ``fonts`` (the test handwriting fonts, or the development ones) whose files are not
+    under ``font_dir``."""
+    return [package for package, files in fonts.items() if not all((font_dir / name).is_file() for name in files)]
 
 
-def handwriting_letters(font_dir: Path = FONT_DIR) -> list[Tensor]:
-    """Every letter but ``nondigits.LIKE_DIGITS`` in each handwriting font of ``HANDWRITING_FONTS``, dark on white;
-    a letter a font lacks (``nondigits.glyph``) is left out. Call only when none is missing."""
+def handwriting_letters(font_dir: Path = FONT_DIR, fonts: dict[str, list[str]] = HANDWRITING_FONTS) -> list[Tensor]:
+    """Every letter but ``nondigits.LIKE_DIGITS`` in each handwriting font of ``fonts``, dark on white; a letter a
+    font lacks (``nondigits.glyph``) is left out. Call only when none is missing."""
+    return [letter for _, letter in named_handwriting_letters(font_dir, fonts)]
+
+
+def named_handwriting_letters(font_dir: Path = FONT_DIR,
+                              fonts: dict[str, list[str]] = HANDWRITING_FONTS) -> list[tuple[str, Tensor]]:
+    """``handwriting_letters``, each with the letter it is."""
     out = []
-    for files in HANDWRITING_FONTS.values():
+    for files in fonts.values():
         for name in files:
             font = ImageFont.truetype(str(font_dir / name), 96)
             missing = nondigits.gray(nondigits.render(font, nondigits.MISSING_GLYPH))
-            drawn = [nondigits.glyph(font, c, missing) for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]
-            out += [letter for letter in drawn if letter is not None]
+            drawn = [(c, nondigits.glyph(font, c, missing)) for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]
+            out += [(c, letter) for c, letter in drawn if letter is not None]
     return out
 
 

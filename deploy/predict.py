@@ -237,7 +237,7 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
     """What ``model`` reads in cleaned ink (``digits.prepare.clean``), and the (K, 28, 28) digits it saw: the web
     app cleans an upload once and lets every model read it. Ink with nothing in it is no digit (score 0)."""
     try:
-        pieces = digits_in(ink, gate.confidence(model))
+        pieces = digits_in(ink, gate.reader(model))
     except BlankImage as exc:
         return Prediction.not_a_digit(name, 0.0, f"{exc}"), None
     except ValueError as exc:

@@ -270,34 +270,38 @@ def mnistify(gray: Tensor) -> Tensor:
     return centre(ink)
 
 
-def digits_of(gray: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
+def digits_of(gray: Tensor, read: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
     """A (H, W) image of one digit or of a number written in a row, as one (28, 28) digit per digit, left to right,
     each with whether its split from a touching neighbour is uncertain (``digits.segment``). One digit is exactly
-    ``mnistify``'s; raises ValueError when the image holds no ink. ``judge``: a reader's confidence in each of
-    (N, 28, 28) digits, which settles whether a wide piece of ink is one digit or two touching ones."""
-    return digits_in(clean(gray), judge)
+    ``mnistify``'s; raises ValueError when the image holds no ink. ``read``: a reader's probabilities (N, 10) for
+    (N, 28, 28) digits, which settle whether a wide piece of ink is one digit or several touching ones."""
+    return digits_in(clean(gray), read)
 
 
-def digits_in(ink: Tensor, judge: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
+def digits_in(ink: Tensor, read: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
     """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
         raise BlankImage("no digit found (the image is blank)")
     if in_mnist_form(ink) is not None:  # one digit, in MNIST's form already
         return [(ink, False)]
-    rate = None if judge is None else functools.partial(_lowest_confidence, judge)
+    rate = None if read is None else functools.partial(_lowest_confidence, read)
     pieces = segment.split(ink, rate)
     if len(pieces) <= 1:
         return [(centre(ink), False)]
     return [(centre(piece.ink), piece.cut) for piece in pieces]
 
 
-def _lowest_confidence(judge: Callable[[Tensor], Tensor], options: list[list[segment.Piece]]) -> list[float]:
-    """For each option (pieces of ink), the reader's lowest confidence among its pieces, all read in one batch."""
-    digits = [centre(p.ink) for option in options for p in option]
-    scores = judge(torch.stack(digits)).tolist()
+def _lowest_confidence(read: Callable[[Tensor], Tensor], options: list[list[segment.Piece]]) -> list[float]:
+    """For each option (pieces of ink), the reader's lowest confidence among its pieces, all read in one batch; 0
+    for ink cut into ones only. Ones are narrow: a run of touching ones as wide as ink that might be one character
+    would be three or more ones written touching, which people rarely do, while the strokes of a letter (N, W, U,
+    v) read as ones when cut apart."""
+    probabilities = read(torch.stack([centre(p.ink) for option in options for p in option]))
+    confidence, digit = probabilities.max(1)
     lowest, at = [], 0
     for option in options:
-        lowest.append(min(scores[at: at + len(option)]))
+        ones = len(option) > 1 and all(p.cut for p in option) and bool((digit[at: at + len(option)] == 1).all())
+        lowest.append(0.0 if ones else float(confidence[at: at + len(option)].min()))
         at += len(option)
     return lowest
 

@@ -4,7 +4,8 @@ The pieces are the ink's 8-connected components, those above one another merged 
 detached bar, a 4 drawn in two strokes), specks and marks much lower than the digits left out. A column much
 wider than a digit is tall is taken for touching digits and cut where the ink is thinnest near the cuts an
 even split would make; such a cut is marked uncertain. Where geometry cannot tell (a wide 0, or two touching
-ones), the reader's own confidence settles it (``judge``). One piece is one digit, read as before.
+ones), the reader's own confidence settles it (``judge``); ink whose pieces would all read as 1s stays whole
+(``digits.prepare``: a letter's strokes). One piece is one digit, read as before.
 """
 from __future__ import annotations
 

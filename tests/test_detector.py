@@ -1,6 +1,7 @@
 """The digit detector in front of every reader (analysis.detector): what it stops, what it lets through, its files."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import data_utils
 import main
 import zoo
 from analysis import detector, rejection
-from core.artifacts import REFERENCE_ROOT
+from core.artifacts import REFERENCE_ROOT, safetensors_bytes
 from deploy import predict
 from digits import nondigits
+from training import detector as training_detector
 
 
 @pytest.fixture
@@ -124,3 +126,30 @@ def test_the_detector_judges_shape_not_how_the_ink_was_varied() -> None:
     crisp = rejection.rejected(found.digit_probability(letters[:, 0]), found.threshold)
     warped = augmentations.elastic(augmentations.affine(letters, gen), gen).clamp(0, 1)
     assert abs(rejection.rejected(found.digit_probability(warped[:, 0]), found.threshold) - crisp) < 10
+
+
+def test_a_detector_of_several_members_averages_their_digit_probabilities(detector_root) -> None:
+    torch.manual_seed(0)
+    nets = [detector.build().eval() for _ in range(2)]
+    weights, record = detector.paths(detector_root)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(safetensors_bytes(detector.state_of(nets)))
+    record.write_text(json.dumps({"reject_below": 0.5}))
+    found = detector.load()
+    letters = nondigits.letters("development")[:20].float() / 255
+    alone = [detector.Detector([net], 0.5).digit_probability(letters) for net in nets]
+    assert len(found.nets) == 2 and not torch.allclose(alone[0], alone[1])
+    assert torch.allclose(found.digit_probability(letters), (alone[0] + alone[1]) / 2)
+
+
+def test_a_file_of_one_member_is_read_as_one_detector() -> None:
+    net = detector.build().eval()
+    assert set(detector.state_of([net])) == set(net.state_dict())  # the single detector's file, as it always was
+    [again] = detector.members(detector.state_of([net]))
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), net.state_dict().values()))
+
+
+@pytest.mark.parametrize("text", ["a", "1,1", "-1", ""])
+def test_detector_seeds_must_be_distinct_non_negative_integers(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="seeds"):
+        training_detector.seed_list(text)

@@ -73,6 +73,18 @@ def test_without_a_reader_a_wide_blob_stays_one_digit(tmp_path: Path) -> None:
     assert len(segment.split(ink, judge=lambda options: [float(len(o) == 2) for o in options])) == 2  # sure of two
 
 
+def test_ink_that_may_be_one_character_is_not_cut_into_ones_only(tmp_path: Path) -> None:
+    page(lambda d: d.line([(30, 30), (60, 130), (90, 60), (120, 130), (150, 30)], fill=0, width=12),
+         (180, 160)).save(tmp_path / "w.png")  # a W: one stroke, wider than tall, whose pieces would each be a 1
+    ink = prepare.clean(prepare.read_gray(tmp_path / "w.png"))
+
+    def sure_of(digit: int):
+        return lambda digits: torch.nn.functional.one_hot(torch.full((len(digits),), digit), 10).float()
+
+    assert len(prepare.digits_in(ink, sure_of(1))) == 1  # its strokes, each a sure 1: one character, judged whole
+    assert len(prepare.digits_in(ink, sure_of(0))) > 1  # pieces the reader is as sure are other digits: cut
+
+
 def test_a_single_wide_digit_is_still_one_digit(v3, tmp_path: Path) -> None:
     path = tmp_path / "wide_zero.png"
     page(lambda d: d.ellipse([(60, 40), (220, 130)], outline=0, width=14), (280, 170)).save(path)

@@ -303,3 +303,21 @@ def test_handwriting_fonts_letters_join_the_test_non_digits_only_where_installed
     letters = rejection.handwriting_letters(tmp_path)
     assert len(letters) == len(files) * (len(nondigits.ALPHABET) - len(nondigits.LIKE_DIGITS))
     assert all(letter.min() < 0.5 < letter.max() for letter in letters)  # ink on paper, not a blank box
+
+
+def test_other_hands_reads_the_development_handwriting_fonts_letters_and_says_when_they_are_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import other_hands  # noqa: PLC0415
+
+    assert other_hands.main(["--models", "3", "--font-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "apt-get install fonts-sjfonts" in err
+    dejavu = Path(rejection._mpl_data()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a stand-in for every file
+    for name in (n for names in rejection.DEVELOPMENT_HANDWRITING_FONTS.values() for n in names):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(dejavu)
+    assert other_hands.main(["--models", "3", "--font-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "336 letters of 7 development handwriting fonts" in out
+    assert len([line for line in out.splitlines() if line.startswith("model 3: ") and "% rejected" in line]) == 1
+    assert not set(rejection.DEVELOPMENT_HANDWRITING_FONTS) & set(rejection.HANDWRITING_FONTS)  # apart from the test's

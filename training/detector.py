@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
 import augmentations
 import data_utils
@@ -36,6 +36,7 @@ from digits import font_digits, nondigits, pendigits
 from digits.prepare import digits_of
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
+SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mean doubts more of them
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
@@ -116,10 +117,10 @@ def varied(x: Tensor, gen: torch.Generator) -> Tensor:
     return out.clamp_(0, 1)
 
 
-def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS, seed: int = SEED) -> dict:
-    """Train the detector, choose its threshold on development digits, write its weights and record; the record."""
+def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int) -> tuple[nn.Module, dict]:
+    """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
+    training non-digits; the network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
-    images, labels, held = _digits(root)
     augmentations.training_non_digits(torch.device("cpu"))  # made once, before the clock
     net, gen = detector.build(), torch.Generator().manual_seed(seed)
     steps = epochs * (PER_EPOCH // BATCH)
@@ -140,13 +141,41 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
             optimizer.step()
             schedule.step()
             total += loss.item()
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f} ({time.perf_counter() - started:.0f} s)",
-              flush=True)
+        print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
+              f" ({time.perf_counter() - started:.0f} s)", flush=True)
+    return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
+                        "seconds": round(time.perf_counter() - started)}
+
+
+def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
+    """The members of the detector saved under ``out_root`` and their records ([] and [] where none is)."""
+    weights, record = detector.paths(out_root)
+    if not weights.is_file():
+        return [], []
+    about = json.loads(record.read_text())
+    return detector.members(load_file(str(weights))), about.get("members") or [
+        {k: about[k] for k in ("seed", "epochs", "parameters", "seconds") if k in about}]
+
+
+def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
+          seeds: tuple[int, ...] = SEEDS, add: bool = False) -> dict:
+    """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``), choose the
+    detector's threshold on development digits, write its weights and record; the record."""
+    images, labels, held = _digits(root)
+    nets, about = saved_members(out_root) if add else ([], [])
+    for seed in seeds:
+        net, record = train_member(images, labels, epochs, seed)
+        nets.append(net)
+        about.append(record)
+    save(out_root, nets)
+    return choose(root, out_root, about, held)
+
+
+def save(out_root: Path | str, nets: list[nn.Module]) -> None:
+    """The members' weights, one file (``analysis.detector.state_of``)."""
     weights, _ = detector.paths(out_root)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(weights, safetensors_bytes(net.state_dict()))
-    return choose(root, out_root, {"epochs": epochs, "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
-                                   "seconds": round(time.perf_counter() - started)}, held)
+    atomic_write_bytes(weights, safetensors_bytes(detector.state_of(nets)))
 
 
 def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -162,14 +191,12 @@ def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Ten
     return chosen_on, others
 
 
-def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) -> dict:
+def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor) -> dict:
     """The threshold of the detector saved under ``out_root``, chosen on the development digits, and the share it
-    rejects of every development set (the digits cut from numbers too); written beside the weights. ``held``: the
-    held-out writers' MNIST digits."""
+    rejects of every development set (the digits cut from numbers too); written beside the weights with ``members``
+    (what to record of each). ``held``: the held-out writers' MNIST digits."""
     weights, record_path = detector.paths(out_root)
-    net = detector.build()
-    net.load_state_dict(load_file(str(weights)))
-    found = detector.Detector(net.eval(), 0.0)
+    found = detector.Detector(detector.members(load_file(str(weights))), 0.0)
     development, others = development_sets(root)
     chosen_on = {name: found.digit_probability(digits) for name, digits in development.items()}
     threshold = rejection.choose_threshold(torch.cat(list(chosen_on.values())))
@@ -181,11 +208,22 @@ def choose(root: Path | str, out_root: Path | str, about: dict, held: Tensor) ->
     record = {"reject_below": round(threshold, 6), "chosen_on": f"{100 * rejection.DEVELOPMENT_REJECTED:g}% of the"
               " development digits", "rejected_percent": {k: round(rejection.rejected(p, threshold), 3)
                                                           for k, p in measured.items()},
-              **about, "command": "python -m training.detector --data-dir ../shared/data",
+              "members": members, "command": "python -m training.detector --data-dir ../shared/data",
               "note": "trained and chosen on training and development data only; no test set is read"}
     atomic_save_json(record_path, record)
     detector._load.cache_clear()  # noqa: SLF001 - the files just changed
     return record
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds``: distinct non-negative integers, comma-separated."""
+    try:
+        seeds = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and non-negative, got {text!r}")
+    return seeds
 
 
 def main() -> None:
@@ -193,14 +231,15 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
     p.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT, help="writes outputs/digit_detector.* under it")
     p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--seeds", type=seed_list, default=SEEDS, help="a member trained with each seed, comma-separated"
+                   f" (default: {','.join(map(str, SEEDS))})")
+    p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
     args = p.parse_args()
     if args.choose_only:
-        record = json.loads(detector.paths(args.out_dir)[1].read_text())
-        about = {k: record[k] for k in ("epochs", "seed", "parameters", "seconds") if k in record}
-        record = choose(args.data_dir, args.out_dir, about, held_out_writers(args.data_dir)[0])
+        record = choose(args.data_dir, args.out_dir, saved_members(args.out_dir)[1], held_out_writers(args.data_dir)[0])
     else:
-        record = train(args.data_dir, args.out_dir, args.epochs)
+        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
