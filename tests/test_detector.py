@@ -153,3 +153,17 @@ def test_a_file_of_one_member_is_read_as_one_detector() -> None:
 def test_detector_seeds_must_be_distinct_non_negative_integers(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="seeds"):
         training_detector.seed_list(text)
+
+
+def test_training_the_detector_refuses_a_member_it_has_and_a_choice_without_weights(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(["--choose-only", "--out-dir", str(tmp_path)])
+    assert stop.value.code == 2 and "--choose-only: no detector under" in capsys.readouterr().err
+    (tmp_path / "outputs").mkdir()
+    for path in detector.paths(REFERENCE_ROOT):  # the committed detector, whose members' seeds its record names
+        (tmp_path / "outputs" / path.name).write_bytes(path.read_bytes())
+    seed = json.loads(detector.paths(tmp_path)[1].read_text())["members"][0]["seed"]
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(["--add", "--seeds", str(seed), "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "are members already" in err and "Traceback" not in err

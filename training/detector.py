@@ -1,6 +1,7 @@
 """Training the digit detector (``analysis.detector``): eleven classes, the ten digits and "not a digit".
 
-    python -m training.detector --data-dir ../shared/data
+    python -m training.detector --data-dir ../shared/data                   # a member for each of SEEDS
+    python -m training.detector --data-dir ../shared/data --seeds 3 --add   # one more beside those saved
 
 Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
 the split ``--val-split`` makes), the training handwriting fonts' digits, and the even rows of PENDIGITS (a
@@ -226,7 +227,7 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
     p.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT, help="writes outputs/digit_detector.* under it")
@@ -235,9 +236,18 @@ def main() -> None:
                    f" (default: {','.join(map(str, SEEDS))})")
     p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.choose_only or args.add:
+        try:
+            saved = saved_members(args.out_dir)[1]
+        except Exception as exc:  # a damaged file: say which, without a traceback
+            p.error(f"{detector.paths(args.out_dir)[0]} or its record: not the digit detector's ({type(exc).__name__})")
+        if args.choose_only and not saved:
+            p.error(f"--choose-only: no detector under {args.out_dir / 'outputs'} to choose for")
+        if args.add and {m.get("seed") for m in saved} & set(args.seeds):
+            p.error(f"--add: seeds {sorted({m.get('seed') for m in saved} & set(args.seeds))} are members already")
     if args.choose_only:
-        record = choose(args.data_dir, args.out_dir, saved_members(args.out_dir)[1], held_out_writers(args.data_dir)[0])
+        record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0])
     else:
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
