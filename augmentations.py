@@ -314,10 +314,11 @@ def training_non_digits(device: torch.device) -> Tensor:
     return nondigits.pool("train", NON_DIGITS_DRAWN).to(device).float().div_(255.0).unsqueeze(1)
 
 
-def pick_non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """``count`` training non-digits drawn at random, a quarter of them turned by a right angle (a letter on its
-    side is still no digit), not varied otherwise."""
-    pool = training_non_digits(device)
+def pick_non_digits(count: int, gen: torch.Generator, device: torch.device, pool: Tensor | None = None) -> Tensor:
+    """``count`` training non-digits drawn at random (from ``pool``, (N, 1, 28, 28) in [0, 1]; by default
+    ``training_non_digits``), a quarter of them turned by a right angle (a letter on its side is still no digit),
+    not varied otherwise."""
+    pool = training_non_digits(device) if pool is None else pool
     chosen = pool[torch.randint(0, len(pool), (count,), generator=gen, device=device)]
     turns = torch.randint(0, 4, (count, 1, 1, 1), generator=gen, device=device)
     return torch.where(turns == 1, chosen.transpose(-1, -2).flip(-1), chosen)

@@ -12,6 +12,10 @@ Five kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a d
 - ``photos``: square crops of the two photographs scikit-learn ships (a requirement): ``china.jpg`` for
   training, ``flower.jpg`` for development.
 
+Beside them, ``objects``: photographs of objects in MNIST's format (Fashion-MNIST's clothes, shoes and bags,
+``assets/fashion_objects.safetensors``, ``tools.build_objects``), which only the digit detector trains against
+(the readers' recipes draw from ``pool`` alone), its training and development images kept apart.
+
 Training (outlier exposure, ``data_utils``) and development (the threshold ``--calibrate`` chooses) draw from
 different fonts and different random streams (``TRAINING_SEED``, ``DEVELOPMENT_SEED``). The test set of
 non-digits is made from other sources again (``analysis.rejection``) and is never trained or chosen on.
@@ -32,12 +36,14 @@ from torch import Tensor
 
 from core.artifacts import REPO_ROOT, package_dir
 from digits import font_digits
-from digits.prepare import mnistify
+from digits.prepare import digits_of, mnistify
 
 LETTERS_PATH = REPO_ROOT / "assets" / "font_letters.safetensors"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the order of the file's letters
 LIKE_DIGITS = "OoIl"  # written as 0 and 1 are: not a non-digit anyone could reject
 KINDS = ("letters", "scribbles", "shapes", "strokes", "photos")
+OBJECTS_PATH = REPO_ROOT / "assets" / "fashion_objects.safetensors"
+OBJECT_CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
 CANVAS = 96  # scribbles, shapes and strokes are drawn at this size, then prepared
 
@@ -252,3 +258,34 @@ def pool(split: str, drawn_each: int) -> Tensor:
     kind from its random stream."""
     seed = TRAINING_SEED if split == "train" else DEVELOPMENT_SEED
     return torch.cat([letters(split), *(drawn(kind, drawn_each, seed) for kind in KINDS[1:])])
+
+
+def objects(split: str, path: Path | None = None) -> Tensor:
+    """The ``"train"`` or ``"development"`` photographs of objects in MNIST's format as they are stored, (N, 28, 28)
+    uint8, light objects on black, class after class (``OBJECT_CLASSES``, as many of each)."""
+    if split not in ("train", "development"):
+        raise ValueError(f"split is train or development, not {split!r}")
+    path = Path(path or OBJECTS_PATH)
+    if not path.is_file():
+        raise NonDigitsError(f"{path}: no objects file (python -m tools.build_objects rebuilds it)")
+    try:
+        images = load_file(str(path))[split]
+    except Exception as e:  # missing or damaged: say which, without a traceback
+        raise NonDigitsError(f"{path}: not the objects file ({type(e).__name__}: {e})") from None
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (28, 28) or len(images) % len(OBJECT_CLASSES):
+        raise NonDigitsError(f"{path}: expected uint8 (N, 28, 28) {split} images of {len(OBJECT_CLASSES)} classes,"
+                             f" found {images.dtype} {tuple(images.shape)}")
+    return images
+
+
+@functools.lru_cache(maxsize=2)
+def prepared_objects(split: str) -> Tensor:
+    """Every piece ``--predict`` cuts the ``split``'s objects into, prepared, (N, 28, 28) uint8: what the digit
+    detector sees of them (an object whose ink stands apart in columns is judged piece by piece)."""
+    pieces = []
+    for image in objects(split):
+        try:
+            pieces += [piece for piece, _ in digits_of(image.float() / 255)]
+        except ValueError:  # no ink to prepare
+            continue
+    return torch.stack(pieces).mul(255).round().to(torch.uint8)

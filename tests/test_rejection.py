@@ -274,13 +274,15 @@ def test_the_committed_v3_answers_not_a_digit_to_a_blank_page_and_noise_and_stil
     assert said[0].score == 0 and 0 <= said[1].score < gate.threshold_of(model)
 
 
-def test_a_missing_or_damaged_letters_file_is_named_in_one_error(tmp_path: Path) -> None:
-    damaged = tmp_path / "font_letters.safetensors"
-    damaged.write_bytes(b"not a safetensors file")
-    with pytest.raises(nondigits.NonDigitsError, match="font_letters.safetensors: not a font letters file"):
-        nondigits.letters("train", damaged)
-    with pytest.raises(nondigits.NonDigitsError, match="missing.safetensors: no font letters file"):
-        nondigits.letters("train", tmp_path / "missing.safetensors")
+@pytest.mark.parametrize(("read", "name", "missing", "damaged"), [
+    (nondigits.letters, "font_letters.safetensors", "no font letters file", "not a font letters file"),
+    (nondigits.objects, "fashion_objects.safetensors", "no objects file", "not the objects file")])
+def test_a_missing_or_damaged_non_digits_file_is_named_in_one_error(tmp_path: Path, read, name, missing, damaged) -> None:
+    (tmp_path / name).write_bytes(b"not a safetensors file")
+    with pytest.raises(nondigits.NonDigitsError, match=f"{name}: {damaged}"):
+        read("train", tmp_path / name)
+    with pytest.raises(nondigits.NonDigitsError, match=f"missing.safetensors: {missing}"):
+        read("train", tmp_path / "missing.safetensors")
 
 
 def test_accepted_accuracy_is_shown_with_the_wrong_count_it_rounds_from() -> None:
@@ -321,3 +323,41 @@ def test_other_hands_reads_the_development_handwriting_fonts_letters_and_says_wh
     assert "336 letters of 7 development handwriting fonts" in out
     assert len([line for line in out.splitlines() if line.startswith("model 3: ") and "% rejected" in line]) == 1
     assert not set(rejection.DEVELOPMENT_HANDWRITING_FONTS) & set(rejection.HANDWRITING_FONTS)  # apart from the test's
+
+
+def test_objects_in_mnist_format_keep_training_and_development_images_apart() -> None:
+    train, development = nondigits.objects("train"), nondigits.objects("development")
+    each = len(nondigits.OBJECT_CLASSES)
+    assert train.dtype == development.dtype == torch.uint8 and len(train) % each == 0 and len(development) % each == 0
+    assert float(train[:, 0, 0].float().mean()) < 20  # as Fashion-MNIST stores them: light objects on black
+    seen = {bytes(image.flatten().tolist()) for image in train}
+    assert not any(bytes(image.flatten().tolist()) in seen for image in development)
+    assert len(nondigits.prepared_objects("development")) >= len(development)  # every object, some in pieces
+
+
+def test_the_detector_trains_against_the_objects_beside_the_readers_non_digits(small_pool) -> None:
+    from training import detector as training_detector  # noqa: PLC0415
+
+    pool = training_detector.non_digit_pool()
+    objects = nondigits.prepared_objects("train")
+    assert len(pool) == len(small_pool) + len(objects)
+    assert torch.equal(pool[len(small_pool):, 0], objects.float() / 255)
+    ones = torch.ones(3, 1, 28, 28)
+    picked = augmentations.pick_non_digits(8, torch.Generator().manual_seed(0), torch.device("cpu"), ones)
+    assert torch.equal(picked, torch.ones(8, 1, 28, 28))  # drawn from the pool given, not the readers' default
+
+
+def test_the_objects_benchmark_reads_development_objects_and_names_a_missing_file(monkeypatch, capsys) -> None:
+    from benchmarks import objects  # noqa: PLC0415
+
+    real = nondigits.objects
+    monkeypatch.setattr(nondigits, "objects", lambda split, path=None: real(split)[::100])  # two of each class
+    assert objects.main(["--models", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "20 development objects (2 of each of 10 classes)" in out
+    assert len([line for line in out.splitlines() if line.startswith("model 3: ") and "% rejected" in line]) == 1
+    monkeypatch.setattr(nondigits, "OBJECTS_PATH", Path("/nonexistent/fashion_objects.safetensors"))
+    monkeypatch.setattr(nondigits, "objects", real)
+    assert objects.main(["--models", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fashion_objects.safetensors: no objects file" in err

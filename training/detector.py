@@ -8,8 +8,9 @@ the split ``--val-split`` makes), the training handwriting fonts' digits, and th
 development set of 44 writers' pen paths) drawn as strokes, and the even rows of MFEAT (a development set of digits
 stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes a round blob that no other source
 shows). Against them, as many training non-digits
-(``augmentations.pick_non_digits``: the training fonts' letters, scribbles, shapes, straight strokes, photo
-crops). Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
+(``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
+straight strokes, photo crops, and photographs of objects in MNIST's format, ``nondigits.objects``). Digits and
+non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
 digits cut from numbers composed of their digits, of the odd rows of PENDIGITS and of the development non-digits
@@ -118,11 +119,18 @@ def varied(x: Tensor, gen: torch.Generator) -> Tensor:
     return out.clamp_(0, 1)
 
 
+def non_digit_pool() -> Tensor:
+    """What the detector trains against, (N, 1, 28, 28) in [0, 1]: the readers' training non-digits
+    (``augmentations.training_non_digits``) and the pieces of the training objects (``nondigits.prepared_objects``)."""
+    objects = nondigits.prepared_objects("train").float().div(255).unsqueeze(1)
+    return torch.cat([augmentations.training_non_digits(torch.device("cpu")), objects])
+
+
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits; the network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
-    augmentations.training_non_digits(torch.device("cpu"))  # made once, before the clock
+    pool = non_digit_pool()  # made once, before the clock
     net, gen = detector.build(), torch.Generator().manual_seed(seed)
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), PEAK_LR / 2, weight_decay=5e-4)
@@ -133,7 +141,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int) -> tupl
         total = 0.0
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
-            others = augmentations.pick_non_digits(BATCH // 2, gen, torch.device("cpu"))
+            others = augmentations.pick_non_digits(BATCH // 2, gen, torch.device("cpu"), pool)
             target = torch.cat([labels[pick], torch.full((len(others),), detector.architecture.NOT_A_DIGIT)])
             x = varied(torch.cat([images[pick], others]), gen)
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
@@ -186,6 +194,7 @@ def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Ten
     chosen_on = {name: digits for name, (digits, _) in rejection.development_digits(root).items()}
     others = {"PENDIGITS odd rows (development)": pen_digits(root, slice(1, None, 2))[0].float() / 255,
               "development letters": nondigits.letters("development").float() / 255,
+              "development objects (pieces)": nondigits.prepared_objects("development").float() / 255,
               **{f"development {kind}": nondigits.drawn(kind, rejection.DEVELOPMENT_DRAWN,
                                                         nondigits.DEVELOPMENT_SEED).float() / 255
                  for kind in nondigits.KINDS[1:]}}
