@@ -14,8 +14,9 @@ measured.
 The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
 (DejaVu, STIX, Computer Modern), letters of 16 handwriting fonts Debian packages (none a Google Fonts family, where
 the training and development fonts come from; measured where they are installed), crops of the photographs and
-scans in matplotlib's sample data, zigzag scribbles (straight strokes from a generator and a random stream of their
-own; training draws straight strokes too, never these), noise, and blank pages.
+scans in matplotlib's sample data, silhouettes of animals in MNIST's format (Animal-MNIST: the detector trains
+on Fashion-MNIST's objects, never on these), zigzag scribbles (straight strokes from a generator and a random
+stream of their own; training draws straight strokes too, never these), noise, and blank pages.
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from safetensors.torch import load_file
 from torch import Tensor
 
 from analysis import calibration
+from core.artifacts import REPO_ROOT
 from digits import mfeat, nondigits
 
 DEVELOPMENT_REJECTED = 0.01  # the share of development digits the default threshold rejects
@@ -211,6 +214,29 @@ def named_handwriting_letters(font_dir: Path = FONT_DIR,
     return out
 
 
+ANIMALS_PATH = REPO_ROOT / "assets" / "animal_silhouettes.safetensors"
+ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+ANIMALS = "animal silhouettes"
+
+
+def animal_silhouettes(path: Path | None = None) -> list[Tensor]:
+    """Animal-MNIST's silhouettes (``tools.build_objects``), light on black in MNIST's format, as (28, 28) in
+    [0, 1]: objects in MNIST's format from a source nothing is trained or chosen on."""
+    path = Path(path or ANIMALS_PATH)
+    if not path.is_file():
+        raise nondigits.NonDigitsError(f"{path}: no animal silhouettes file (python -m tools.build_objects rebuilds it)")
+    try:
+        images = load_file(str(path))["test"]
+    except Exception as e:  # damaged: say which, without a traceback
+        raise nondigits.NonDigitsError(f"{path}: not the animal silhouettes file ({type(e).__name__}: {e})") from None
+    return list(images.float() / 255)
+
+
+def _evenly(images: list[Tensor], count: int) -> list[Tensor]:
+    """``count`` of ``images`` (class after class, as many of each) taken at even steps: every class alike."""
+    return images[:: max(1, len(images) // count)][:count]
+
+
 def test_non_digits(per_kind: int = 500, font_dir: Path = FONT_DIR) -> dict[str, list[Tensor]]:
     """The test non-digits as grey images (H, W) in [0, 1], before any preparation, per kind. The letters of the
     handwriting fonts are among them only where their Debian packages are installed (``missing_handwriting_fonts``
@@ -218,7 +244,8 @@ def test_non_digits(per_kind: int = 500, font_dir: Path = FONT_DIR) -> dict[str,
     kinds = {"letters (typefaces)": typeface_letters()}
     if not missing_handwriting_fonts(font_dir):
         kinds[HANDWRITING] = handwriting_letters(font_dir)
-    return {**kinds, "photo crops": photo_crops(per_kind), "zigzag scribbles": zigzags(per_kind),
+    return {**kinds, "photo crops": photo_crops(per_kind), ANIMALS: _evenly(animal_silhouettes(), per_kind),
+            "zigzag scribbles": zigzags(per_kind),
             "noise": noise(per_kind // 2), "blank pages": blank_pages(per_kind // 10)}
 
 

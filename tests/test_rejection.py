@@ -1,6 +1,7 @@
 """'Not a digit': the non-digits, outlier exposure in training, the score and its threshold, and the verdict."""
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -361,3 +362,29 @@ def test_the_objects_benchmark_reads_development_objects_and_names_a_missing_fil
     assert objects.main(["--models", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "fashion_objects.safetensors: no objects file" in err
+
+
+def test_animal_silhouettes_are_test_non_digits_of_every_class_and_a_missing_file_is_one_error(tmp_path: Path) -> None:
+    animals = rejection.animal_silhouettes()
+    assert len(animals) == 10 * 50 and all(a.shape == (28, 28) and 0 <= float(a.min()) < float(a.max()) <= 1 for a in animals)
+    picked = rejection._evenly(animals, 20)  # noqa: SLF001 - fewer per kind still takes every class alike
+    assert [next(i for i, a in enumerate(animals) if a is p) // 50 for p in picked] == [c for c in range(10) for _ in (0, 1)]
+    with pytest.raises(nondigits.NonDigitsError, match="missing.safetensors: no animal silhouettes file"):
+        rejection.animal_silhouettes(tmp_path / "missing.safetensors")
+    # the test set's sources stay apart from training's and development's: no animal is a Fashion-MNIST image
+    fashion = {bytes(image.flatten().tolist()) for split in ("train", "development") for image in nondigits.objects(split)}
+    assert not any(bytes((a * 255).round().byte().flatten().tolist()) in fashion for a in animals)
+
+
+def test_building_the_animals_file_unpickles_arrays_and_nothing_else() -> None:
+    import pickle  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from tools import build_objects  # noqa: PLC0415
+
+    arrays = pickle.dumps(np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert build_objects._Arrays(io.BytesIO(arrays)).load().tolist() == [[0, 1, 2], [3, 4, 5]]  # noqa: SLF001
+    hostile = pickle.dumps(print)  # a pickle naming any other callable would run it
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print is not part of an array"):
+        build_objects._Arrays(io.BytesIO(hostile)).load()  # noqa: SLF001
