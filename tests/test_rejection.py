@@ -336,10 +336,11 @@ def test_objects_in_mnist_format_keep_training_and_development_images_apart() ->
     assert len(nondigits.prepared_objects("development")) >= len(development)  # every object, some in pieces
 
 
-def test_the_detector_trains_against_the_objects_beside_the_readers_non_digits(small_pool) -> None:
+def test_the_detector_trains_against_the_objects_only_when_asked(small_pool) -> None:
     from training import detector as training_detector  # noqa: PLC0415
 
-    pool = training_detector.non_digit_pool()
+    assert torch.equal(training_detector.non_digit_pool(), small_pool)  # by default the readers' non-digits alone
+    pool = training_detector.non_digit_pool(objects=True)
     objects = nondigits.prepared_objects("train")
     assert len(pool) == len(small_pool) + len(objects)
     assert torch.equal(pool[len(small_pool):, 0], objects.float() / 255)

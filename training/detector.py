@@ -9,8 +9,9 @@ development set of 44 writers' pen paths) drawn as strokes, and the even rows of
 stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes a round blob that no other source
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
-straight strokes, photo crops, and photographs of objects in MNIST's format, ``nondigits.objects``). Digits and
-non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
+straight strokes, photo crops; with ``--objects``, photographs of objects in MNIST's format too,
+``nondigits.objects``: measured, not adopted, docs/predict.md). Digits and non-digits are varied alike
+(``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
 digits cut from numbers composed of their digits, of the odd rows of PENDIGITS and of the development non-digits
@@ -119,18 +120,21 @@ def varied(x: Tensor, gen: torch.Generator) -> Tensor:
     return out.clamp_(0, 1)
 
 
-def non_digit_pool() -> Tensor:
+def non_digit_pool(objects: bool = False) -> Tensor:
     """What the detector trains against, (N, 1, 28, 28) in [0, 1]: the readers' training non-digits
-    (``augmentations.training_non_digits``) and the pieces of the training objects (``nondigits.prepared_objects``)."""
-    objects = nondigits.prepared_objects("train").float().div(255).unsqueeze(1)
-    return torch.cat([augmentations.training_non_digits(torch.device("cpu")), objects])
+    (``augmentations.training_non_digits``) and, with ``objects``, the pieces of the training objects
+    (``nondigits.prepared_objects``)."""
+    pool = augmentations.training_non_digits(torch.device("cpu"))
+    if not objects:
+        return pool
+    return torch.cat([pool, nondigits.prepared_objects("train").float().div(255).unsqueeze(1)])
 
 
-def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int) -> tuple[nn.Module, dict]:
+def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: bool = False) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
-    training non-digits; the network, evaluating, and what to record of it."""
+    training non-digits (``non_digit_pool``); the network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
-    pool = non_digit_pool()  # made once, before the clock
+    pool = non_digit_pool(objects)  # made once, before the clock
     net, gen = detector.build(), torch.Generator().manual_seed(seed)
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), PEAK_LR / 2, weight_decay=5e-4)
@@ -153,7 +157,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int) -> tupl
         print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
-                        "seconds": round(time.perf_counter() - started)}
+                        "seconds": round(time.perf_counter() - started), **({"objects": True} if objects else {})}
 
 
 def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
@@ -167,13 +171,14 @@ def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
 
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
-          seeds: tuple[int, ...] = SEEDS, add: bool = False) -> dict:
-    """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``), choose the
-    detector's threshold on development digits, write its weights and record; the record."""
+          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: bool = False) -> dict:
+    """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
+    against the training objects too), choose the detector's threshold on development digits, write its weights
+    and record; the record."""
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
-        net, record = train_member(images, labels, epochs, seed)
+        net, record = train_member(images, labels, epochs, seed, objects)
         nets.append(net)
         about.append(record)
     save(out_root, nets)
@@ -245,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
                    f" (default: {','.join(map(str, SEEDS))})")
     p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
+    p.add_argument("--objects", action="store_true", help="train against photographs of objects in MNIST's format"
+                   " too (Fashion-MNIST's; measured, not adopted: docs/predict.md)")
     args = p.parse_args(argv)
     if args.choose_only or args.add:
         try:
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.choose_only:
         record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0])
     else:
-        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add)
+        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
