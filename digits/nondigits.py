@@ -13,8 +13,9 @@ Five kinds, each drawn from sources kept apart by use (docs/predict.md, "Not a d
   training, ``flower.jpg`` for development.
 
 Beside them, ``objects``: photographs of objects in MNIST's format (Fashion-MNIST's clothes, shoes and bags,
-``assets/fashion_objects.safetensors``, ``tools.build_objects``), which only the digit detector trains against
-(the readers' recipes draw from ``pool`` alone), its training and development images kept apart.
+``assets/fashion_objects.safetensors``, ``tools.build_objects``), training and development images kept apart:
+``benchmarks.objects`` measures the gate on the development half, and only ``training.detector --objects`` trains
+against the other (measured, not adopted); the readers' recipes draw from ``pool`` alone.
 
 Training (outlier exposure, ``data_utils``) and development (the threshold ``--calibrate`` chooses) draw from
 different fonts and different random streams (``TRAINING_SEED``, ``DEVELOPMENT_SEED``). The test set of
