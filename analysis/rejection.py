@@ -14,9 +14,10 @@ measured.
 The test non-digits come from sources no recipe trains or chooses on: letters of the typefaces matplotlib ships
 (DejaVu, STIX, Computer Modern), letters of 16 handwriting fonts Debian packages (none a Google Fonts family, where
 the training and development fonts come from; measured where they are installed), crops of the photographs and
-scans in matplotlib's sample data, silhouettes of animals in MNIST's format (Animal-MNIST: the detector trains
-on Fashion-MNIST's objects, never on these), zigzag scribbles (straight strokes from a generator and a random
-stream of their own; training draws straight strokes too, never these), noise, and blank pages.
+scans in matplotlib's sample data, silhouettes of animals in MNIST's format (Animal-MNIST: nothing trains on
+these; the objects of development and of the detector's ``--objects`` experiment are Fashion-MNIST's), zigzag
+scribbles (straight strokes from a generator and a random stream of their own; training draws straight strokes
+too, never these), noise, and blank pages.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from safetensors.torch import load_file
 from torch import Tensor
 
 from analysis import calibration
@@ -222,14 +222,7 @@ ANIMALS = "animal silhouettes"
 def animal_silhouettes(path: Path | None = None) -> list[Tensor]:
     """Animal-MNIST's silhouettes (``tools.build_objects``), light on black in MNIST's format, as (28, 28) in
     [0, 1]: objects in MNIST's format from a source nothing is trained or chosen on."""
-    path = Path(path or ANIMALS_PATH)
-    if not path.is_file():
-        raise nondigits.NonDigitsError(f"{path}: no animal silhouettes file (python -m tools.build_objects rebuilds it)")
-    try:
-        images = load_file(str(path))["test"]
-    except Exception as e:  # damaged: say which, without a traceback
-        raise nondigits.NonDigitsError(f"{path}: not the animal silhouettes file ({type(e).__name__}: {e})") from None
-    return list(images.float() / 255)
+    return list(nondigits.stored_images(Path(path or ANIMALS_PATH), "test", "animal silhouettes").float() / 255)
 
 
 def _evenly(images: list[Tensor], count: int) -> list[Tensor]:

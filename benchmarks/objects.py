@@ -4,7 +4,7 @@ them (light objects on black, 28x28), handed to ``--predict`` as they are.
     python -m benchmarks.objects
 
 Reads the development objects (``digits.nondigits.objects``: the last 200 of each Fashion-MNIST class, from its
-test images; the digit detector trains on 200 others of each class) as ``--predict`` reads a file, and prints per
+test images; ``training.detector --objects`` trains on 200 others of each class) as ``--predict`` reads a file, and prints per
 model the share answered "not a digit", per class, and what the accepted ones were read as. A development set:
 nothing here chooses anything, and no test set is read.
 """

@@ -261,18 +261,24 @@ def pool(split: str, drawn_each: int) -> Tensor:
     return torch.cat([letters(split), *(drawn(kind, drawn_each, seed) for kind in KINDS[1:])])
 
 
+def stored_images(path: Path, key: str, what: str) -> Tensor:
+    """The tensor ``key`` of an images file built by ``tools.build_objects``; a missing or damaged file is one
+    ``NonDigitsError`` naming it (``what`` the file holds)."""
+    if not path.is_file():
+        raise NonDigitsError(f"{path}: no {what} file (python -m tools.build_objects rebuilds it)")
+    try:
+        return load_file(str(path))[key]
+    except Exception as e:  # damaged: say which, without a traceback
+        raise NonDigitsError(f"{path}: not the {what} file ({type(e).__name__}: {e})") from None
+
+
 def objects(split: str, path: Path | None = None) -> Tensor:
     """The ``"train"`` or ``"development"`` photographs of objects in MNIST's format as they are stored, (N, 28, 28)
     uint8, light objects on black, class after class (``OBJECT_CLASSES``, as many of each)."""
     if split not in ("train", "development"):
         raise ValueError(f"split is train or development, not {split!r}")
     path = Path(path or OBJECTS_PATH)
-    if not path.is_file():
-        raise NonDigitsError(f"{path}: no objects file (python -m tools.build_objects rebuilds it)")
-    try:
-        images = load_file(str(path))[split]
-    except Exception as e:  # missing or damaged: say which, without a traceback
-        raise NonDigitsError(f"{path}: not the objects file ({type(e).__name__}: {e})") from None
+    images = stored_images(path, split, "objects")
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (28, 28) or len(images) % len(OBJECT_CLASSES):
         raise NonDigitsError(f"{path}: expected uint8 (N, 28, 28) {split} images of {len(OBJECT_CLASSES)} classes,"
                              f" found {images.dtype} {tuple(images.shape)}")

