@@ -336,17 +336,29 @@ def test_objects_in_mnist_format_keep_training_and_development_images_apart() ->
     assert len(nondigits.prepared_objects("development")) >= len(development)  # every object, some in pieces
 
 
-def test_the_detector_trains_against_the_objects_only_when_asked(small_pool) -> None:
+def test_the_detector_draws_objects_at_the_share_asked_and_none_at_zero(small_pool) -> None:
     from training import detector as training_detector  # noqa: PLC0415
 
-    assert torch.equal(training_detector.non_digit_pool(), small_pool)  # by default the readers' non-digits alone
-    pool = training_detector.non_digit_pool(objects=True)
-    objects = nondigits.prepared_objects("train")
-    assert len(pool) == len(small_pool) + len(objects)
-    assert torch.equal(pool[len(small_pool):, 0], objects.float() / 255)
-    ones = torch.ones(3, 1, 28, 28)
-    picked = augmentations.pick_non_digits(8, torch.Generator().manual_seed(0), torch.device("cpu"), ones)
+    assert torch.equal(training_detector.non_digit_pool(), small_pool)  # the readers' non-digits
+    assert torch.equal(training_detector.object_pool()[:, 0], nondigits.prepared_objects("train").float() / 255)
+    things = torch.ones(3, 1, 28, 28)  # told apart from the pool's random images by being all ink
+    gen = torch.Generator().manual_seed(0)
+    share = lambda picked: float((picked == 1).flatten(1).all(1).float().mean())  # noqa: E731
+    assert share(training_detector.pick_against(2000, gen, small_pool, things, 0)) == 0
+    assert share(training_detector.pick_against(2000, gen, small_pool, None, 0.5)) == 0
+    assert 0.45 < share(training_detector.pick_against(2000, gen, small_pool, things, 0.5)) < 0.55
+    assert 0.03 < share(training_detector.pick_against(2000, gen, small_pool, things, 0.05)) < 0.07
+    picked = augmentations.pick_non_digits(8, torch.Generator().manual_seed(0), torch.device("cpu"), things)
     assert torch.equal(picked, torch.ones(8, 1, 28, 28))  # drawn from the pool given, not the readers' default
+
+
+@pytest.mark.parametrize("bad", ["1", "-0.1", "half"])
+def test_a_share_of_objects_outside_0_to_1_is_one_usage_error(bad, capsys) -> None:
+    from training import detector as training_detector  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--objects", bad])
+    assert exit_.value.code == 2 and "--objects" in capsys.readouterr().err
 
 
 def test_the_objects_benchmark_reads_development_objects_and_names_a_missing_file(monkeypatch, capsys) -> None:

@@ -9,8 +9,8 @@ development set of 44 writers' pen paths) drawn as strokes, and the even rows of
 stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes a round blob that no other source
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
-straight strokes, photo crops; with ``--objects``, photographs of objects in MNIST's format too,
-``nondigits.objects``: measured, not adopted, docs/predict.md). Digits and non-digits are varied alike
+straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
+``nondigits.objects``, docs/predict.md). Digits and non-digits are varied alike
 (``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
@@ -42,6 +42,7 @@ EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
 SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mean doubts more of them
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
+OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
 
 
@@ -120,21 +121,37 @@ def varied(x: Tensor, gen: torch.Generator) -> Tensor:
     return out.clamp_(0, 1)
 
 
-def non_digit_pool(objects: bool = False) -> Tensor:
+def non_digit_pool() -> Tensor:
     """What the detector trains against, (N, 1, 28, 28) in [0, 1]: the readers' training non-digits
-    (``augmentations.training_non_digits``) and, with ``objects``, the pieces of the training objects
-    (``nondigits.prepared_objects``)."""
-    pool = augmentations.training_non_digits(torch.device("cpu"))
-    if not objects:
-        return pool
-    return torch.cat([pool, nondigits.prepared_objects("train").float().div(255).unsqueeze(1)])
+    (``augmentations.training_non_digits``)."""
+    return augmentations.training_non_digits(torch.device("cpu"))
 
 
-def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: bool = False) -> tuple[nn.Module, dict]:
+def object_pool() -> Tensor:
+    """The pieces of the training objects (``nondigits.prepared_objects``), (N, 1, 28, 28) in [0, 1]."""
+    return nondigits.prepared_objects("train").float().div(255).unsqueeze(1)
+
+
+def pick_against(count: int, gen: torch.Generator, pool: Tensor, objects: Tensor | None, share: float) -> Tensor:
+    """``count`` non-digits to train against: from ``pool``, each replaced with probability ``share`` by one of
+    ``objects`` (``augmentations.pick_non_digits`` draws both). A share rather than one pool of both: the objects'
+    weight in a batch is then chosen, not an accident of how many images each source holds."""
+    picked = augmentations.pick_non_digits(count, gen, torch.device("cpu"), pool)
+    if objects is None or share <= 0:
+        return picked
+    which = torch.rand(count, generator=gen) < share
+    if which.any():
+        picked[which] = augmentations.pick_non_digits(int(which.sum()), gen, torch.device("cpu"), objects)
+    return picked
+
+
+def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int,
+                 objects: float = OBJECTS) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
-    training non-digits (``non_digit_pool``); the network, evaluating, and what to record of it."""
+    training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``);
+    the network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
-    pool = non_digit_pool(objects)  # made once, before the clock
+    pool, things = non_digit_pool(), object_pool() if objects > 0 else None  # made once, before the clock
     net, gen = detector.build(), torch.Generator().manual_seed(seed)
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), PEAK_LR / 2, weight_decay=5e-4)
@@ -145,7 +162,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         total = 0.0
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
-            others = augmentations.pick_non_digits(BATCH // 2, gen, torch.device("cpu"), pool)
+            others = pick_against(BATCH // 2, gen, pool, things, objects)
             target = torch.cat([labels[pick], torch.full((len(others),), detector.architecture.NOT_A_DIGIT)])
             x = varied(torch.cat([images[pick], others]), gen)
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
@@ -157,7 +174,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
-                        "seconds": round(time.perf_counter() - started), **({"objects": True} if objects else {})}
+                        "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {})}
 
 
 def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
@@ -171,10 +188,10 @@ def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
 
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
-          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: bool = False) -> dict:
+          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
-    against the training objects too), choose the detector's threshold on development digits, write its weights
-    and record; the record."""
+    the share of the non-digits drawn from the training objects), choose the detector's threshold on development
+    digits, write its weights and record; the record."""
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
@@ -230,6 +247,17 @@ def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Te
     return record
 
 
+def share(text: str) -> float:
+    """``--objects``: a share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share like 0.05, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a share is at least 0 and below 1, got {text!r}")
+    return value
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """``--seeds``: distinct non-negative integers, comma-separated."""
     try:
@@ -250,8 +278,9 @@ def main(argv: list[str] | None = None) -> None:
                    f" (default: {','.join(map(str, SEEDS))})")
     p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
-    p.add_argument("--objects", action="store_true", help="train against photographs of objects in MNIST's format"
-                   " too (Fashion-MNIST's; measured, not adopted: docs/predict.md)")
+    p.add_argument("--objects", type=share, default=OBJECTS, metavar="SHARE", help="the share of the non-digits"
+                   " drawn from photographs of objects in MNIST's format (Fashion-MNIST's training half; default:"
+                   f" {OBJECTS:g}; docs/predict.md)")
     args = p.parse_args(argv)
     if args.choose_only or args.add:
         try:
