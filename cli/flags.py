@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 import acceleration
 import augmentations
@@ -10,6 +9,7 @@ import config
 import data_utils
 import lr_schedulers
 import optimizers
+from core.arguments import number as _number
 from core.artifacts import RUNS_ROOT
 from deploy import export
 from models import knobs as models_knobs
@@ -21,22 +21,6 @@ MODE_FLAGS = {"--list-models": "list", "--summary-only": "summary", "--evaluate"
               "--evaluate-external": "external", "--serve": "serve",
               "--list-runs": "runs", "--calibrate": "calibrate", "--sweep": "sweep",
               "--evaluate-reading": "reading"}
-
-
-def _number(kind: type, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):  # noqa: ANN202
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-            raise argparse.ArgumentTypeError(f"{text} is outside {'(' if low_open else '['}{low:g}, {high:g}"
-                                             f"{')' if high_open else ']'}")
-        return value
-    parse.__name__ = "integer" if kind is int else "number"
-    return parse
 
 
 def _on_off(text: str) -> bool:

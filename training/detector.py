@@ -34,6 +34,7 @@ from torch import Tensor, nn
 import augmentations
 import data_utils
 from analysis import calibration, detector, numbers, rejection
+from core.arguments import number
 from core.artifacts import REFERENCE_ROOT, atomic_save_json, atomic_write_bytes, safetensors_bytes
 from digits import font_digits, nondigits, pendigits
 from digits.prepare import digits_of
@@ -247,17 +248,6 @@ def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Te
     return record
 
 
-def share(text: str) -> float:
-    """``--objects``: a share in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share like 0.05, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"a share is at least 0 and below 1, got {text!r}")
-    return value
-
-
 def seed_list(text: str) -> tuple[int, ...]:
     """``--seeds``: distinct non-negative integers, comma-separated."""
     try:
@@ -278,9 +268,9 @@ def main(argv: list[str] | None = None) -> None:
                    f" (default: {','.join(map(str, SEEDS))})")
     p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
-    p.add_argument("--objects", type=share, default=OBJECTS, metavar="SHARE", help="the share of the non-digits"
-                   " drawn from photographs of objects in MNIST's format (Fashion-MNIST's training half; default:"
-                   f" {OBJECTS:g}; docs/predict.md)")
+    p.add_argument("--objects", type=number(float, 0, 1, high_open=True), default=OBJECTS, metavar="SHARE",
+                   help="the share of the non-digits drawn from photographs of objects in MNIST's format"
+                   f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/predict.md)")
     args = p.parse_args(argv)
     if args.choose_only or args.add:
         try:
