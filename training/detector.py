@@ -44,6 +44,8 @@ SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mea
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
 OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
+MINE = 0.0  # ATOM's q (``--mine``): 0 draws the non-digits as they come
+CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
 
 
@@ -146,26 +148,46 @@ def pick_against(count: int, gen: torch.Generator, pool: Tensor, objects: Tensor
     return picked
 
 
-def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int,
-                 objects: float = OBJECTS) -> tuple[nn.Module, dict]:
+@torch.no_grad()
+def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
+    """Outlier mining (ATOM, Chen et al. 2021): of ``candidates`` (varied non-digits, (N, 1, 28, 28) in [0, 1]),
+    the ``keep`` that ``net`` finds most digit-like after skipping the first ``q`` of them in that order. The
+    easy non-digits teach the detector little once it rejects them; the very most digit-like are skipped,
+    because among letters they are written exactly as digits are (a q as a 9), and pushing them out would push
+    out other writers' digits with them."""
+    was_training = net.training
+    net.eval()
+    odds = net(data_utils.normalize(candidates)).softmax(1)[:, detector.architecture.NOT_A_DIGIT]
+    net.train(was_training)
+    start = min(int(q * len(candidates)), len(candidates) - keep)
+    return candidates[odds.argsort()[start:start + keep]]
+
+
+def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
+                 mine: float = MINE, start: nn.Module | None = None) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
-    training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``);
-    the network, evaluating, and what to record of it."""
+    training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
+    ``mine`` > 0 mined (``mined``, that q); from ``start``'s weights (fine-tuning, at a quarter of the peak rate)
+    or from scratch. The network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
     pool, things = non_digit_pool(), object_pool() if objects > 0 else None  # made once, before the clock
-    net, gen = detector.build(), torch.Generator().manual_seed(seed)
+    net, gen = start or detector.build(), torch.Generator().manual_seed(seed)
+    peak = PEAK_LR / 4 if start is not None else PEAK_LR
     steps = epochs * (PER_EPOCH // BATCH)
-    optimizer = torch.optim.AdamW(net.parameters(), PEAK_LR / 2, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=max(steps, 1))
+    optimizer = torch.optim.AdamW(net.parameters(), peak / 2, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak, total_steps=max(steps, 1))
     started = time.perf_counter()
     for epoch in range(epochs):
         net.train()
         total = 0.0
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
-            others = pick_against(BATCH // 2, gen, pool, things, objects)
-            target = torch.cat([labels[pick], torch.full((len(others),), detector.architecture.NOT_A_DIGIT)])
-            x = varied(torch.cat([images[pick], others]), gen)
+            if mine > 0:
+                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, things, objects), gen)
+                x = torch.cat([varied(images[pick], gen), mined(net, drawn, BATCH // 2, mine)])
+            else:
+                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, things, objects)]), gen)
+            target = torch.cat([labels[pick], torch.full((len(x) - len(pick),), detector.architecture.NOT_A_DIGIT)])
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
             optimizer.zero_grad()
             loss.backward()
@@ -175,7 +197,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int,
         print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
-                        "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {})}
+                        "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
+                        **({"mine": mine} if mine > 0 else {})}
 
 
 def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
@@ -189,14 +212,22 @@ def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
 
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
-          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS) -> dict:
+          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float = MINE,
+          fine_tune: Path | str | None = None) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
-    the share of the non-digits drawn from the training objects), choose the detector's threshold on development
-    digits, write its weights and record; the record."""
+    the share of the non-digits drawn from the training objects; ``mine``: ATOM's q; ``fine_tune``: from the
+    weights of the member of that seed saved under it), choose the detector's threshold on development digits,
+    write its weights and record; the record."""
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
+    starts: dict[int, nn.Module] = {}
+    if fine_tune is not None:
+        saved, records = saved_members(fine_tune)
+        starts = {m.get("seed"): net for net, m in zip(saved, records)}
     for seed in seeds:
-        net, record = train_member(images, labels, epochs, seed, objects)
+        net, record = train_member(images, labels, epochs, seed, objects, mine, starts.get(seed))
+        if seed in starts:
+            record["fine_tuned_from"] = str(fine_tune)
         nets.append(net)
         about.append(record)
     save(out_root, nets)
@@ -271,6 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--objects", type=number(float, 0, 1, high_open=True), default=OBJECTS, metavar="SHARE",
                    help="the share of the non-digits drawn from photographs of objects in MNIST's format"
                    f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/predict.md)")
+    p.add_argument("--mine", type=number(float, 0, 1, high_open=True), default=MINE, metavar="Q",
+                   help="mine the non-digits (ATOM): of each four drawn, train on those the member finds most"
+                   f" digit-like after skipping the first Q of them (default: {MINE:g}, no mining)")
+    p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
+                   " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
     args = p.parse_args(argv)
     if args.choose_only or args.add:
         try:
@@ -281,10 +317,20 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--choose-only: no detector under {args.out_dir / 'outputs'} to choose for")
         if args.add and {m.get("seed") for m in saved} & set(args.seeds):
             p.error(f"--add: seeds {sorted({m.get('seed') for m in saved} & set(args.seeds))} are members already")
+    if args.fine_tune is not None:
+        try:
+            tuned = {m.get("seed") for m in saved_members(args.fine_tune)[1]}
+        except Exception as exc:  # a damaged file: say which, without a traceback
+            p.error(f"--fine-tune: {detector.paths(args.fine_tune)[0]} or its record: not the digit detector's"
+                    f" ({type(exc).__name__})")
+        if not set(args.seeds) <= tuned:
+            p.error(f"--fine-tune: no member of seed {sorted(set(args.seeds) - tuned)} under"
+                    f" {args.fine_tune / 'outputs'}")
     if args.choose_only:
         record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0])
     else:
-        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects)
+        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
+                       args.fine_tune)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
