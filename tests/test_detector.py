@@ -167,3 +167,33 @@ def test_training_the_detector_refuses_a_member_it_has_and_a_choice_without_weig
         training_detector.main(["--add", "--seeds", str(seed), "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "are members already" in err and "Traceback" not in err
+
+
+class _Inkiness(torch.nn.Module):
+    """A stand-in detector: the more ink, the more digit-like (its "not a digit" logit falls with the ink)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), 11)
+        logits[:, 10] = -x.flatten(1).mean(1) * 10
+        return logits
+
+
+def test_mining_keeps_the_most_digit_like_non_digits_after_skipping_the_first_q() -> None:
+    inks = torch.rand(40, generator=torch.Generator().manual_seed(0))
+    candidates = inks.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).contiguous()
+    by_ink = inks.sort(descending=True).values  # the most digit-like first
+    net = _Inkiness().train()
+    kept = training_detector.mined(net, candidates, 10, 0.25)[:, 0, 0, 0]
+    assert torch.allclose(kept.sort(descending=True).values, by_ink[10:20])  # the first quarter skipped
+    assert torch.allclose(training_detector.mined(net, candidates, 10, 0.9)[:, 0, 0, 0].sort().values,
+                          by_ink[30:].sort().values)  # never fewer than asked
+    assert net.training  # scored evaluating, handed back training
+
+
+def test_fine_tuning_needs_a_saved_member_of_each_seed(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--fine-tune", str(tmp_path), "--seeds", "0"])
+    assert exit_.value.code == 2 and "--fine-tune: no member of seed [0]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--mine", "1"])
+    assert exit_.value.code == 2 and "--mine" in capsys.readouterr().err
