@@ -185,6 +185,8 @@ def test_mining_keeps_the_most_digit_like_non_digits_after_skipping_the_first_q(
     net = _Inkiness().train()
     kept = training_detector.mined(net, candidates, 10, 0.25)[:, 0, 0, 0]
     assert torch.allclose(kept.sort(descending=True).values, by_ink[10:20])  # the first quarter skipped
+    assert torch.allclose(training_detector.mined(net, candidates, 10, 0)[:, 0, 0, 0].sort(descending=True).values,
+                          by_ink[:10])  # q = 0: the most digit-like of all
     assert torch.allclose(training_detector.mined(net, candidates, 10, 0.9)[:, 0, 0, 0].sort().values,
                           by_ink[30:].sort().values)  # never fewer than asked
     assert net.training  # scored evaluating, handed back training

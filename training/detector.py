@@ -44,7 +44,7 @@ SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mea
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
 OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
-MINE = 0.0  # ATOM's q (``--mine``): 0 draws the non-digits as they come
+MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
 
@@ -154,7 +154,8 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
     the ``keep`` that ``net`` finds most digit-like after skipping the first ``q`` of them in that order. The
     easy non-digits teach the detector little once it rejects them; the very most digit-like are skipped,
     because among letters they are written exactly as digits are (a q as a 9), and pushing them out would push
-    out other writers' digits with them."""
+    out other writers' digits with them. A trained member gets all but a few per cent of its training
+    non-digits right, so ``q`` must stay below that share: skipping more skips every one it gets wrong."""
     was_training = net.training
     net.eval()
     odds = net(data_utils.normalize(candidates)).softmax(1)[:, detector.architecture.NOT_A_DIGIT]
@@ -164,10 +165,10 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
-                 mine: float = MINE, start: nn.Module | None = None) -> tuple[nn.Module, dict]:
+                 mine: float | None = MINE, start: nn.Module | None = None) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
-    ``mine`` > 0 mined (``mined``, that q); from ``start``'s weights (fine-tuning, at a quarter of the peak rate)
+    ``mine`` not None mined (``mined``, that q); from ``start``'s weights (fine-tuning, at a quarter of the peak rate)
     or from scratch. The network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
     pool, things = non_digit_pool(), object_pool() if objects > 0 else None  # made once, before the clock
@@ -182,7 +183,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         total = 0.0
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
-            if mine > 0:
+            if mine is not None:
                 drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, things, objects), gen)
                 x = torch.cat([varied(images[pick], gen), mined(net, drawn, BATCH // 2, mine)])
             else:
@@ -198,7 +199,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
-                        **({"mine": mine} if mine > 0 else {})}
+                        **({"mine": mine} if mine is not None else {})}
 
 
 def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
@@ -212,7 +213,7 @@ def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
 
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
-          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float = MINE,
+          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``mine``: ATOM's q; ``fine_tune``: from the
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
                    f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/predict.md)")
     p.add_argument("--mine", type=number(float, 0, 1, high_open=True), default=MINE, metavar="Q",
                    help="mine the non-digits (ATOM): of each four drawn, train on those the member finds most"
-                   f" digit-like after skipping the first Q of them (default: {MINE:g}, no mining)")
+                   " digit-like after skipping the first Q of them (default: no mining)")
     p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
                    " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
     args = p.parse_args(argv)
