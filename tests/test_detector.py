@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import data_utils
 import main
@@ -199,3 +200,20 @@ def test_fine_tuning_needs_a_saved_member_of_each_seed(tmp_path, capsys) -> None
     with pytest.raises(SystemExit) as exit_:
         training_detector.main(["--mine", "1"])
     assert exit_.value.code == 2 and "--mine" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_each_member_from_the_saved_one_of_its_seed_and_keeps_its_record(tmp_path, monkeypatch):
+    saved = tmp_path / "saved"
+    nets = [detector.build().eval() for _ in range(2)]
+    training_detector.save(saved, nets)
+    detector.paths(saved)[1].write_text(json.dumps({"reject_below": 0.5, "members": [
+        {"seed": 4, "epochs": 30}, {"seed": 7, "epochs": 30}]}))
+    monkeypatch.setattr(training_detector, "_digits", lambda root: (
+        torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), torch.zeros(2, 28, 28, dtype=torch.uint8)))
+    monkeypatch.setattr(training_detector, "choose", lambda root, out_root, members, held: {"members": members})
+    monkeypatch.setattr(training_detector, "non_digit_pool", lambda: torch.zeros(4, 1, 28, 28))
+    record = training_detector.train("unread", tmp_path / "out", epochs=0, seeds=(7,), fine_tune=saved)
+    assert record["members"][0]["fine_tuned_from"] == {"seed": 7, "epochs": 30}
+    written = detector.members(load_file(str(detector.paths(tmp_path / "out")[0])))
+    assert len(written) == 1
+    assert all(torch.equal(written[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())

@@ -2,6 +2,7 @@
 
     python -m training.detector --data-dir ../shared/data                   # a member for each of SEEDS
     python -m training.detector --data-dir ../shared/data --seeds 3 --add   # one more beside those saved
+    python -m training.detector --data-dir ../shared/data --epochs 6 --fine-tune . --out-dir D  # the saved ones, further
 
 Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
 the split ``--val-split`` makes), the training handwriting fonts' digits, and the even rows of PENDIGITS (a
@@ -10,8 +11,8 @@ stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes 
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
-``nondigits.objects``, docs/predict.md). Digits and non-digits are varied alike
-(``varied``). The record gives the detector alone: its threshold,
+``nondigits.objects``, docs/predict.md; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
+Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
 digits cut from numbers composed of their digits, of the odd rows of PENDIGITS and of the development non-digits
@@ -217,18 +218,18 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
           fine_tune: Path | str | None = None) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``mine``: ATOM's q; ``fine_tune``: from the
-    weights of the member of that seed saved under it), choose the detector's threshold on development digits,
-    write its weights and record; the record."""
+    weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
+    threshold on development digits, write its weights and record; the record."""
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
-    starts: dict[int, nn.Module] = {}
+    starts: dict[int, tuple[nn.Module, dict]] = {}
     if fine_tune is not None:
-        saved, records = saved_members(fine_tune)
-        starts = {m.get("seed"): net for net, m in zip(saved, records)}
+        starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     for seed in seeds:
-        net, record = train_member(images, labels, epochs, seed, objects, mine, starts.get(seed))
-        if seed in starts:
-            record["fine_tuned_from"] = str(fine_tune)
+        start, before = starts.get(seed, (None, None))
+        net, record = train_member(images, labels, epochs, seed, objects, mine, start)
+        if before is not None:
+            record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
         about.append(record)
     save(out_root, nets)
