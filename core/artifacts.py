@@ -289,6 +289,9 @@ def torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+PROBE_TRIES = 5  # runs started together into one --out-dir each remove the empty folders their probe made
+
+
 def probe_writable(folders: list[Path], files: list[Path] = ()) -> None:
     """Create each folder and write, sync and remove a small file in it; no ``files`` may be a directory.
     Folders the probe had to create are removed again, so a refused run leaves no trace.
@@ -301,10 +304,16 @@ def probe_writable(folders: list[Path], files: list[Path] = ()) -> None:
         for folder in folders:
             missing: list[Path] = []
             try:
-                missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
-                folder.mkdir(parents=True, exist_ok=True)
-                created += reversed(missing)
-                Path(_stage(folder / ".write-probe", b"probe")).unlink()
+                for attempt in range(PROBE_TRIES):
+                    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        created += reversed(missing)
+                        Path(_stage(folder / ".write-probe", b"probe")).unlink()
+                        break
+                    except FileNotFoundError:  # another run's probe removed the folder it made: make it again
+                        if attempt == PROBE_TRIES - 1:
+                            raise
             except OSError as exc:
                 created += [p for p in reversed(missing) if os.path.isdir(p)]
                 raise WriteError(folder, _reason(exc)) from None

@@ -190,3 +190,20 @@ def test_concurrent_runs_write_only_their_own_files_and_each_file_whole(tmp_path
     seed = visualization.load_metrics_json("mnist_model_1", out)["config"]["seed"]
     final = torch.load(out / "outputs" / "mnist_model_1_checkpoint.pt", weights_only=True)["config"]["seed"]
     assert seed in (1, 2) and final in (1, 2)  # one run's file, whole: never a mix of bytes
+
+
+def test_a_folder_another_runs_probe_removes_under_this_ones_is_made_again(tmp_path: Path, monkeypatch) -> None:
+    from core import artifacts  # noqa: PLC0415
+
+    real, calls = artifacts._stage, []  # noqa: SLF001
+
+    def removed_first(path: Path, data: bytes) -> str:  # the other run's probe cleans up just before this one stages
+        calls.append(path)
+        if len(calls) == 1:
+            os.rmdir(path.parent)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(artifacts, "_stage", removed_first)
+    artifacts.probe_writable([tmp_path / "out" / "summaries"])
+    assert len(calls) == 2 and not (tmp_path / "out").exists()  # probed on the second try, and left no trace
