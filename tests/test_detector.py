@@ -217,3 +217,12 @@ def test_fine_tuning_starts_each_member_from_the_saved_one_of_its_seed_and_keeps
     written = detector.members(load_file(str(detector.paths(tmp_path / "out")[0])))
     assert len(written) == 1
     assert all(torch.equal(written[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())
+
+
+def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_path, capsys) -> None:
+    from benchmarks import detector_candidates  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as exit_:
+        detector_candidates.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{tmp_path}/outputs/digit_detector.safetensors: no detector there" in err
