@@ -202,21 +202,49 @@ def test_fine_tuning_needs_a_saved_member_of_each_seed(tmp_path, capsys) -> None
     assert exit_.value.code == 2 and "--mine" in capsys.readouterr().err
 
 
-def test_fine_tuning_starts_each_member_from_the_saved_one_of_its_seed_and_keeps_its_record(tmp_path, monkeypatch):
-    saved = tmp_path / "saved"
+def _saved_pair(saved: Path) -> list[torch.nn.Module]:
+    """Two members, seeds 4 and 7, saved under ``saved`` with a record."""
     nets = [detector.build().eval() for _ in range(2)]
     training_detector.save(saved, nets)
-    detector.paths(saved)[1].write_text(json.dumps({"reject_below": 0.5, "members": [
+    detector.paths(saved)[1].write_text(json.dumps({"reject_below": 0.5, "command": "the first", "members": [
         {"seed": 4, "epochs": 30}, {"seed": 7, "epochs": 30}]}))
+    return nets
+
+
+def _no_data(monkeypatch) -> list[dict]:
+    """Training without reading data or choosing thresholds; the records ``choose`` would write, appended."""
+    written: list[dict] = []
     monkeypatch.setattr(training_detector, "_digits", lambda root: (
         torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), torch.zeros(2, 28, 28, dtype=torch.uint8)))
-    monkeypatch.setattr(training_detector, "choose", lambda root, out_root, members, held: {"members": members})
+    monkeypatch.setattr(training_detector, "choose", lambda root, out_root, members, held, command="": written.append(
+        {"members": members, "command": command, "reject_below": 0.5, "chosen_on": "", "rejected_percent": {}})
+        or written[-1])
     monkeypatch.setattr(training_detector, "non_digit_pool", lambda: torch.zeros(4, 1, 28, 28))
+    return written
+
+
+def test_fine_tuning_starts_each_member_from_the_saved_one_of_its_seed_and_keeps_its_record(tmp_path, monkeypatch):
+    saved = tmp_path / "saved"
+    nets = _saved_pair(saved)
+    _no_data(monkeypatch)
     record = training_detector.train("unread", tmp_path / "out", epochs=0, seeds=(7,), fine_tune=saved)
     assert record["members"][0]["fine_tuned_from"] == {"seed": 7, "epochs": 30}
     written = detector.members(load_file(str(detector.paths(tmp_path / "out")[0])))
     assert len(written) == 1
     assert all(torch.equal(written[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())
+
+
+def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkeypatch, capsys) -> None:
+    _saved_pair(tmp_path / "saved")
+    written = _no_data(monkeypatch)
+    args = ["--fine-tune", str(tmp_path / "saved"), "--seeds", "7", "--epochs", "0", "--out-dir", str(tmp_path / "o")]
+    training_detector.main(args)
+    assert written[-1]["command"] == "python -m training.detector " + " ".join(args)  # not the default recipe's
+    training_detector.main(["--add", "--seeds", "9", "--epochs", "0", "--out-dir", str(tmp_path / "saved")])
+    assert written[-1]["command"] == ("the first && python -m training.detector --add --seeds 9 --epochs 0"
+                                      f" --out-dir {tmp_path / 'saved'}")  # the kept members' command first
+    assert [m["seed"] for m in written[-1]["members"]] == [4, 7, 9]
+    capsys.readouterr()
 
 
 def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_path, capsys) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from digits import font_digits, nondigits, pendigits
 from digits.prepare import digits_of
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
+COMMAND = "python -m training.detector --data-dir ../shared/data"  # the default recipe's
 SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mean doubts more of them
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
@@ -213,13 +216,20 @@ def saved_members(out_root: Path | str) -> tuple[list[nn.Module], list[dict]]:
         {k: about[k] for k in ("seed", "epochs", "parameters", "seconds") if k in about}]
 
 
+def saved_command(out_root: Path | str) -> str:
+    """The command that trained the detector saved under ``out_root``, as its record says (records older than the
+    field: the default recipe's)."""
+    return json.loads(detector.paths(out_root)[1].read_text()).get("command", COMMAND)
+
+
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
-          fine_tune: Path | str | None = None) -> dict:
+          fine_tune: Path | str | None = None, command: str = COMMAND) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``mine``: ATOM's q; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
-    threshold on development digits, write its weights and record; the record."""
+    threshold on development digits, write its weights and record (``command``: the one that trained it); the
+    record."""
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     starts: dict[int, tuple[nn.Module, dict]] = {}
@@ -233,7 +243,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
         nets.append(net)
         about.append(record)
     save(out_root, nets)
-    return choose(root, out_root, about, held)
+    return choose(root, out_root, about, held, command)
 
 
 def save(out_root: Path | str, nets: list[nn.Module]) -> None:
@@ -257,10 +267,10 @@ def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Ten
     return chosen_on, others
 
 
-def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor) -> dict:
+def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor, command: str = COMMAND) -> dict:
     """The threshold of the detector saved under ``out_root``, chosen on the development digits, and the share it
     rejects of every development set (the digits cut from numbers too); written beside the weights with ``members``
-    (what to record of each). ``held``: the held-out writers' MNIST digits."""
+    (what to record of each) and ``command``. ``held``: the held-out writers' MNIST digits."""
     weights, record_path = detector.paths(out_root)
     found = detector.Detector(detector.members(load_file(str(weights))), 0.0)
     development, others = development_sets(root)
@@ -274,7 +284,7 @@ def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Te
     record = {"reject_below": round(threshold, 6), "chosen_on": f"{100 * rejection.DEVELOPMENT_REJECTED:g}% of the"
               " development digits", "rejected_percent": {k: round(rejection.rejected(p, threshold), 3)
                                                           for k, p in measured.items()},
-              "members": members, "command": "python -m training.detector --data-dir ../shared/data",
+              "members": members, "command": command,
               "note": "trained and chosen on training and development data only; no test set is read"}
     atomic_save_json(record_path, record)
     detector._load.cache_clear()  # noqa: SLF001 - the files just changed
@@ -328,11 +338,15 @@ def main(argv: list[str] | None = None) -> None:
         if not set(args.seeds) <= tuned:
             p.error(f"--fine-tune: no member of seed {sorted(set(args.seeds) - tuned)} under"
                     f" {args.fine_tune / 'outputs'}")
-    if args.choose_only:
-        record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0])
+    if args.choose_only:  # the weights are the previous command's
+        record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
+                        saved_command(args.out_dir))
     else:
+        command = shlex.join(["python", "-m", "training.detector", *(sys.argv[1:] if argv is None else argv)])
+        if args.add and saved:  # the members kept were trained by the saved record's command
+            command = f"{saved_command(args.out_dir)} && {command}"
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                       args.fine_tune)
+                       args.fine_tune, command)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
