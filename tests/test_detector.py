@@ -239,7 +239,7 @@ def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkey
     written = _no_data(monkeypatch)
     args = ["--fine-tune", str(tmp_path / "saved"), "--seeds", "7", "--epochs", "0", "--out-dir", str(tmp_path / "o")]
     training_detector.main(args)
-    assert written[-1]["command"] == "python -m training.detector " + " ".join(args)  # not the default recipe's
+    assert written[-1]["command"] == "the first && python -m training.detector " + " ".join(args)  # its source's first
     training_detector.main(["--add", "--seeds", "9", "--epochs", "0", "--out-dir", str(tmp_path / "saved")])
     assert written[-1]["command"] == ("the first && python -m training.detector --add --seeds 9 --epochs 0"
                                       f" --out-dir {tmp_path / 'saved'}")  # the kept members' command first

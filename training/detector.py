@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                         saved_command(args.out_dir))
     else:
         command = shlex.join(["python", "-m", "training.detector", *(sys.argv[1:] if argv is None else argv)])
+        if args.fine_tune is not None:  # the members continued were trained by their record's command
+            command = f"{saved_command(args.fine_tune)} && {command}"
         if args.add and saved:  # the members kept were trained by the saved record's command
             command = f"{saved_command(args.out_dir)} && {command}"
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
