@@ -234,7 +234,7 @@ def test_fine_tuning_starts_each_member_from_the_saved_one_of_its_seed_and_keeps
     assert all(torch.equal(written[0].state_dict()[k], v) for k, v in nets[1].state_dict().items())
 
 
-def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkeypatch, capsys) -> None:
+def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkeypatch) -> None:
     _saved_pair(tmp_path / "saved")
     written = _no_data(monkeypatch)
     args = ["--fine-tune", str(tmp_path / "saved"), "--seeds", "7", "--epochs", "0", "--out-dir", str(tmp_path / "o")]
@@ -244,7 +244,6 @@ def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkey
     assert written[-1]["command"] == ("the first && python -m training.detector --add --seeds 9 --epochs 0"
                                       f" --out-dir {tmp_path / 'saved'}")  # the kept members' command first
     assert [m["seed"] for m in written[-1]["members"]] == [4, 7, 9]
-    capsys.readouterr()
 
 
 def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_path, capsys) -> None:
