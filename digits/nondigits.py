@@ -17,6 +17,11 @@ Beside them, ``objects``: photographs of objects in MNIST's format (Fashion-MNIS
 ``benchmarks.objects`` measures the gate on the development half, and only ``training.detector --objects`` trains
 against the other (measured, not adopted); the readers' recipes draw from ``pool`` alone.
 
+Beside them too, ``pen_letters``: letters drawn as a pen draws them, along the strokes of the Hershey vector fonts
+(the ``Hershey-Fonts`` package), each drawn with its own slant, width, turn, wobble and pen: a hand none of the
+Google Fonts families the letters above come from writes in. Only ``training.detector --pen-letters`` trains
+against them.
+
 Training (outlier exposure, ``data_utils``) and development (the threshold ``--calibrate`` chooses) draw from
 different fonts and different random streams (``TRAINING_SEED``, ``DEVELOPMENT_SEED``). The test set of
 non-digits is made from other sources again (``analysis.rejection``) and is never trained or chosen on.
@@ -47,6 +52,9 @@ OBJECTS_PATH = REPO_ROOT / "assets" / "fashion_objects.safetensors"
 OBJECT_CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 TRAINING_SEED, DEVELOPMENT_SEED = 0, 1
 CANVAS = 96  # scribbles, shapes and strokes are drawn at this size, then prepared
+# The Hershey fonts whose strokes ``pen_letters`` follows: the script, cursive, sans and roman hands (not the
+# gothic, Greek, Cyrillic or symbol ones).
+PEN_FONTS = ("cursive", "scripts", "scriptc", "futural", "futuram", "rowmans", "rowmand", "timesi", "timesr")
 
 
 class NonDigitsError(font_digits.FontDigitsError):
@@ -251,6 +259,60 @@ def drawn(kind: str, count: int, seed: int) -> Tensor:
         digit = prepared(draw(rng))
         if digit is not None and not like_a_one(digit):
             out.append(digit.mul(255).round().to(torch.uint8))
+    return torch.stack(out)
+
+
+@functools.lru_cache(maxsize=1)
+def pen_skeletons() -> tuple[list[list[tuple[float, float]]], ...]:
+    """Every letter but ``LIKE_DIGITS`` in each of ``PEN_FONTS``, as the pen strokes (point lists, y down) that
+    draw it, font by font, in ``ALPHABET``'s order."""
+    from HersheyFonts import HersheyFonts  # noqa: PLC0415 - only the detector's training draws pen letters
+
+    skeletons = []
+    for name in PEN_FONTS:
+        font = HersheyFonts()
+        font.load_default_font(name)
+        for letter in (c for c in ALPHABET if c not in LIKE_DIGITS):
+            strokes = [stroke for stroke in font.strokes_for_text(letter) if len(stroke) >= 2]
+            if strokes:
+                skeletons.append(strokes)
+    return tuple(skeletons)
+
+
+def draw_pen_letter(rng: random.Random, strokes: list[list[tuple[float, float]]]) -> Image.Image:
+    """A letter's ``strokes`` drawn on a white canvas as one hand would write it: scaled to 50-70 pixels, slanted,
+    widened or narrowed, turned a little, wobbled along smooth waves, with a pen 4-10 pixels wide."""
+    xs, ys = [x for stroke in strokes for x, _ in stroke], [y for stroke in strokes for _, y in stroke]
+    cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+    scale = rng.uniform(50, 70) / max(max(xs) - min(xs), max(ys) - min(ys), 1)
+    shear, wide = rng.uniform(-0.35, 0.35), rng.uniform(0.75, 1.25)
+    turn = math.radians(rng.uniform(-10, 10))
+    wobble, phases = rng.uniform(0, 2.0), [rng.uniform(0, 6.3) for _ in range(4)]
+
+    def place(x: float, y: float) -> tuple[float, float]:
+        x, y = (x - cx) * scale * wide, (y - cy) * scale
+        x -= shear * y
+        x, y = math.cos(turn) * x - math.sin(turn) * y, math.sin(turn) * x + math.cos(turn) * y
+        x += wobble * (math.sin(y / 9 + phases[0]) + math.sin(x / 13 + phases[1]))
+        y += wobble * (math.sin(x / 11 + phases[2]) + math.sin(y / 7 + phases[3]))
+        return CANVAS / 2 + x, CANVAS / 2 + y
+
+    image = Image.new("L", (CANVAS, CANVAS), 255)
+    draw, width = ImageDraw.Draw(image), rng.randint(4, 10)
+    for stroke in strokes:
+        draw.line([place(x, y) for x, y in stroke], fill=0, width=width, joint="curve")
+    return image
+
+
+@functools.lru_cache(maxsize=2)
+def pen_letters(count: int, seed: int = TRAINING_SEED) -> Tensor:
+    """``count`` letters drawn along the Hershey fonts' strokes (``draw_pen_letter``), prepared, (count, 28, 28)
+    uint8, from the random stream ``seed``; none that the preparation makes a bar (``like_a_one``)."""
+    rng, skeletons, out = random.Random(f"pen-letters-{seed}"), pen_skeletons(), []
+    while len(out) < count:
+        letter = prepared(draw_pen_letter(rng, rng.choice(skeletons)))
+        if letter is not None and not like_a_one(letter):
+            out.append(letter.mul(255).round().to(torch.uint8))
     return torch.stack(out)
 
 

@@ -56,6 +56,16 @@ def test_textured_shapes_and_test_noise_do_not_depend_on_what_ran_before_in_the_
     assert all(torch.equal(a, b) for a, b in zip(noise, again_noise, strict=True))
 
 
+def test_pen_letters_follow_the_hershey_fonts_strokes_the_same_for_the_same_stream_and_none_like_a_one() -> None:
+    letters = len(nondigits.ALPHABET) - len(nondigits.LIKE_DIGITS)
+    assert len(nondigits.pen_skeletons()) == len(nondigits.PEN_FONTS) * letters  # every font has every letter
+    a, again, other = nondigits.pen_letters(40, 0), nondigits.pen_letters.__wrapped__(40, 0), nondigits.pen_letters(40, 1)
+    assert a.shape == (40, 28, 28) and a.dtype == torch.uint8 and torch.equal(a, again) and not torch.equal(a, other)
+    assert (a.flatten(1).amax(1) > 200).all()  # each one inked, as --predict prepares a drawing
+    assert not any(nondigits.like_a_one(letter.float() / 255) for letter in a)
+    assert len({bytes(letter.flatten().tolist()) for letter in a}) == 40  # each one drawn its own way
+
+
 def test_photo_crops_come_from_one_photograph_for_training_and_another_for_development() -> None:
     assert nondigits.PHOTOS[nondigits.TRAINING_SEED] != nondigits.PHOTOS[nondigits.DEVELOPMENT_SEED]
     for name in nondigits.PHOTOS.values():
@@ -336,18 +346,21 @@ def test_objects_in_mnist_format_keep_training_and_development_images_apart() ->
     assert len(nondigits.prepared_objects("development")) >= len(development)  # every object, some in pieces
 
 
-def test_the_detector_draws_objects_at_the_share_asked_and_none_at_zero(small_pool) -> None:
+def test_the_detector_draws_each_extra_source_at_the_share_asked_and_none_at_zero(small_pool) -> None:
     from training import detector as training_detector  # noqa: PLC0415
 
     assert torch.equal(training_detector.non_digit_pool(), small_pool)  # the readers' non-digits
     assert torch.equal(training_detector.object_pool()[:, 0], nondigits.prepared_objects("train").float() / 255)
     things = torch.ones(3, 1, 28, 28)  # told apart from the pool's random images by being all ink
+    pens = torch.full((3, 1, 28, 28), 0.5)  # and by being all grey
     gen = torch.Generator().manual_seed(0)
-    share = lambda picked: float((picked == 1).flatten(1).all(1).float().mean())  # noqa: E731
-    assert share(training_detector.pick_against(2000, gen, small_pool, things, 0)) == 0
-    assert share(training_detector.pick_against(2000, gen, small_pool, None, 0.5)) == 0
-    assert 0.45 < share(training_detector.pick_against(2000, gen, small_pool, things, 0.5)) < 0.55
-    assert 0.03 < share(training_detector.pick_against(2000, gen, small_pool, things, 0.05)) < 0.07
+    share = lambda picked, value=1: float((picked == value).flatten(1).all(1).float().mean())  # noqa: E731
+    assert share(training_detector.pick_against(2000, gen, small_pool, [(things, 0)])) == 0
+    assert share(training_detector.pick_against(2000, gen, small_pool)) == 0
+    assert 0.45 < share(training_detector.pick_against(2000, gen, small_pool, [(things, 0.5)])) < 0.55
+    assert 0.03 < share(training_detector.pick_against(2000, gen, small_pool, [(things, 0.05)])) < 0.07
+    both = training_detector.pick_against(4000, gen, small_pool, [(things, 0.2), (pens, 0.3)])
+    assert 0.17 < share(both) < 0.23 and 0.27 < share(both, 0.5) < 0.33  # two sources, each at its own share
     picked = augmentations.pick_non_digits(8, torch.Generator().manual_seed(0), torch.device("cpu"), things)
     assert torch.equal(picked, torch.ones(8, 1, 28, 28))  # drawn from the pool given, not the readers' default
 
@@ -359,6 +372,16 @@ def test_a_share_of_objects_outside_0_to_1_is_one_usage_error(bad, capsys) -> No
     with pytest.raises(SystemExit) as exit_:
         training_detector.main(["--objects", bad])
     assert exit_.value.code == 2 and "--objects" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "named"), [(["--pen-letters", "1"], "--pen-letters"),
+                                             (["--objects", "0.6", "--pen-letters", "0.5"], "sum to at most 1")])
+def test_a_share_of_pen_letters_out_of_range_or_past_the_objects_is_one_usage_error(argv, named, capsys) -> None:
+    from training import detector as training_detector  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(argv)
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
 
 
 def test_the_objects_benchmark_reads_development_objects_and_names_a_missing_file(monkeypatch, capsys) -> None:

@@ -11,7 +11,8 @@ stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes 
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
-``nondigits.objects``, docs/predict.md; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
+``nondigits.objects``, docs/predict.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
+strokes, ``nondigits.pen_letters``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
 Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
@@ -26,6 +27,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -48,6 +50,8 @@ SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mea
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
 OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
+PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
+PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
 MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
@@ -139,16 +143,27 @@ def object_pool() -> Tensor:
     return nondigits.prepared_objects("train").float().div(255).unsqueeze(1)
 
 
-def pick_against(count: int, gen: torch.Generator, pool: Tensor, objects: Tensor | None, share: float) -> Tensor:
-    """``count`` non-digits to train against: from ``pool``, each replaced with probability ``share`` by one of
-    ``objects`` (``augmentations.pick_non_digits`` draws both). A share rather than one pool of both: the objects'
-    weight in a batch is then chosen, not an accident of how many images each source holds."""
+def pen_letter_pool() -> Tensor:
+    """The training pen-drawn letters (``nondigits.pen_letters``), (N, 1, 28, 28) in [0, 1]."""
+    return nondigits.pen_letters(PEN_LETTERS_DRAWN).float().div(255).unsqueeze(1)
+
+
+def pick_against(count: int, gen: torch.Generator, pool: Tensor,
+                 extras: Sequence[tuple[Tensor, float]] = ()) -> Tensor:
+    """``count`` non-digits to train against: from ``pool``, each replaced, with the probability of its share, by
+    one of an extra source's images (``extras``: (images, share) pairs, the shares summing to at most 1;
+    ``augmentations.pick_non_digits`` draws from each). Shares rather than one pool of all: each source's weight
+    in a batch is then chosen, not an accident of how many images it holds."""
     picked = augmentations.pick_non_digits(count, gen, torch.device("cpu"), pool)
-    if objects is None or share <= 0:
+    extras = [(images, share) for images, share in extras if share > 0]
+    if not extras:
         return picked
-    which = torch.rand(count, generator=gen) < share
-    if which.any():
-        picked[which] = augmentations.pick_non_digits(int(which.sum()), gen, torch.device("cpu"), objects)
+    drawn, low = torch.rand(count, generator=gen), 0.0
+    for images, share in extras:
+        which = (drawn >= low) & (drawn < low + share)
+        if which.any():
+            picked[which] = augmentations.pick_non_digits(int(which.sum()), gen, torch.device("cpu"), images)
+        low += share
     return picked
 
 
@@ -169,13 +184,16 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
-                 mine: float | None = MINE, start: nn.Module | None = None) -> tuple[nn.Module, dict]:
+                 mine: float | None = MINE, start: nn.Module | None = None,
+                 pen_letters: float = PEN_LETTERS) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
+    ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
     ``mine`` not None mined (``mined``, that q); from ``start``'s weights (fine-tuning, at a quarter of the peak rate)
     or from scratch. The network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
-    pool, things = non_digit_pool(), object_pool() if objects > 0 else None  # made once, before the clock
+    pool = non_digit_pool()  # the pools are made once, before the clock
+    extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters)) if share > 0]
     net, gen = start or detector.build(), torch.Generator().manual_seed(seed)
     peak = PEAK_LR / 4 if start is not None else PEAK_LR
     steps = epochs * (PER_EPOCH // BATCH)
@@ -188,10 +206,10 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
             if mine is not None:
-                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, things, objects), gen)
+                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, extras), gen)
                 x = torch.cat([varied(images[pick], gen), mined(net, drawn, BATCH // 2, mine)])
             else:
-                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, things, objects)]), gen)
+                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, extras)]), gen)
             target = torch.cat([labels[pick], torch.full((len(x) - len(pick),), detector.architecture.NOT_A_DIGIT)])
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
             optimizer.zero_grad()
@@ -203,6 +221,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
+                        **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"mine": mine} if mine is not None else {})}
 
 
@@ -224,9 +243,10 @@ def saved_command(out_root: Path | str) -> str:
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
-          fine_tune: Path | str | None = None, command: str = COMMAND) -> dict:
+          fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
-    the share of the non-digits drawn from the training objects; ``mine``: ATOM's q; ``fine_tune``: from the
+    the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
+    pen-drawn letters; ``mine``: ATOM's q; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
     threshold on development digits, write its weights and record (``command``: the one that trained it); the
     record."""
@@ -237,7 +257,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
-        net, record = train_member(images, labels, epochs, seed, objects, mine, start)
+        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -314,12 +334,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--objects", type=number(float, 0, 1, high_open=True), default=OBJECTS, metavar="SHARE",
                    help="the share of the non-digits drawn from photographs of objects in MNIST's format"
                    f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/predict.md)")
+    p.add_argument("--pen-letters", type=number(float, 0, 1, high_open=True), default=PEN_LETTERS, metavar="SHARE",
+                   help="the share of the non-digits drawn from letters drawn along the Hershey fonts' strokes"
+                   f" (default: {PEN_LETTERS:g}; docs/predict.md)")
     p.add_argument("--mine", type=number(float, 0, 1, high_open=True), default=MINE, metavar="Q",
                    help="mine the non-digits (ATOM): of each four drawn, train on those the member finds most"
                    " digit-like after skipping the first Q of them (default: no mining)")
     p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
                    " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
     args = p.parse_args(argv)
+    if args.objects + args.pen_letters > 1:
+        p.error(f"--objects {args.objects:g} and --pen-letters {args.pen_letters:g}: shares of the same draws, they"
+                " sum to at most 1")
     if args.choose_only or args.add:
         try:
             saved = saved_members(args.out_dir)[1]
@@ -348,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.add and saved:  # the members kept were trained by the saved record's command
             command = f"{saved_command(args.out_dir)} && {command}"
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                       args.fine_tune, command)
+                       args.fine_tune, command, args.pen_letters)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
