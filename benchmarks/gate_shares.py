@@ -10,9 +10,14 @@ development non-digits under three rules:
 - **two thresholds**: the detector below its own 1% threshold (its record's), or the reader's top probability
   below the threshold chosen on it alone at 1% of the digits temperatures are fitted on (the rule served before);
 - **product at the same cost**: the served score with its threshold chosen to reject as many development digits
-  as the two thresholds do, so the non-digits it rejects compare at one price;
+  as the two thresholds do, so the non-digits it rejects compare at one price.
 
-and, for the first two, how many of the held-out MNIST training writers' digits (``training.detector``) each
+Two more development digit sets are measured beside them, in SEMEION's format (``external.binary_scans``: each
+digit's ink box stretched to 16 x 16 and thresholded, then prepared as ``--predict`` prepares a scan): MFEAT's odd
+rows and the held-out MNIST training writers. SEMEION loses more of its digits to the gate than any development
+set; these say how much of that its format alone explains.
+
+And, for the first two rules, how many of the held-out MNIST training writers' digits (``training.detector``) each
 rejects and how many of the rest it reads right; served, the development letters accepted most often.
 
 No test set is read.
@@ -26,10 +31,10 @@ import torch
 
 import data_utils
 import zoo
-from analysis import calibration, detector, rejection
+from analysis import calibration, detector, external, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
-from digits import nondigits
+from digits import nondigits, prepare
 from training.detector import development_sets, held_out_writers
 
 LETTERS = [c for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]  # each font's letters, in order
@@ -43,11 +48,14 @@ def main() -> None:
     if found is None:
         raise SystemExit("outputs/digit_detector.*: missing; train it with python -m training.detector")
     development, others = development_sets(root)
-    sets = {**development, **others}
-    detected = {name: found.digit_probability(d) for name, d in sets.items()}
-    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held, held_labels = held_out_writers(root)
     held = held.float() / 255
+    semeions = {f"{name} as SEMEION stores them (development)": prepare.as_scans(external.binary_scans(digits))
+                for name, digits in (("MFEAT odd rows", development[rejection.STRETCHED]),
+                                     ("held-out MNIST writers", held))}
+    sets = {**development, **others, **semeions}
+    detected = {name: found.digit_probability(d) for name, d in sets.items()}
+    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held_detected = found.digit_probability(held)
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
