@@ -17,7 +17,7 @@ Beside them, ``objects``: photographs of objects in MNIST's format (Fashion-MNIS
 ``benchmarks.objects`` measures the gate on the development half, and only ``training.detector --objects`` trains
 against the other (measured, not adopted); the readers' recipes draw from ``pool`` alone.
 
-Beside them too, ``pen_letters``: letters drawn as a pen draws them, along the strokes of the Hershey vector fonts
+Beside them too, ``drawn(PEN_LETTERS, ...)``: letters drawn as a pen draws them, along the strokes of the Hershey vector fonts
 (the ``Hershey-Fonts`` package), each drawn with its own slant, width, turn, wobble and pen: a hand none of the
 Google Fonts families the letters above come from writes in. Only ``training.detector --pen-letters`` trains
 against them.
@@ -55,6 +55,7 @@ CANVAS = 96  # scribbles, shapes and strokes are drawn at this size, then prepar
 # The Hershey fonts whose strokes ``pen_letters`` follows: the script, cursive, sans and roman hands (not the
 # gothic, Greek, Cyrillic or symbol ones).
 PEN_FONTS = ("cursive", "scripts", "scriptc", "futural", "futuram", "rowmans", "rowmand", "timesi", "timesr")
+PEN_LETTERS = "pen-letters"  # their drawn kind (``drawn``), apart from ``KINDS``: no reader's recipe draws it
 
 
 class NonDigitsError(font_digits.FontDigitsError):
@@ -229,7 +230,55 @@ def draw_photo(rng: random.Random, name: str) -> Image.Image:
     return Image.eval(crop, lambda v: 255 - v) if rng.random() < 0.3 else crop
 
 
-DRAWERS = {"scribbles": draw_scribble, "shapes": draw_shapes, "strokes": draw_strokes}
+@functools.lru_cache(maxsize=1)
+def pen_skeletons() -> tuple[list[list[tuple[float, float]]], ...]:
+    """Every letter but ``LIKE_DIGITS`` in each of ``PEN_FONTS``, as the pen strokes (point lists, y down) that
+    draw it, font by font, in ``ALPHABET``'s order."""
+    from HersheyFonts import HersheyFonts  # noqa: PLC0415 - only the detector's training draws pen letters
+
+    skeletons = []
+    for name in PEN_FONTS:
+        font = HersheyFonts()
+        font.load_default_font(name)
+        for letter in (c for c in ALPHABET if c not in LIKE_DIGITS):
+            strokes = [stroke for stroke in font.strokes_for_text(letter) if len(stroke) >= 2]
+            if strokes:
+                skeletons.append(strokes)
+    return tuple(skeletons)
+
+
+def pen_drawing(rng: random.Random, strokes: list[list[tuple[float, float]]]) -> Image.Image:
+    """A glyph's ``strokes`` drawn on a white canvas as one hand would write it: scaled to 50-70 pixels, slanted,
+    widened or narrowed, turned a little, wobbled along smooth waves, with a pen 4-10 pixels wide."""
+    xs, ys = [x for stroke in strokes for x, _ in stroke], [y for stroke in strokes for _, y in stroke]
+    cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+    scale = rng.uniform(50, 70) / max(max(xs) - min(xs), max(ys) - min(ys), 1)
+    shear, wide = rng.uniform(-0.35, 0.35), rng.uniform(0.75, 1.25)
+    turn = math.radians(rng.uniform(-10, 10))
+    wobble, phases = rng.uniform(0, 2.0), [rng.uniform(0, 6.3) for _ in range(4)]
+
+    def place(x: float, y: float) -> tuple[float, float]:
+        x, y = (x - cx) * scale * wide, (y - cy) * scale
+        x -= shear * y
+        x, y = math.cos(turn) * x - math.sin(turn) * y, math.sin(turn) * x + math.cos(turn) * y
+        x += wobble * (math.sin(y / 9 + phases[0]) + math.sin(x / 13 + phases[1]))
+        y += wobble * (math.sin(x / 11 + phases[2]) + math.sin(y / 7 + phases[3]))
+        return CANVAS / 2 + x, CANVAS / 2 + y
+
+    image = Image.new("L", (CANVAS, CANVAS), 255)
+    draw, width = ImageDraw.Draw(image), rng.randint(4, 10)
+    for stroke in strokes:
+        draw.line([place(x, y) for x, y in stroke], fill=0, width=width, joint="curve")
+    return image
+
+
+def draw_pen_letter(rng: random.Random) -> Image.Image:
+    """One of the Hershey fonts' letters (``pen_skeletons``), picked at random, drawn as a hand would
+    (``pen_drawing``): the drawn kind ``PEN_LETTERS``, which only ``training.detector --pen-letters`` draws."""
+    return pen_drawing(rng, rng.choice(pen_skeletons()))
+
+
+DRAWERS = {"scribbles": draw_scribble, "shapes": draw_shapes, "strokes": draw_strokes, PEN_LETTERS: draw_pen_letter}
 
 
 def prepared(image: Image.Image) -> Tensor | None:
@@ -259,60 +308,6 @@ def drawn(kind: str, count: int, seed: int) -> Tensor:
         digit = prepared(draw(rng))
         if digit is not None and not like_a_one(digit):
             out.append(digit.mul(255).round().to(torch.uint8))
-    return torch.stack(out)
-
-
-@functools.lru_cache(maxsize=1)
-def pen_skeletons() -> tuple[list[list[tuple[float, float]]], ...]:
-    """Every letter but ``LIKE_DIGITS`` in each of ``PEN_FONTS``, as the pen strokes (point lists, y down) that
-    draw it, font by font, in ``ALPHABET``'s order."""
-    from HersheyFonts import HersheyFonts  # noqa: PLC0415 - only the detector's training draws pen letters
-
-    skeletons = []
-    for name in PEN_FONTS:
-        font = HersheyFonts()
-        font.load_default_font(name)
-        for letter in (c for c in ALPHABET if c not in LIKE_DIGITS):
-            strokes = [stroke for stroke in font.strokes_for_text(letter) if len(stroke) >= 2]
-            if strokes:
-                skeletons.append(strokes)
-    return tuple(skeletons)
-
-
-def draw_pen_letter(rng: random.Random, strokes: list[list[tuple[float, float]]]) -> Image.Image:
-    """A letter's ``strokes`` drawn on a white canvas as one hand would write it: scaled to 50-70 pixels, slanted,
-    widened or narrowed, turned a little, wobbled along smooth waves, with a pen 4-10 pixels wide."""
-    xs, ys = [x for stroke in strokes for x, _ in stroke], [y for stroke in strokes for _, y in stroke]
-    cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
-    scale = rng.uniform(50, 70) / max(max(xs) - min(xs), max(ys) - min(ys), 1)
-    shear, wide = rng.uniform(-0.35, 0.35), rng.uniform(0.75, 1.25)
-    turn = math.radians(rng.uniform(-10, 10))
-    wobble, phases = rng.uniform(0, 2.0), [rng.uniform(0, 6.3) for _ in range(4)]
-
-    def place(x: float, y: float) -> tuple[float, float]:
-        x, y = (x - cx) * scale * wide, (y - cy) * scale
-        x -= shear * y
-        x, y = math.cos(turn) * x - math.sin(turn) * y, math.sin(turn) * x + math.cos(turn) * y
-        x += wobble * (math.sin(y / 9 + phases[0]) + math.sin(x / 13 + phases[1]))
-        y += wobble * (math.sin(x / 11 + phases[2]) + math.sin(y / 7 + phases[3]))
-        return CANVAS / 2 + x, CANVAS / 2 + y
-
-    image = Image.new("L", (CANVAS, CANVAS), 255)
-    draw, width = ImageDraw.Draw(image), rng.randint(4, 10)
-    for stroke in strokes:
-        draw.line([place(x, y) for x, y in stroke], fill=0, width=width, joint="curve")
-    return image
-
-
-@functools.lru_cache(maxsize=2)
-def pen_letters(count: int, seed: int = TRAINING_SEED) -> Tensor:
-    """``count`` letters drawn along the Hershey fonts' strokes (``draw_pen_letter``), prepared, (count, 28, 28)
-    uint8, from the random stream ``seed``; none that the preparation makes a bar (``like_a_one``)."""
-    rng, skeletons, out = random.Random(f"pen-letters-{seed}"), pen_skeletons(), []
-    while len(out) < count:
-        letter = prepared(draw_pen_letter(rng, rng.choice(skeletons)))
-        if letter is not None and not like_a_one(letter):
-            out.append(letter.mul(255).round().to(torch.uint8))
     return torch.stack(out)
 
 

@@ -59,7 +59,8 @@ def test_textured_shapes_and_test_noise_do_not_depend_on_what_ran_before_in_the_
 def test_pen_letters_follow_the_hershey_fonts_strokes_the_same_for_the_same_stream_and_none_like_a_one() -> None:
     letters = len(nondigits.ALPHABET) - len(nondigits.LIKE_DIGITS)
     assert len(nondigits.pen_skeletons()) == len(nondigits.PEN_FONTS) * letters  # every font has every letter
-    a, again, other = nondigits.pen_letters(40, 0), nondigits.pen_letters.__wrapped__(40, 0), nondigits.pen_letters(40, 1)
+    kind = nondigits.PEN_LETTERS
+    a, again, other = nondigits.drawn(kind, 40, 0), nondigits.drawn.__wrapped__(kind, 40, 0), nondigits.drawn(kind, 40, 1)
     assert a.shape == (40, 28, 28) and a.dtype == torch.uint8 and torch.equal(a, again) and not torch.equal(a, other)
     assert (a.flatten(1).amax(1) > 200).all()  # each one inked, as --predict prepares a drawing
     assert not any(nondigits.like_a_one(letter.float() / 255) for letter in a)

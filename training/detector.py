@@ -12,7 +12,7 @@ shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
 ``nondigits.objects``, docs/predict.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
-strokes, ``nondigits.pen_letters``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
+strokes, ``nondigits.draw_pen_letter``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
 Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
@@ -144,8 +144,8 @@ def object_pool() -> Tensor:
 
 
 def pen_letter_pool() -> Tensor:
-    """The training pen-drawn letters (``nondigits.pen_letters``), (N, 1, 28, 28) in [0, 1]."""
-    return nondigits.pen_letters(PEN_LETTERS_DRAWN).float().div(255).unsqueeze(1)
+    """The training pen-drawn letters (``nondigits.draw_pen_letter``), (N, 1, 28, 28) in [0, 1]."""
+    return nondigits.drawn(nondigits.PEN_LETTERS, PEN_LETTERS_DRAWN, nondigits.TRAINING_SEED).float().div(255).unsqueeze(1)
 
 
 def pick_against(count: int, gen: torch.Generator, pool: Tensor,
