@@ -6,10 +6,10 @@ Each detector (the committed one first, then each folder given, as ``training.de
 served with the committed V3, its threshold chosen again at 1% of the development digits
 (``analysis.rejection.choose_threshold``): printed are the AUROC of the gate's score, development digits
 against the development letters, objects, scribbles, shapes, straight strokes and photo crops, the plain mean
-of those six kinds' rejection and each, the share rejected of the held-out MNIST writers, of PENDIGITS' odd rows
-and of each development digit set, and the seven other hands' letters (``benchmarks.other_hands``) read as
-``--predict`` reads a file. A candidate's readers are not calibrated with it; nothing is written. No test set is
-read.
+of those six kinds' rejection and each, the share rejected of the held-out MNIST writers, of PENDIGITS' odd rows,
+of each development digit set and of two stored as SEMEION stores its digits (``semeion_format_sets``), and
+the seven other hands' letters (``benchmarks.other_hands``) read as ``--predict`` reads a file. A candidate's
+readers are not calibrated with it; nothing is written. No test set is read.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from analysis import detector, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
 from deploy import reading
-from training.detector import development_sets, held_out_writers
+from training.detector import development_sets, held_out_writers, semeion_format_sets
 
 
 def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> str:
     """One detector's line."""
     found = detector.load(folder)
-    development, others, held = sets
+    development, others, held, stored = sets
     others = dict(others)
     pen = others.pop("PENDIGITS odd rows (development)")
     score = lambda x: rejection.scores(probabilities(v3, x), found.digit_probability(x))  # noqa: E731
@@ -52,7 +52,10 @@ def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> st
             f" ({', '.join(f'{k} {v:.2f}%' for k, v in rates.items())}); other hands' letters {other_hands:.1f}%;"
             f" digits rejected: held-out writers {rejection.rejected(score(held), threshold):.2f}%, PENDIGITS odd rows"
             f" {rejection.rejected(score(pen), threshold):.2f}%, "
-            + ", ".join(f"{k} {rejection.rejected(s, threshold):.2f}%" for k, s in digits.items()))
+            + ", ".join(f"{k} {rejection.rejected(s, threshold):.2f}%" for k, s in digits.items())
+            + "; in SEMEION's format: " + ", ".join(f"{k.removesuffix(' as SEMEION stores them (development)')}"
+                                                      f" {rejection.rejected(score(x), threshold):.2f}%"
+                                                      for k, x in stored.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"the development handwriting fonts are not installed: apt-get install {' '.join(missing)} (Debian)")
     letters = [letter for _, letter in rejection.named_handwriting_letters(
         rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)]
-    sets = (*development_sets(args.data_dir), held_out_writers(args.data_dir)[0].float() / 255)
+    development, others = development_sets(args.data_dir)
+    held = held_out_writers(args.data_dir)[0].float() / 255
+    sets = (development, others, held, semeion_format_sets(development, held))
     for folder in (REFERENCE_ROOT, *args.candidates):
         print(measure(folder, zoo.load("3", REFERENCE_ROOT, calibrated=True), sets, letters), flush=True)
     return 0

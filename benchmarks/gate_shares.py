@@ -31,11 +31,11 @@ import torch
 
 import data_utils
 import zoo
-from analysis import calibration, detector, external, rejection
+from analysis import calibration, detector, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
-from digits import nondigits, prepare
-from training.detector import development_sets, held_out_writers
+from digits import nondigits
+from training.detector import development_sets, held_out_writers, semeion_format_sets
 
 LETTERS = [c for c in nondigits.ALPHABET if c not in nondigits.LIKE_DIGITS]  # each font's letters, in order
 
@@ -50,10 +50,7 @@ def main() -> None:
     development, others = development_sets(root)
     held, held_labels = held_out_writers(root)
     held = held.float() / 255
-    semeions = {f"{name} as SEMEION stores them (development)": prepare.as_scans(external.binary_scans(digits))
-                for name, digits in (("MFEAT odd rows", development[rejection.STRETCHED]),
-                                     ("held-out MNIST writers", held))}
-    sets = {**development, **others, **semeions}
+    sets = {**development, **others, **semeion_format_sets(development, held)}
     detected = {name: found.digit_probability(d) for name, d in sets.items()}
     fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held_detected = found.digit_probability(held)

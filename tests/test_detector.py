@@ -129,6 +129,20 @@ def test_the_detector_judges_shape_not_how_the_ink_was_varied() -> None:
     assert abs(rejection.rejected(found.digit_probability(warped[:, 0]), found.threshold) - crisp) < 10
 
 
+def test_scans_store_that_share_of_digits_and_non_digits_alike_as_other_sets_store_theirs_and_none_by_default() -> None:
+    images = training_detector.non_digit_pool()[:200]
+    plain = training_detector.varied(images, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, training_detector.varied(images, torch.Generator().manual_seed(0), 0.0))  # no draw
+    scanned = training_detector.varied(images, torch.Generator().manual_seed(0), 1.0)
+    assert scanned.shape == images.shape and 0 <= float(scanned.min()) and float(scanned.max()) <= 1
+    assert float((scanned != plain).flatten(1).any(1).float().mean()) > 0.8  # all scanned (a scan may be its own)
+    some = training_detector.varied(images, torch.Generator().manual_seed(0), 0.25)
+    assert 0.1 < float((some != plain).flatten(1).any(1).float().mean()) < 0.4
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--scans", "1.5"])
+    assert exit_.value.code == 2
+
+
 def test_a_detector_of_several_members_averages_their_digit_probabilities(detector_root) -> None:
     torch.manual_seed(0)
     nets = [detector.build().eval() for _ in range(2)]

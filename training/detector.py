@@ -13,7 +13,8 @@ shows). Against them, as many training non-digits
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
 ``nondigits.objects``, docs/predict.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
 strokes, ``nondigits.draw_pen_letter``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
-Digits and non-digits are varied alike (``varied``). The record gives the detector alone: its threshold,
+Digits and non-digits are varied alike (``varied``; ``--scans SHARE`` of them also stored as other
+digit sets store theirs). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
 ``analysis.rejection.development_digits``), and the share rejected at it of them, of the held-out writers, of the
 digits cut from numbers composed of their digits, of the odd rows of PENDIGITS and of the development non-digits
@@ -38,11 +39,11 @@ from torch import Tensor, nn
 
 import augmentations
 import data_utils
-from analysis import calibration, detector, numbers, rejection
+from analysis import calibration, detector, external, numbers, rejection
 from core.arguments import number
 from core.artifacts import REFERENCE_ROOT, atomic_save_json, atomic_write_bytes, safetensors_bytes
 from digits import font_digits, nondigits, pendigits
-from digits.prepare import digits_of
+from digits.prepare import as_scans, digits_of
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
 COMMAND = "python -m training.detector --data-dir ../shared/data"  # the default recipe's
@@ -52,6 +53,7 @@ MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would 
 OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
 PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
 PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
+SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
 MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
@@ -117,19 +119,25 @@ def number_pieces(digits: Tensor, count: int = NUMBERS, seed: int = SEED) -> Ten
     return torch.stack(pieces)
 
 
-def varied(x: Tensor, gen: torch.Generator) -> Tensor:
+def varied(x: Tensor, gen: torch.Generator, scanned: float = 0.0) -> Tensor:
     """Each image (N, 1, 28, 28) varied one of two ways, half each, drawn per image and blind to its class: as the
     zoo's recipe varies MNIST (``rotation-scans-third``: a small turn, a third of them scanned as another digit set
-    is) or as another hand would draw it (``affine``, ``thickness``, ``elastic``). Digits and non-digits must look
-    alike in every way but their shape: varied differently, the detector would learn the variation (it did: non-
-    digits always blurred by the warps taught it that crisp ink is a digit)."""
+    is) or as another hand would draw it (``affine``, ``thickness``, ``elastic``); then, ``scanned`` > 0, that share
+    of all of them, also blind to class, stored as another digit set stores its digits (``augmentations.scans``:
+    another hand, then scanned, is what SEMEION is). Digits and non-digits must look alike in every way but their
+    shape: varied differently, the detector would learn the variation (it did: non-digits always blurred by the
+    warps taught it that crisp ink is a digit)."""
     other_hand = torch.rand(len(x), generator=gen) < 0.5
     out = x.clone()
     if other_hand.any():
         out[other_hand] = augmentations.elastic(augmentations.thickness(augmentations.affine(x[other_hand], gen), gen), gen)
     if (~other_hand).any():
         out[~other_hand] = augmentations.rotation_scans_third(x[~other_hand], gen)
-    return out.clamp_(0, 1)
+    out.clamp_(0, 1)
+    if scanned > 0:  # drawn only when asked: the recorded detectors' streams stay as they were
+        chosen = torch.rand(len(x), 1, 1, 1, generator=gen) < scanned
+        out = torch.where(chosen, augmentations.scans(out, gen, chosen), out)
+    return out
 
 
 def non_digit_pool() -> Tensor:
@@ -185,12 +193,13 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
                  mine: float | None = MINE, start: nn.Module | None = None,
-                 pen_letters: float = PEN_LETTERS) -> tuple[nn.Module, dict]:
+                 pen_letters: float = PEN_LETTERS, scans: float = SCANS) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
-    ``mine`` not None mined (``mined``, that q); from ``start``'s weights (fine-tuning, at a quarter of the peak rate)
-    or from scratch. The network, evaluating, and what to record of it."""
+    ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``); from
+    ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch. The network, evaluating, and
+    what to record of it."""
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
     extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters)) if share > 0]
@@ -206,10 +215,10 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
             if mine is not None:
-                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, extras), gen)
-                x = torch.cat([varied(images[pick], gen), mined(net, drawn, BATCH // 2, mine)])
+                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, extras), gen, scans)
+                x = torch.cat([varied(images[pick], gen, scans), mined(net, drawn, BATCH // 2, mine)])
             else:
-                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, extras)]), gen)
+                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, extras)]), gen, scans)
             target = torch.cat([labels[pick], torch.full((len(x) - len(pick),), detector.architecture.NOT_A_DIGIT)])
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
             optimizer.zero_grad()
@@ -222,6 +231,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
+                        **({"scans": scans} if scans > 0 else {}),
                         **({"mine": mine} if mine is not None else {})}
 
 
@@ -243,10 +253,11 @@ def saved_command(out_root: Path | str) -> str:
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
-          fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS) -> dict:
+          fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
+          scans: float = SCANS) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mine``: ATOM's q; ``fine_tune``: from the
+    pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
     threshold on development digits, write its weights and record (``command``: the one that trained it); the
     record."""
@@ -257,7 +268,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
-        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters)
+        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -285,6 +296,15 @@ def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Ten
                                                         nondigits.DEVELOPMENT_SEED).float() / 255
                  for kind in nondigits.KINDS[1:]}}
     return chosen_on, others
+
+
+def semeion_format_sets(development: dict[str, Tensor], held: Tensor) -> dict[str, Tensor]:
+    """Two development digit sets stored as SEMEION stores its digits (``analysis.external.binary_scans``: each ink
+    box stretched to 16 x 16 and thresholded), then prepared as ``--predict`` prepares a scan: MFEAT's odd rows (of
+    ``development_sets``' first) and the held-out MNIST writers ``held`` (N, 28, 28) in [0, 1]. What SEMEION's
+    format alone costs, measured without SEMEION."""
+    return {f"{name} as SEMEION stores them (development)": as_scans(external.binary_scans(digits))
+            for name, digits in (("MFEAT odd rows", development[rejection.STRETCHED]), ("held-out MNIST writers", held))}
 
 
 def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor, command: str = COMMAND) -> dict:
@@ -337,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pen-letters", type=number(float, 0, 1, high_open=True), default=PEN_LETTERS, metavar="SHARE",
                    help="the share of the non-digits drawn from letters drawn along the Hershey fonts' strokes"
                    f" (default: {PEN_LETTERS:g}; docs/predict.md)")
+    p.add_argument("--scans", type=number(float, 0, 1), default=SCANS, metavar="SHARE",
+                   help="the share of all images, digits and non-digits alike, also stored as another digit set"
+                   f" stores its digits (SEMEION's binary or optdigits' blocks; default: {SCANS:g})")
     p.add_argument("--mine", type=number(float, 0, 1, high_open=True), default=MINE, metavar="Q",
                    help="mine the non-digits (ATOM): of each four drawn, train on those the member finds most"
                    " digit-like after skipping the first Q of them (default: no mining)")
@@ -374,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.add and saved:  # the members kept were trained by the saved record's command
             command = f"{saved_command(args.out_dir)} && {command}"
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                       args.fine_tune, command, args.pen_letters)
+                       args.fine_tune, command, args.pen_letters, args.scans)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
