@@ -67,8 +67,13 @@ class Detector:
         return 1 - torch.stack(odds).mean(0)
 
 
-def build() -> nn.Module:
-    return architecture.Net()
+def build(width: int = architecture.WIDTH) -> nn.Module:
+    return architecture.Net(width)
+
+
+def width_of(state: dict[str, Tensor]) -> int:
+    """The width of the member whose weights are ``state``: its first convolution's channels."""
+    return int(state["layers.0.weight"].shape[0])
 
 
 def state_of(nets: list[nn.Module]) -> dict[str, Tensor]:
@@ -86,7 +91,7 @@ def members(state: dict[str, Tensor]) -> list[nn.Module]:
               for i in numbers] or [state]
     nets = []
     for one in states:
-        net = build()
+        net = build(width_of(one))  # members may differ in width
         net.load_state_dict(one)
         nets.append(net.eval())
     return nets

@@ -145,7 +145,7 @@ def test_scans_store_that_share_of_digits_and_non_digits_alike_as_other_sets_sto
 
 def test_a_detector_of_several_members_averages_their_digit_probabilities(detector_root) -> None:
     torch.manual_seed(0)
-    nets = [detector.build().eval() for _ in range(2)]
+    nets = [detector.build().eval(), detector.build(width=8).eval()]  # members may differ in width
     weights, record = detector.paths(detector_root)
     weights.parent.mkdir(parents=True)
     weights.write_bytes(safetensors_bytes(detector.state_of(nets)))
@@ -153,6 +153,7 @@ def test_a_detector_of_several_members_averages_their_digit_probabilities(detect
     found = detector.load()
     letters = nondigits.letters("development")[:20].float() / 255
     alone = [detector.Detector([net], 0.5).digit_probability(letters) for net in nets]
+    assert [net.layers[0].out_channels for net in found.nets] == [detector.architecture.WIDTH, 8]
     assert len(found.nets) == 2 and not torch.allclose(alone[0], alone[1])
     assert torch.allclose(found.digit_probability(letters), (alone[0] + alone[1]) / 2)
 

@@ -54,6 +54,7 @@ OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``-
 PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
 PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
 SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
+WIDTH = detector.architecture.WIDTH  # a new member's first convolutions' channels (``--width``)
 MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
@@ -193,17 +194,17 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
                  mine: float | None = MINE, start: nn.Module | None = None,
-                 pen_letters: float = PEN_LETTERS, scans: float = SCANS) -> tuple[nn.Module, dict]:
+                 pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
     ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``); from
-    ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch. The network, evaluating, and
-    what to record of it."""
+    ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
+    (``models.detector.Net``). The network, evaluating, and what to record of it."""
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
     extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters)) if share > 0]
-    net, gen = start or detector.build(), torch.Generator().manual_seed(seed)
+    net, gen = start or detector.build(width), torch.Generator().manual_seed(seed)
     peak = PEAK_LR / 4 if start is not None else PEAK_LR
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), peak / 2, weight_decay=5e-4)
@@ -229,6 +230,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
+                        **({"width": net.layers[0].out_channels} if net.layers[0].out_channels != WIDTH else {}),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"scans": scans} if scans > 0 else {}),
@@ -254,10 +256,11 @@ def saved_command(out_root: Path | str) -> str:
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
-          scans: float = SCANS) -> dict:
+          scans: float = SCANS, width: int = WIDTH) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``fine_tune``: from the
+    pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width``: a new
+    member's channels; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
     threshold on development digits, write its weights and record (``command``: the one that trained it); the
     record."""
@@ -268,7 +271,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
-        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans)
+        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -363,6 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mine", type=number(float, 0, 1, high_open=True), default=MINE, metavar="Q",
                    help="mine the non-digits (ATOM): of each four drawn, train on those the member finds most"
                    " digit-like after skipping the first Q of them (default: no mining)")
+    p.add_argument("--width", type=number(int, 8, 256), default=WIDTH, metavar="CHANNELS",
+                   help="a new member's first convolutions' channels, doubled twice deeper in (default:"
+                   f" {WIDTH}; the members of one detector may differ)")
     p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
                    " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
     args = p.parse_args(argv)
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.add and saved:  # the members kept were trained by the saved record's command
             command = f"{saved_command(args.out_dir)} && {command}"
         record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                       args.fine_tune, command, args.pen_letters, args.scans)
+                       args.fine_tune, command, args.pen_letters, args.scans, args.width)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
