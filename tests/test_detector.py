@@ -143,6 +143,14 @@ def test_scans_store_that_share_of_digits_and_non_digits_alike_as_other_sets_sto
     assert exit_.value.code == 2
 
 
+@pytest.mark.parametrize(("argv", "named"), [(["--width", "4"], "--width"),
+                                             (["--width", "48", "--fine-tune", "."], "--fine-tune continues")])
+def test_a_width_too_small_or_given_to_fine_tuned_members_is_one_usage_error(argv, named, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(argv)
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
+
+
 def test_a_detector_of_several_members_averages_their_digit_probabilities(detector_root) -> None:
     torch.manual_seed(0)
     nets = [detector.build().eval(), detector.build(width=8).eval()]  # members may differ in width

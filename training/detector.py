@@ -2,6 +2,7 @@
 
     python -m training.detector --data-dir ../shared/data                   # a member for each of SEEDS
     python -m training.detector --data-dir ../shared/data --seeds 3 --add   # one more beside those saved
+    python -m training.detector --data-dir ../shared/data --seeds 3 --add --width 48   # a wider one
     python -m training.detector --data-dir ../shared/data --epochs 6 --fine-tune . --out-dir D  # the saved ones, further
 
 Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
@@ -384,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--choose-only: no detector under {args.out_dir / 'outputs'} to choose for")
         if args.add and {m.get("seed") for m in saved} & set(args.seeds):
             p.error(f"--add: seeds {sorted({m.get('seed') for m in saved} & set(args.seeds))} are members already")
+    if args.fine_tune is not None and args.width != WIDTH:
+        p.error(f"--width {args.width}: sets a new member's channels; --fine-tune continues the saved members at theirs")
     if args.fine_tune is not None:
         try:
             tuned = {m.get("seed") for m in saved_members(args.fine_tune)[1]}
