@@ -130,7 +130,7 @@ def test_the_detector_judges_shape_not_how_the_ink_was_varied() -> None:
 
 
 def test_scans_store_that_share_of_digits_and_non_digits_alike_as_other_sets_store_theirs_and_none_by_default() -> None:
-    images = training_detector.non_digit_pool()[:200]
+    images = nondigits.letters("development")[:200].float().div(255).unsqueeze(1)
     plain = training_detector.varied(images, torch.Generator().manual_seed(0))
     assert torch.equal(plain, training_detector.varied(images, torch.Generator().manual_seed(0), 0.0))  # no draw
     scanned = training_detector.varied(images, torch.Generator().manual_seed(0), 1.0)
