@@ -276,3 +276,96 @@ def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_p
         detector_candidates.main([str(tmp_path)])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"{tmp_path}/outputs/digit_detector.safetensors: no detector there" in err
+
+
+def _tiny_training(monkeypatch) -> list[dict]:
+    """Epochs of two steps of eight images, on no data; the records ``choose`` would write."""
+    monkeypatch.setattr(training_detector, "BATCH", 8)
+    monkeypatch.setattr(training_detector, "PER_EPOCH", 16)
+    return _no_data(monkeypatch)
+
+
+def _stop_after_first_epoch(monkeypatch) -> None:
+    """Ctrl-C as soon as the first epoch's progress is written."""
+    write = training_detector.atomic_write_bytes
+
+    def write_then_stop(path, data):
+        write(path, data)
+        monkeypatch.setattr(training_detector, "atomic_write_bytes", write)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_detector, "atomic_write_bytes", write_then_stop)
+
+
+def test_a_member_interrupted_and_resumed_ends_with_the_weights_of_one_never_interrupted(tmp_path, monkeypatch):
+    _tiny_training(monkeypatch)
+    images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    whole, _ = training_detector.train_member(images, labels, 3, seed=5, partial=tmp_path / "whole.pt")
+    _stop_after_first_epoch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        training_detector.train_member(images, labels, 3, seed=5, partial=tmp_path / "cut.pt")
+    state = torch.load(tmp_path / "cut.pt", weights_only=True)
+    assert state["epoch"] == 1
+    resumed, record = training_detector.train_member(images, labels, 3, seed=5, partial=tmp_path / "cut.pt",
+                                                     resume=state)
+    assert record["epochs"] == 3
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
+
+
+def test_an_interrupted_detector_training_says_how_to_continue_and_resume_finishes_it(tmp_path, monkeypatch,
+                                                                                       capsys) -> None:
+    written = _tiny_training(monkeypatch)
+    argv = ["--seeds", "7", "--epochs", "2", "--out-dir", str(tmp_path)]
+    _stop_after_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(argv)
+    err = capsys.readouterr().err
+    partial = training_detector.partial_path(tmp_path, 7)
+    assert stop.value.code == 130 and err.count("\n") == 1
+    assert f"{partial}; continue with: python -m training.detector {' '.join(argv)} --resume" in err
+    with pytest.raises(SystemExit) as again:  # without --resume it would be overwritten
+        training_detector.main(argv)
+    assert again.value.code == 2 and "continue it with --resume, or delete it" in capsys.readouterr().err
+    training_detector.main([*argv, "--resume"])
+    assert "continuing after epoch 1/2" in capsys.readouterr().out
+    assert written[-1]["command"] == f"python -m training.detector {' '.join(argv)}"  # no --resume in the recipe
+    assert written[-1]["members"][0]["epochs"] == 2 and not partial.exists()
+    assert len(detector.members(load_file(str(detector.paths(tmp_path)[0])))) == 1
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--epochs", "3", "--resume"], "was trained otherwise: epochs (2 there, 3 here)"),
+    (["--width", "16", "--resume"], "width (32 there, 16 here)"),
+    (["--seeds", "8", "--resume"], "no interrupted training of seed 8 under"),
+    (["--resume", "--choose-only"], "--choose-only trains nothing"),
+])
+def test_resuming_what_cannot_be_continued_is_one_usage_error(tmp_path, monkeypatch, capsys, extra, named) -> None:
+    _tiny_training(monkeypatch)
+    _stop_after_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit):
+        training_detector.main(["--seeds", "7", "--epochs", "2", "--out-dir", str(tmp_path)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(["--seeds", "7", "--epochs", "2", "--out-dir", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and named in err and "Traceback" not in err
+
+
+def test_a_damaged_interrupted_training_is_named_in_one_usage_error(tmp_path, capsys) -> None:
+    partial = training_detector.partial_path(tmp_path, 7)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(["--seeds", "7", "--out-dir", str(tmp_path), "--resume"])
+    assert stop.value.code == 2 and f"{partial}: not an interrupted detector training" in capsys.readouterr().err
+
+
+def test_a_detector_training_that_cannot_keep_its_progress_names_the_file_and_exits_4(tmp_path, monkeypatch,
+                                                                                      capsys) -> None:
+    _tiny_training(monkeypatch)
+    training_detector.partial_path(tmp_path, 7).mkdir(parents=True)  # a folder where the progress goes
+    with pytest.raises(SystemExit) as stop:
+        training_detector.main(["--seeds", "7", "--epochs", "2", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 4 and err.count("\n") == 1
+    assert f"cannot write {training_detector.partial_path(tmp_path, 7)}: a directory is in the way" in err

@@ -4,6 +4,7 @@
     python -m training.detector --data-dir ../shared/data --seeds 3 --add   # one more beside those saved
     python -m training.detector --data-dir ../shared/data --seeds 3 --add --width 48   # a wider one
     python -m training.detector --data-dir ../shared/data --epochs 6 --fine-tune . --out-dir D  # the saved ones, further
+    python -m training.detector ... --resume   # the same command, after an interruption: from the last epoch kept
 
 Digits of many hands: MNIST's training digits but for the 10,000 of whole writers held out (QMNIST's writer ids,
 the split ``--val-split`` makes), the training handwriting fonts' digits, and the even rows of PENDIGITS (a
@@ -42,7 +43,7 @@ import augmentations
 import data_utils
 from analysis import calibration, detector, external, numbers, rejection
 from core.arguments import number
-from core.artifacts import REFERENCE_ROOT, atomic_save_json, atomic_write_bytes, safetensors_bytes
+from core.artifacts import REFERENCE_ROOT, WriteError, atomic_save_json, atomic_write_bytes, safetensors_bytes, torch_bytes
 from digits import font_digits, nondigits, pendigits
 from digits.prepare import as_scans, digits_of
 
@@ -193,15 +194,46 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
     return candidates[odds.argsort()[start:start + keep]]
 
 
+def recipe(epochs: int, seed: int, objects: float, mine: float | None, pen_letters: float, scans: float,
+           width: int, fine_tuned: bool) -> dict:
+    """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
+    return {"epochs": epochs, "seed": seed, "objects": objects, "mine": mine, "pen_letters": pen_letters,
+            "scans": scans, "width": width, "fine_tuned": fine_tuned}
+
+
+def partial_path(out_root: Path | str, seed: int) -> Path:
+    """Where the member of ``seed`` stands after each epoch until the detector is written: ``--resume`` continues
+    from it."""
+    return detector.paths(out_root)[0].with_name(f"digit_detector.seed{seed}.partial.pt")
+
+
+def interrupted(out_root: Path | str, seed: int) -> dict | None:
+    """The interrupted training of the member of ``seed`` under ``out_root`` (None where there is none). Raises
+    ValueError, naming the fault, for a file that is not one."""
+    path = partial_path(out_root, seed)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, foreign objects
+        raise ValueError(f"{path}: not an interrupted detector training ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not {"recipe", "epoch", "net", "optimizer", "schedule", "gen"} <= state.keys():
+        raise ValueError(f"{path}: not an interrupted detector training (fields missing)")
+    return state
+
+
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
                  mine: float | None = MINE, start: nn.Module | None = None,
-                 pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH) -> tuple[nn.Module, dict]:
+                 pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH,
+                 partial: Path | None = None, resume: dict | None = None) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
     ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``); from
     ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
-    (``models.detector.Net``). The network, evaluating, and what to record of it."""
+    (``models.detector.Net``). After each epoch everything it needs to go on (weights, optimizer, schedule, both
+    random streams) is written to ``partial``; ``resume`` (such a state, of the same ``recipe``) continues it
+    where it stopped, to the same weights as a run never stopped. The network, evaluating, and what to record."""
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
     extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters)) if share > 0]
@@ -210,8 +242,17 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), peak / 2, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak, total_steps=max(steps, 1))
-    started = time.perf_counter()
-    for epoch in range(epochs):
+    first, before = 0, 0.0
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        gen.set_state(resume["gen"])
+        torch.set_rng_state(resume["rng"])
+        first, before = resume["epoch"], resume.get("seconds", 0.0)
+        print(f"seed {seed}: continuing after epoch {first}/{epochs} ({partial})", flush=True)
+    started = time.perf_counter() - before
+    for epoch in range(first, epochs):
         net.train()
         total = 0.0
         for _ in range(PER_EPOCH // BATCH):
@@ -230,6 +271,13 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
             total += loss.item()
         print(f"seed {seed}, epoch {epoch + 1}/{epochs}: loss {total / (PER_EPOCH // BATCH):.4f}"
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
+        if partial is not None:
+            atomic_write_bytes(partial, torch_bytes({
+                "recipe": recipe(epochs, seed, objects, mine, pen_letters, scans, detector.width_of(net.state_dict()),
+                                 start is not None),
+                "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
+                "rng": torch.get_rng_state()}))
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         **({"width": net.layers[0].out_channels} if net.layers[0].out_channels != WIDTH else {}),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
@@ -254,31 +302,73 @@ def saved_command(out_root: Path | str) -> str:
     return json.loads(detector.paths(out_root)[1].read_text()).get("command", COMMAND)
 
 
+class ResumeError(ValueError):
+    """An interrupted training under the out-dir that this command would overwrite, or cannot continue."""
+
+
+def interrupted_states(out_root: Path | str, seeds: tuple[int, ...], recipes: dict[int, dict],
+                       resume: bool) -> dict[int, dict]:
+    """The interrupted trainings of ``seeds`` under ``out_root`` to continue (``resume``); each must have been
+    started with its seed's recipe. Raises ``ResumeError`` for one that ``resume`` False would overwrite, one of
+    another recipe, or ``resume`` with none to continue."""
+    states = {}
+    for seed in seeds:
+        try:
+            state = interrupted(out_root, seed)
+        except ValueError as exc:
+            raise ResumeError(str(exc)) from None
+        if state is None:
+            continue
+        path = partial_path(out_root, seed)
+        if not resume:
+            raise ResumeError(f"{path} holds the member of seed {seed} trained to epoch {state['epoch']}"
+                              f"/{state['recipe'].get('epochs')}: continue it with --resume, or delete it to start"
+                              " afresh")
+        differ = [f"{k} ({state['recipe'].get(k)} there, {v} here)" for k, v in recipes[seed].items()
+                  if state["recipe"].get(k) != v]
+        if differ:
+            raise ResumeError(f"{path} was trained otherwise: " + ", ".join(differ))
+        states[seed] = state
+    if resume and not states:
+        raise ResumeError(f"no interrupted training of seed {', '.join(map(str, seeds))} under"
+                          f" {detector.paths(out_root)[0].parent}")
+    return states
+
+
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
-          scans: float = SCANS, width: int = WIDTH) -> dict:
+          scans: float = SCANS, width: int = WIDTH, resume: bool = False) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
     pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width``: a new
     member's channels; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
     threshold on development digits, write its weights and record (``command``: the one that trained it); the
-    record."""
-    images, labels, held = _digits(root)
-    nets, about = saved_members(out_root) if add else ([], [])
+    record. Each member's progress is kept after every epoch (``partial_path``) until the detector is written;
+    ``resume`` continues from there (``ResumeError``, before any training, where it cannot)."""
     starts: dict[int, tuple[nn.Module, dict]] = {}
     if fine_tune is not None:
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
+    recipes = {seed: recipe(epochs, seed, objects, mine, pen_letters, scans,
+                            detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
+                            seed in starts) for seed in seeds}
+    states = interrupted_states(out_root, seeds, recipes, resume)
+    images, labels, held = _digits(root)
+    nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
-        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width)
+        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width,
+                                   partial_path(out_root, seed), states.get(seed))
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
         about.append(record)
     save(out_root, nets)
-    return choose(root, out_root, about, held, command)
+    record = choose(root, out_root, about, held, command)
+    for seed in seeds:
+        partial_path(out_root, seed).unlink(missing_ok=True)
+    return record
 
 
 def save(out_root: Path | str, nets: list[nn.Module]) -> None:
@@ -347,7 +437,8 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m training.detector", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
     p.add_argument("--out-dir", type=Path, default=REFERENCE_ROOT, help="writes outputs/digit_detector.* under it")
     p.add_argument("--epochs", type=int, default=EPOCHS)
@@ -372,7 +463,13 @@ def main(argv: list[str] | None = None) -> None:
                    f" {WIDTH}; the members of one detector may differ)")
     p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
                    " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted training (the same command"
+                   " without --resume): each member from its last finished epoch, kept in"
+                   " outputs/digit_detector.seedN.partial.pt under --out-dir")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    if args.choose_only and args.resume:
+        p.error("--resume continues a training; --choose-only trains nothing")
     if args.objects + args.pen_letters > 1:
         p.error(f"--objects {args.objects:g} and --pen-letters {args.pen_letters:g}: shares of the same draws, they"
                 " sum to at most 1")
@@ -400,13 +497,23 @@ def main(argv: list[str] | None = None) -> None:
         record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
                         saved_command(args.out_dir))
     else:
-        command = shlex.join(["python", "-m", "training.detector", *(sys.argv[1:] if argv is None else argv)])
+        command = shlex.join(["python", "-m", "training.detector", *(a for a in argv if a != "--resume")])
         if args.fine_tune is not None:  # the members continued were trained by their record's command
             command = f"{saved_command(args.fine_tune)} && {command}"
         if args.add and saved:  # the members kept were trained by the saved record's command
             command = f"{saved_command(args.out_dir)} && {command}"
-        record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                       args.fine_tune, command, args.pen_letters, args.scans, args.width)
+        try:
+            record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
+                           args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume)
+        except ResumeError as exc:
+            p.error(f"argument --resume: {exc}")
+        except (KeyboardInterrupt, WriteError) as exc:
+            kept = [str(partial_path(args.out_dir, s)) for s in args.seeds if partial_path(args.out_dir, s).is_file()]
+            print(f"{p.prog}: " + ("interrupted" if isinstance(exc, KeyboardInterrupt) else f"cannot write {exc}")
+                  + (f". The finished epochs are in {', '.join(kept)}; continue with: "
+                     + shlex.join(["python", "-m", "training.detector", *argv, *([] if args.resume else ["--resume"])])
+                     if kept else ". Nothing was saved."), file=sys.stderr)
+            sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 4)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
