@@ -228,10 +228,16 @@ def test_fine_tuning_needs_a_saved_member_of_each_seed(tmp_path, capsys) -> None
 def _saved_pair(saved: Path) -> list[torch.nn.Module]:
     """Two members, seeds 4 and 7, saved under ``saved`` with a record."""
     nets = [detector.build().eval() for _ in range(2)]
-    training_detector.save(saved, nets)
+    _save(saved, nets)
     detector.paths(saved)[1].write_text(json.dumps({"reject_below": 0.5, "command": "the first", "members": [
         {"seed": 4, "epochs": 30}, {"seed": 7, "epochs": 30}]}))
     return nets
+
+
+def _save(root: Path, nets: list) -> None:
+    """A detector's weights under ``root``, as training writes them."""
+    detector.paths(root)[0].parent.mkdir(parents=True, exist_ok=True)
+    detector.paths(root)[0].write_bytes(safetensors_bytes(detector.state_of(nets)))
 
 
 def _no_data(monkeypatch) -> list[dict]:
@@ -239,9 +245,15 @@ def _no_data(monkeypatch) -> list[dict]:
     written: list[dict] = []
     monkeypatch.setattr(training_detector, "_digits", lambda root: (
         torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), torch.zeros(2, 28, 28, dtype=torch.uint8)))
-    monkeypatch.setattr(training_detector, "choose", lambda root, out_root, members, held, command="": written.append(
-        {"members": members, "command": command, "reject_below": 0.5, "chosen_on": "", "rejected_percent": {}})
-        or written[-1])
+
+    def choose(root, out_root, members, held, command="", nets=None) -> dict:
+        if nets is not None:
+            _save(out_root, nets)
+        written.append({"members": members, "command": command, "reject_below": 0.5, "chosen_on": "",
+                        "rejected_percent": {}})
+        return written[-1]
+
+    monkeypatch.setattr(training_detector, "choose", choose)
     monkeypatch.setattr(training_detector, "non_digit_pool", lambda: torch.zeros(4, 1, 28, 28))
     return written
 

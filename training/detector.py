@@ -43,7 +43,15 @@ import augmentations
 import data_utils
 from analysis import calibration, detector, external, numbers, rejection
 from core.arguments import number
-from core.artifacts import REFERENCE_ROOT, WriteError, atomic_save_json, atomic_write_bytes, safetensors_bytes, torch_bytes
+from core.artifacts import (
+    REFERENCE_ROOT,
+    WriteError,
+    atomic_write_bytes,
+    atomic_write_many,
+    json_bytes,
+    safetensors_bytes,
+    torch_bytes,
+)
 from digits import font_digits, nondigits, pendigits
 from digits.prepare import as_scans, digits_of
 
@@ -364,18 +372,10 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
         about.append(record)
-    save(out_root, nets)
-    record = choose(root, out_root, about, held, command)
+    record = choose(root, out_root, about, held, command, nets)  # weights and record written as one
     for seed in seeds:
         partial_path(out_root, seed).unlink(missing_ok=True)
     return record
-
-
-def save(out_root: Path | str, nets: list[nn.Module]) -> None:
-    """The members' weights, one file (``analysis.detector.state_of``)."""
-    weights, _ = detector.paths(out_root)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(weights, safetensors_bytes(detector.state_of(nets)))
 
 
 def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -401,12 +401,14 @@ def semeion_format_sets(development: dict[str, Tensor], held: Tensor) -> dict[st
             for name, digits in (("MFEAT odd rows", development[rejection.STRETCHED]), ("held-out MNIST writers", held))}
 
 
-def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor, command: str = COMMAND) -> dict:
-    """The threshold of the detector saved under ``out_root``, chosen on the development digits, and the share it
-    rejects of every development set (the digits cut from numbers too); written beside the weights with ``members``
-    (what to record of each) and ``command``. ``held``: the held-out writers' MNIST digits."""
+def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Tensor, command: str = COMMAND,
+           nets: list[nn.Module] | None = None) -> dict:
+    """The threshold of the detector ``nets`` (None: the one saved under ``out_root``), chosen on the development
+    digits, and the share it rejects of every development set (the digits cut from numbers too); written under
+    ``out_root`` with ``members`` (what to record of each) and ``command`` — with ``nets``' weights, as one step, so
+    weights and record never disagree. ``held``: the held-out writers' MNIST digits."""
     weights, record_path = detector.paths(out_root)
-    found = detector.Detector(detector.members(load_file(str(weights))), 0.0)
+    found = detector.Detector(detector.members(load_file(str(weights))) if nets is None else nets, 0.0)
     development, others = development_sets(root)
     chosen_on = {name: found.digit_probability(digits) for name, digits in development.items()}
     threshold = rejection.choose_threshold(torch.cat(list(chosen_on.values())))
@@ -420,7 +422,8 @@ def choose(root: Path | str, out_root: Path | str, members: list[dict], held: Te
                                                           for k, p in measured.items()},
               "members": members, "command": command,
               "note": "trained and chosen on training and development data only; no test set is read"}
-    atomic_save_json(record_path, record)
+    atomic_write_many({**({weights: safetensors_bytes(detector.state_of(nets))} if nets is not None else {}),
+                       record_path: json_bytes(record)})
     detector._load.cache_clear()  # noqa: SLF001 - the files just changed
     return record
 
