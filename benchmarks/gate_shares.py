@@ -15,7 +15,8 @@ development non-digits under three rules:
 Two more development digit sets are measured beside them, in SEMEION's format (``external.binary_scans``: each
 digit's ink box stretched to 16 x 16 and thresholded, then prepared as ``--predict`` prepares a scan): MFEAT's odd
 rows and the held-out MNIST training writers. SEMEION loses more of its digits to the gate than any development
-set; these say how much of that its format alone explains.
+set; these say how much of that its format alone explains, and, served, which digits it costs (those rejected,
+counted by their label).
 
 And, for the first two rules, how many of the held-out MNIST training writers' digits (``training.detector``) each
 rejects and how many of the rest it reads right; served, the development letters accepted most often.
@@ -50,7 +51,9 @@ def main() -> None:
     development, others = development_sets(root)
     held, held_labels = held_out_writers(root)
     held = held.float() / 255
-    sets = {**development, **others, **semeion_format_sets(development, held)}
+    stored = semeion_format_sets(development, held)
+    sets = {**development, **others, **stored}
+    stored_labels = dict(zip(stored, (rejection.development_digits(root)[rejection.STRETCHED][1], held_labels)))
     detected = {name: found.digit_probability(d) for name, d in sets.items()}
     fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held_detected = found.digit_probability(held)
@@ -79,6 +82,10 @@ def main() -> None:
         print(f"model {key}, the held-out MNIST training writers ({len(held):,}), accepted read right: " + ", ".join(
             f"{rule} {100 * float(right[kept].float().mean()):.3f}% ({100 * float((~kept).float().mean()):.2f}%"
             " rejected)" for rule, kept in accepted.items()), flush=True)
+        print(f"model {key}, served, rejected in SEMEION's format by digit: " + "; ".join(
+            f"{name} " + " ".join(f"{d}:{n}" for d, n in enumerate(torch.bincount(
+                labels[served[name] < model.reject_below], minlength=10).tolist()))
+            for name, labels in stored_labels.items()), flush=True)
         passed = (served["development letters"] >= model.reject_below).float().view(-1, len(LETTERS)).mean(0)
         print(f"model {key}, served: the development letters accepted most: " + ", ".join(
             f"{LETTERS[i]} {100 * float(passed[i]):.0f}%" for i in passed.argsort(descending=True)[:8]), flush=True)

@@ -381,3 +381,18 @@ def test_a_detector_training_that_cannot_keep_its_progress_names_the_file_and_ex
     err = capsys.readouterr().err
     assert stop.value.code == 4 and err.count("\n") == 1
     assert f"cannot write {training_detector.partial_path(tmp_path, 7)}: a directory is in the way" in err
+
+
+def test_the_gate_rules_benchmark_measures_the_served_score_as_its_first_rule() -> None:
+    from analysis.evaluation import probabilities  # noqa: PLC0415
+    from benchmarks import gate_rules  # noqa: PLC0415
+
+    found, v3 = detector.load(), zoo.load("3", REFERENCE_ROOT, calibrated=True)
+    images = nondigits.letters("development")[:16].float() / 255
+    seen = gate_rules.seen(found, v3, images)
+    served = rejection.scores(probabilities(v3, images), found.digit_probability(images))
+    first, *others = gate_rules.RULES.values()
+    torch.testing.assert_close(first(seen), served)
+    assert seen.members.shape == seen.shifted.shape == seen.turned.shape == (len(found.nets), 16)
+    assert not torch.equal(seen.shifted, seen.members) and not torch.equal(seen.turned, seen.members)
+    assert all(rule(seen).shape == (16,) for rule in others)
