@@ -52,14 +52,9 @@ class Seen:
         return self.reading.max(1).values
 
 
-def _odds(p: Tensor) -> Tensor:
-    p = p.clamp(1e-7, 1 - 1e-7)
-    return (p / (1 - p)).log()
-
-
 RULES: dict[str, Callable[[Seen], Tensor]] = {
     "served: the members' mean x the reader's top": lambda s: s.members.mean(0) * s.top,
-    "the members' mean log-odds x the reader's top": lambda s: _odds(s.members).mean(0).sigmoid() * s.top,
+    "the members' mean log-odds x the reader's top": lambda s: torch.logit(s.members, eps=1e-7).mean(0).sigmoid() * s.top,
     "the least of the members x the reader's top": lambda s: s.members.min(0).values * s.top,
     "the detector alone": lambda s: s.members.mean(0),
     "the members' mean x the reader's two most probable": lambda s: s.members.mean(0) * s.reading.topk(2).values.sum(1),
