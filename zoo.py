@@ -125,6 +125,7 @@ class RunSummary:
 
 
 NOT_RECIPE = {"model", "data_dir", "out_dir", "device", "backend", "cuda_graph", "verify", "loader", "scheduler_constants"}
+SEMEION = "SEMEION (other writers)"  # the name of SEMEION's row in a --calibrate record
 
 
 def list_runs(keys: list[str] | None = None) -> list[RunSummary]:
@@ -205,7 +206,7 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     digits = {**{f"{name} (fitted on)": pair for name, pair in development.items()},
               rejection.STRETCHED: chosen_on[rejection.STRETCHED], "MNIST test": (test.images.float() / 255.0, test.labels)}
     try:
-        digits["SEMEION (other writers)"] = external.prepared_semeion(str(cfg.data_dir))
+        digits[SEMEION] = external.prepared_semeion(str(cfg.data_dir))
     except external.ExternalDataError:
         pass  # not in --data-dir: measured where it is
     measured = {name: (evaluation.logits(model, x), y) for name, (x, y) in digits.items()}
@@ -217,7 +218,8 @@ def calibrate_saved(cfg: RunConfig, source: Path) -> dict:
     non_digits = rejection.development_non_digits()
     non_digit_logits = {name: evaluation.logits(model, x) for name, x in non_digits.items()}
     found = detector.load()
-    detected = None if found is None else {name: found.digit_probability(x) for name, x in
+    stretched = {SEMEION: external.semeion_stretched(str(cfg.data_dir))} if SEMEION in digits else {}  # as served
+    detected = None if found is None else {name: found.digit_probability(x, stretched.get(name)) for name, x in
                                            {**{n: x for n, (x, _) in digits.items()}, **non_digits}.items()}
     development_sets = [f"{name} (fitted on)" for name in development] + [rejection.STRETCHED]
     record |= rejection.choose(temperature, {name: z for name, (z, _) in measured.items()}, non_digit_logits,

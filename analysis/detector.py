@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from core.artifacts import REFERENCE_ROOT
 from data_utils import normalize
+from digits.prepare import aspect_views
 from models import detector as architecture
 
 STEM = "digit_detector"
@@ -57,9 +58,18 @@ class Detector:
     fingerprint: str = ""  # of its weights' file: a reader's threshold names the detector it was chosen with
 
     @torch.no_grad()
-    def digit_probability(self, digits: Tensor, batch_size: int = 1000) -> Tensor:
+    def digit_probability(self, digits: Tensor, stretched: Tensor | None = None, batch_size: int = 1000) -> Tensor:
         """For (N, 28, 28) digits in [0, 1], prepared as ``--predict`` prepares them: the probability that each is a
-        digit at all, the mean of the members'."""
+        digit at all, the mean of the members'. ``stretched`` (N,) marks bitmaps stretched to their frame
+        (``digits.prepare.stretched_bitmap``), whose own width the format lost: each is judged at several widths
+        (``aspect_views``) and keeps the most digit-like, since at one of them it may be the digit it was."""
+        probability = self._mean(digits, batch_size)
+        if stretched is not None and bool(stretched.any()):
+            views = aspect_views(digits[stretched])
+            probability[stretched] = torch.stack([self._mean(view, batch_size) for view in views]).amax(0)
+        return probability
+
+    def _mean(self, digits: Tensor, batch_size: int) -> Tensor:
         if len(digits) == 0:
             return torch.zeros(0)
         chunks = [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from analysis import evaluation
 from core.artifacts import package_dir
 from data_utils import QMNIST_FILES, MNISTDataError, MNISTTensors, read_qmnist, read_verified
-from digits.prepare import as_scans, binary_scan, block_scan
+from digits.prepare import as_scans, binary_scan, block_scan, scans_as_read
 
 SEMEION_FILE, SEMEION_MD5 = "SEMEION/semeion.data", "dd10ba7e844b4f5de6e49b2f66cc6ca0"
 QMNIST_TEST_FILE = QMNIST_FILES["test"][0]
@@ -117,12 +117,23 @@ def block_scans(images: Tensor) -> Tensor:
     return block_scan(images[:, None], torch.full((len(images),), 0.5))
 
 
-@functools.lru_cache(maxsize=2)
 def prepared_semeion(root: str) -> tuple[Tensor, Tensor]:
     """SEMEION's digits as ``--predict`` prepares them (``as_scans``) and their labels, prepared once per
     process: scoring several models on them prepares 1,593 images only once."""
+    digits, _, labels = _semeion_as_read(root)
+    return digits, labels
+
+
+def semeion_stretched(root: str) -> Tensor:
+    """(1593,) whether ``--predict`` finds each SEMEION scan a bitmap stretched to its frame (the digit detector
+    then judges it at several widths: ``digits.prepare.stretched_bitmap``)."""
+    return _semeion_as_read(root)[1]
+
+
+@functools.lru_cache(maxsize=2)
+def _semeion_as_read(root: str) -> tuple[Tensor, Tensor, Tensor]:
     images, labels = load_semeion(root)
-    return as_scans(images), labels
+    return (*scans_as_read(images), labels)
 
 
 def semeion_pages(root: str) -> tuple[list[Tensor], Tensor]:

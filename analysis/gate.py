@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from analysis import detector, rejection
@@ -58,9 +59,13 @@ class Judgement:
         return f"unlike any digit{where}: score {lowest:.3f}{because} is below the threshold {self.reject_below:.3f}"
 
 
-def judge(model: nn.Module, digits: Tensor) -> Judgement:
+def judge(model: nn.Module, digits: Tensor, stretched: bool = False) -> Judgement:
     """``model``'s reading of (N, 28, 28) prepared digits, with the digit detector in front of a rejecting reader
-    (one that rejects nothing, ``--reject-below 0``, has no detector in front of it either)."""
+    (one that rejects nothing, ``--reject-below 0``, has no detector in front of it either). ``stretched``: the
+    input is a bitmap stretched to its frame (``digits.prepare.stretched_bitmap``), which the detector judges at
+    several widths; the reader reads it as it is."""
     threshold = threshold_of(model)
     gate = detector.load() if threshold > 0 else None
-    return Judgement(probabilities(model, digits), threshold, None if gate is None else gate.digit_probability(digits))
+    marks = torch.full((len(digits),), stretched, dtype=torch.bool)
+    return Judgement(probabilities(model, digits), threshold,
+                     None if gate is None else gate.digit_probability(digits, marks))

@@ -1,13 +1,14 @@
 """A trained detector against the committed one, on development data only: the figures the adoption rule reads.
 
-    python -m benchmarks.detector_candidates --data-dir ../shared/data /tmp/longer [/tmp/mined ...]
+    python -m benchmarks.detector_candidates --data-dir ../shared/data [/tmp/longer /tmp/mined ...]
 
 Each detector (the committed one first, then each folder given, as ``training.detector --out-dir`` writes it) is
 served with the committed V3, its threshold chosen again at 1% of the development digits
 (``analysis.rejection.choose_threshold``): printed are the AUROC of the gate's score, development digits
 against the development letters, objects, scribbles, shapes, straight strokes and photo crops, the plain mean
 of those six kinds' rejection and each, the share rejected of the held-out MNIST writers, of PENDIGITS' odd rows,
-of each development digit set and of two stored as SEMEION stores its digits (``semeion_format_sets``), and
+of each development digit set and of two stored as SEMEION stores its digits (``semeion_format_sets``), of the
+six kinds of non-digits stored so too (what judging a stretched bitmap at several widths costs), and
 the seven other hands' letters (``benchmarks.other_hands``) read as ``--predict`` reads a file. A candidate's
 readers are not calibrated with it; nothing is written. No test set is read.
 """
@@ -21,20 +22,21 @@ import torch
 
 import data_utils
 import zoo
-from analysis import detector, rejection
+from analysis import detector, external, rejection
 from analysis.evaluation import probabilities
 from core.artifacts import REFERENCE_ROOT
 from deploy import reading
+from digits.prepare import scans_as_read
 from training.detector import development_sets, held_out_writers, semeion_format_sets
 
 
 def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> str:
     """One detector's line."""
     found = detector.load(folder)
-    development, others, held, stored = sets
+    development, others, held, stored, stored_kinds = sets
     others = dict(others)
     pen = others.pop("PENDIGITS odd rows (development)")
-    score = lambda x: rejection.scores(probabilities(v3, x), found.digit_probability(x))  # noqa: E731
+    score = lambda x, stretched=None: rejection.scores(probabilities(v3, x), found.digit_probability(x, stretched))  # noqa: E731
     digits = {name: score(x) for name, x in development.items()}
     kinds = {name.removeprefix("development "): score(x) for name, x in others.items()}
     threshold = rejection.choose_threshold(torch.cat(list(digits.values())))
@@ -54,14 +56,17 @@ def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> st
             f" {rejection.rejected(score(pen), threshold):.2f}%, "
             + ", ".join(f"{k} {rejection.rejected(s, threshold):.2f}%" for k, s in digits.items())
             + "; in SEMEION's format: " + ", ".join(f"{k.removesuffix(' as SEMEION stores them (development)')}"
-                                                      f" {rejection.rejected(score(x), threshold):.2f}%"
-                                                      for k, x in stored.items()))
+                                                      f" {rejection.rejected(score(*pair), threshold):.2f}%"
+                                                      for k, pair in stored.items())
+            + "; non-digits in SEMEION's format (judged at their stored width / at several, as served): " + ", ".join(
+                f"{k.removeprefix('development ')} {rejection.rejected(score(pair[0]), threshold):.2f}% /"
+                f" {rejection.rejected(score(*pair), threshold):.2f}%" for k, pair in stored_kinds.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
-    p.add_argument("candidates", nargs="+", type=Path, help="folders holding outputs/digit_detector.* to compare")
+    p.add_argument("candidates", nargs="*", type=Path, help="folders holding outputs/digit_detector.* to compare")
     args = p.parse_args(argv)
     for folder in args.candidates:
         if not detector.paths(folder)[0].is_file():
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)]
     development, others = development_sets(args.data_dir)
     held = held_out_writers(args.data_dir)[0].float() / 255
-    sets = (development, others, held, semeion_format_sets(development, held))
+    stored_kinds = {name: scans_as_read(external.binary_scans(x)) for name, x in others.items() if "PENDIGITS" not in name}
+    sets = (development, others, held, semeion_format_sets(development, held), stored_kinds)
     for folder in (REFERENCE_ROOT, *args.candidates):
         print(measure(folder, zoo.load("3", REFERENCE_ROOT, calibrated=True), sets, letters), flush=True)
     return 0

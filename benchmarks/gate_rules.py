@@ -11,8 +11,10 @@ between two digits costs nothing); and the members' probabilities averaged over 
 1% of the development digits, and the line gives what ``benchmarks.detector_candidates`` gives a detector: the
 AUROC, development digits against the development non-digits, the plain mean of the six kinds' rejection and
 each, the seven other hands' letters (``benchmarks.other_hands``) read as ``--predict`` reads a file, the
-held-out MNIST writers, PENDIGITS' odd rows, each development digit set, and two in SEMEION's format. No test set
-is read.
+held-out MNIST writers, PENDIGITS' odd rows, each development digit set, and two in SEMEION's format — those at
+the width they are stored at for every rule (the served gate judges a stretched bitmap at several widths,
+``digits.prepare.aspect_views``; ``benchmarks.detector_candidates`` measures that), so that the rules are compared
+with one another on them. No test set is read.
 """
 from __future__ import annotations
 
@@ -111,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     development, others = development_sets(args.data_dir)
     held = held_out_writers(args.data_dir)[0].float() / 255
     pen = others.pop("PENDIGITS odd rows (development)")
-    stored = {k.removesuffix(" as SEMEION stores them (development)") + " in SEMEION's format": x
-              for k, x in semeion_format_sets(development, held).items()}
+    stored = {k.removesuffix(" as SEMEION stores them (development)") + " in SEMEION's format": x  # at their stored width
+              for k, (x, _) in semeion_format_sets(development, held).items()}
     look = lambda x: seen(found, v3, x)  # noqa: E731
     sets = {"development": {k: look(x) for k, x in development.items()},
             "non-digits": {k: look(x) for k, x in others.items()},

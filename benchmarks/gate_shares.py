@@ -52,9 +52,10 @@ def main() -> None:
     held, held_labels = held_out_writers(root)
     held = held.float() / 255
     stored = semeion_format_sets(development, held)
-    sets = {**development, **others, **stored}
+    sets = {**development, **others, **{name: digits for name, (digits, _) in stored.items()}}
     stored_labels = dict(zip(stored, (rejection.development_digits(root)[rejection.STRETCHED][1], held_labels)))
-    detected = {name: found.digit_probability(d) for name, d in sets.items()}
+    stretched = {name: marks for name, (_, marks) in stored.items()}  # judged at several widths, as served
+    detected = {name: found.digit_probability(d, stretched.get(name)) for name, d in sets.items()}
     fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
     held_detected = found.digit_probability(held)
     for key in ("3", "1", "2"):

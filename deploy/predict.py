@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from analysis import detector, gate
 from analysis.calibration import Calibrated
 from analysis.gate import Judgement
-from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray
+from digits.prepare import SIZE, BlankImage, clean, digits_in, mnistify, read_gray, stretched_bitmap
 
 
 class PredictionInputError(Exception):
@@ -243,7 +243,8 @@ def answer_ink(model: nn.Module, name: str, ink: Tensor) -> tuple[Prediction, Te
     except ValueError as exc:
         return Prediction.unreadable(name, str(exc)), None
     seen = torch.stack([digit for digit, _ in pieces])
-    return Prediction.read(name, gate.judge(model, seen), [u for _, u in pieces]), seen
+    stretched = len(pieces) == 1 and stretched_bitmap(ink)  # a scan with each axis scaled to fill its frame
+    return Prediction.read(name, gate.judge(model, seen, stretched), [u for _, u in pieces]), seen
 
 
 def answer_inputs(model: nn.Module, images: list) -> tuple[list[Prediction], dict[int, Tensor]]:

@@ -521,15 +521,54 @@ def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
 def as_scans(ink: Tensor) -> Tensor:
     """Each small digit (16x16, 8x8: ink coverage) as a user's scan (dark on white, 128x128 PNG) prepared as
     ``--predict`` prepares it; one it finds blank is a blank field."""
-    digits = []
+    return scans_as_read(ink)[0]
+
+
+def scans_as_read(ink: Tensor) -> tuple[Tensor, Tensor]:
+    """``as_scans``, and whether ``--predict`` finds each scan a bitmap stretched to its frame (``stretched_bitmap``)."""
+    digits, stretched = [], []
     for image in ink:
         pixels = ((1 - image) * 255).round().byte().numpy()
         buffer = io.BytesIO()
         Image.fromarray(pixels, mode="L").resize((SCAN_PIXELS, SCAN_PIXELS), Image.Resampling.NEAREST).save(buffer, "PNG")
         with Image.open(io.BytesIO(buffer.getvalue())) as scan:
-            gray = flatten_alpha(scan)
-        try:
-            digits.append(mnistify(gray))
-        except ValueError:  # --predict finds no digit in it: a blank field (a stroke too faint for the scan)
-            digits.append(torch.zeros(SIZE, SIZE))
-    return torch.stack(digits)
+            cleaned = clean(flatten_alpha(scan))
+        blank = not (cleaned > 0).any()  # --predict finds no digit in it: a blank field (a stroke too faint for the scan)
+        digits.append(torch.zeros(SIZE, SIZE) if blank else centre(cleaned))
+        stretched.append(not blank and stretched_bitmap(cleaned))
+    return torch.stack(digits), torch.tensor(stretched, dtype=torch.bool)
+
+
+ASPECTS = (1.0, 0.7, 0.45, 0.25)  # the widths, as shares of its height, at which a stretched bitmap is judged
+FRAME_FILLED = 7 / 8  # ... whose ink spans this share of the image both ways (thresholding a stretched digit may
+# leave its edge rows blank: the held-out MNIST writers stored as SEMEION stores digits leave one or two of 16)
+
+
+def stretched_bitmap(ink: Tensor) -> bool:
+    """Whether cleaned ``ink`` is a bitmap stretched to its frame: two levels only, ink and paper, its box spanning
+    ``FRAME_FILLED`` of the image both ways. So SEMEION and sets like it store digits, each axis scaled to fill
+    the frame: the digit's own width is lost (a 1 becomes a block, much like a filled rectangle), and the gate
+    judges such ink at several widths (``aspect_views``) rather than at the one the format gave it."""
+    if not (ink > 0).any() or not bool(((ink == 0) | (ink == 1)).all()):
+        return False
+    (_, height), (_, width) = (extent(line[None]) for line in ((ink > 0).any(1), (ink > 0).any(0)))
+    return int(height) >= FRAME_FILLED * ink.shape[0] and int(width) >= FRAME_FILLED * ink.shape[1]
+
+
+def aspect_views(digits: Tensor) -> Tensor:
+    """(len(ASPECTS), N, 28, 28): each (N, 28, 28) prepared digit with its ink box narrowed to each of ``ASPECTS``
+    of its height (never widened; the first view, 1.0, is the digit as it is), placed as ``centre`` places a
+    digit. A blank digit stays blank."""
+    views = torch.zeros(len(ASPECTS), *digits.shape, dtype=digits.dtype)
+    for i, digit in enumerate(digits):
+        views[0, i] = digit
+        if not (digit > 0).any():
+            continue
+        crop = ink_box(digit, digit > 0)
+        height, width = crop.shape
+        for a, aspect in enumerate(ASPECTS[1:], start=1):
+            narrow = min(width, max(1, round(aspect * height)))
+            resized = F.interpolate(crop[None, None], size=(height, narrow), mode="bilinear", antialias=True,
+                                    align_corners=False)[0, 0]
+            views[a, i] = centre(resized.clamp(0, 1))
+    return views

@@ -396,3 +396,59 @@ def test_the_gate_rules_benchmark_measures_the_served_score_as_its_first_rule() 
     assert seen.members.shape == seen.shifted.shape == seen.turned.shape == (len(found.nets), 16)
     assert not torch.equal(seen.shifted, seen.members) and not torch.equal(seen.turned, seen.members)
     assert all(rule(seen).shape == (16,) for rule in others)
+
+
+def _bitmap_page(cells: torch.Tensor, path: Path) -> Path:
+    """(16, 16) cells, 1 for ink, handed over as SEMEION's scans are: dark on white, each cell 8 pixels square."""
+    pixels = ((1 - cells) * 255).byte().numpy()
+    Image.fromarray(pixels, mode="L").resize((128, 128), Image.Resampling.NEAREST).save(path)
+    return path
+
+
+def test_a_bitmap_stretched_to_its_frame_is_told_from_grey_ink_and_ink_framed_by_paper() -> None:
+    from digits.prepare import stretched_bitmap  # noqa: PLC0415
+
+    block = torch.ones(16, 16)
+    assert stretched_bitmap(block)
+    edges_lost = torch.zeros(16, 16)
+    edges_lost[1:16, 0:14] = 1  # thresholding left a row and two columns of the stretched box blank
+    assert stretched_bitmap(edges_lost)
+    framed = torch.zeros(16, 16)
+    framed[3:13, 5:11] = 1
+    grey = block.clone()
+    grey[:, 7] = 0.5
+    assert not stretched_bitmap(framed) and not stretched_bitmap(grey) and not stretched_bitmap(torch.zeros(16, 16))
+
+
+def test_a_stretched_bitmap_is_judged_at_its_most_digit_like_width() -> None:
+    from digits.prepare import ASPECTS, aspect_views, centre  # noqa: PLC0415
+
+    found = detector.load()
+    block = centre(torch.ones(64, 64))  # a 1 stretched to fill its frame is a solid block
+    views = aspect_views(block[None])
+    assert torch.equal(views[0, 0], block)
+    widths = [int((view[0] > 0).any(0).sum()) for view in views]
+    assert widths == [round(20 * aspect) for aspect in ASPECTS]  # narrowed, each 20 pixels tall as prepared
+    as_stored = found.digit_probability(block[None])
+    judged = found.digit_probability(block[None], torch.tensor([True]))
+    torch.testing.assert_close(judged, torch.stack([found.digit_probability(view) for view in views]).amax(0))
+    assert float(judged) > 100 * float(as_stored)  # a bar is more like a 1 than a block is like any digit
+    several = torch.stack([block, block])
+    torch.testing.assert_close(found.digit_probability(several, torch.tensor([False, True])),
+                               torch.cat([as_stored, judged]))
+
+
+def test_predict_judges_a_stretched_bitmap_at_several_widths_and_other_ink_as_it_is(tmp_path) -> None:
+    v3, found = zoo.load("3", REFERENCE_ROOT, calibrated=True), detector.load()
+    slanted = torch.zeros(16, 16)
+    for row in range(16):  # a slanted 1 stretched to fill 16 x 16: a broad band from corner to corner
+        slanted[row, max(0, 9 - row * 9 // 15): min(16, 16 - row * 9 // 15)] = 1
+    framed = torch.zeros(16, 16)
+    framed[2:14, 2:14] = slanted[2:14, 2:14]  # the same ink with paper around it: not stretched to a frame
+    stretched, other = _bitmap_page(slanted, tmp_path / "stretched.png"), _bitmap_page(framed, tmp_path / "framed.png")
+    said = predict.predict_images(v3, [stretched, other])
+    for s, path, marked in zip(said, (stretched, other), (True, False)):
+        seen = predict.read_input(path)[None]
+        expected = found.digit_probability(seen, torch.tensor([marked]))
+        assert s.digit_probability == pytest.approx(float(expected), abs=1e-3), path
+    assert said[0].digit_probability > found.digit_probability(predict.read_input(stretched)[None])

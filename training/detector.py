@@ -53,7 +53,7 @@ from core.artifacts import (
     torch_bytes,
 )
 from digits import font_digits, nondigits, pendigits
-from digits.prepare import as_scans, digits_of
+from digits.prepare import digits_of, scans_as_read
 
 EPOCHS, PER_EPOCH, BATCH, PEAK_LR, SEED = 30, 40_000, 256, 4e-3, 0
 COMMAND = "python -m training.detector --data-dir ../shared/data"  # the default recipe's
@@ -392,12 +392,13 @@ def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Ten
     return chosen_on, others
 
 
-def semeion_format_sets(development: dict[str, Tensor], held: Tensor) -> dict[str, Tensor]:
+def semeion_format_sets(development: dict[str, Tensor], held: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
     """Two development digit sets stored as SEMEION stores its digits (``analysis.external.binary_scans``: each ink
     box stretched to 16 x 16 and thresholded), then prepared as ``--predict`` prepares a scan: MFEAT's odd rows (of
-    ``development_sets``' first) and the held-out MNIST writers ``held`` (N, 28, 28) in [0, 1]. What SEMEION's
-    format alone costs, measured without SEMEION."""
-    return {f"{name} as SEMEION stores them (development)": as_scans(external.binary_scans(digits))
+    ``development_sets``' first) and the held-out MNIST writers ``held`` (N, 28, 28) in [0, 1]; each with whether
+    ``--predict`` finds it a stretched bitmap (``scans_as_read``). What SEMEION's format alone costs, measured
+    without SEMEION."""
+    return {f"{name} as SEMEION stores them (development)": scans_as_read(external.binary_scans(digits))
             for name, digits in (("MFEAT odd rows", development[rejection.STRETCHED]), ("held-out MNIST writers", held))}
 
 
