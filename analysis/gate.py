@@ -8,7 +8,9 @@ rarely the same ones, so two thresholds reject both shares. Multiplied, each one
 other's confidence: a digit the detector doubts passes when the reader is sure of it, and a reader's doubt between
 two digits (its top probability is never under a tenth) rejects only ink the detector doubts too
 (``benchmarks.gate_shares`` measures both rules on development data). ``--predict``, the web app and the numbers
-benchmark all judge through ``judge``, so the rule they measure is the rule they serve.
+benchmark all judge through ``judge``, so the rule they measure is the rule they serve. A bitmap stretched to its
+frame (``digits.prepare.stretched_bitmap``: SEMEION's format) has lost its digit's width, so the detector judges it
+at several widths and the most digit-like counts (``analysis.detector.Detector.digit_probability``).
 """
 from __future__ import annotations
 

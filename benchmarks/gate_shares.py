@@ -56,7 +56,7 @@ def main() -> None:
     stored_labels = dict(zip(stored, (rejection.development_digits(root)[rejection.STRETCHED][1], held_labels)))
     stretched = {name: marks for name, (_, marks) in stored.items()}  # judged at several widths, as served
     detected = {name: found.digit_probability(d, stretched.get(name)) for name, d in sets.items()}
-    fitted_on = list(calibration.development_digits(root))  # the digits a reader alone chose its threshold on
+    fitted_on = list(calibration.development_digits(str(root)))  # the digits a reader alone chose its threshold on
     held_detected = found.digit_probability(held)
     for key in ("3", "1", "2"):
         model = zoo.load(key, REFERENCE_ROOT, calibrated=True)
