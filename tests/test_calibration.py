@@ -103,6 +103,7 @@ def test_calibrate_fits_on_development_digits_and_writes_the_record_and_the_diag
     small = {"development stand-in": (test.images[:300].float() / 255.0, test.labels[:300])}  # fast, not real
     monkeypatch.setattr(calibration, "development_digits", lambda root: small)
     monkeypatch.setattr(external, "prepared_semeion", lambda root: (_ for _ in ()).throw(external.ExternalDataError("no")))
+    monkeypatch.setattr(rejection, "DEVELOPMENT_DRAWN", 50)  # fewer scribbles and shapes drawn: fast, the same record
     cfg = config.resolve("3", {"data_dir": str(mnist_root), "out_dir": str(run_of_v3)}, "cpu")
     record = zoo.calibrate_saved(cfg, run_of_v3)
     assert 0.2 < record["temperature"] < 5 and record["fitted_on"] == {"development stand-in": 300}
