@@ -29,13 +29,15 @@ from deploy import reading
 from digits.prepare import scans_as_read
 from training.detector import development_sets, held_out_writers, semeion_format_sets
 
+PEN = "PENDIGITS odd rows (development)"  # a digit set among development_sets' others
+
 
 def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> str:
     """One detector's line."""
     found = detector.load(folder)
     development, others, held, stored, stored_kinds = sets
     others = dict(others)
-    pen = others.pop("PENDIGITS odd rows (development)")
+    pen = others.pop(PEN)
     score = lambda x, stretched=None: rejection.scores(probabilities(v3, x), found.digit_probability(x, stretched))  # noqa: E731
     digits = {name: score(x) for name, x in development.items()}
     kinds = {name.removeprefix("development "): score(x) for name, x in others.items()}
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)]
     development, others = development_sets(args.data_dir)
     held = held_out_writers(args.data_dir)[0].float() / 255
-    stored_kinds = {name: scans_as_read(external.binary_scans(x)) for name, x in others.items() if "PENDIGITS" not in name}
+    stored_kinds = {name: scans_as_read(external.binary_scans(x)) for name, x in others.items() if name != PEN}
     sets = (development, others, held, semeion_format_sets(development, held), stored_kinds)
     for folder in (REFERENCE_ROOT, *args.candidates):
         print(measure(folder, zoo.load("3", REFERENCE_ROOT, calibrated=True), sets, letters), flush=True)

@@ -551,7 +551,8 @@ def stretched_bitmap(ink: Tensor) -> bool:
     judges such ink at several widths (``aspect_views``) rather than at the one the format gave it."""
     if not (ink > 0).any() or not bool(((ink == 0) | (ink == 1)).all()):
         return False
-    (_, height), (_, width) = (extent(line[None]) for line in ((ink > 0).any(1), (ink > 0).any(0)))
+    inked = ink > 0
+    (_, height), (_, width) = extent(inked.any(1)[None]), extent(inked.any(0)[None])
     return int(height) >= FRAME_FILLED * ink.shape[0] and int(width) >= FRAME_FILLED * ink.shape[1]
 
 
