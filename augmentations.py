@@ -318,10 +318,19 @@ def pick_non_digits(count: int, gen: torch.Generator, device: torch.device, pool
     """``count`` training non-digits drawn at random (from ``pool``, (N, 1, 28, 28) in [0, 1]; by default
     ``training_non_digits``), a quarter of them turned by a right angle (a letter on its side is still no digit),
     not varied otherwise."""
+    return draw_non_digits(count, gen, device, pool)[0]
+
+
+def draw_non_digits(count: int, gen: torch.Generator, device: torch.device,
+                    pool: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``pick_non_digits``' images, from the same random draws, and which of ``pool`` each is (-1 for those
+    turned): what a trainer that tells the non-digits apart needs to label them."""
     pool = training_non_digits(device) if pool is None else pool
-    chosen = pool[torch.randint(0, len(pool), (count,), generator=gen, device=device)]
+    index = torch.randint(0, len(pool), (count,), generator=gen, device=device)
+    chosen = pool[index]
     turns = torch.randint(0, 4, (count, 1, 1, 1), generator=gen, device=device)
-    return torch.where(turns == 1, chosen.transpose(-1, -2).flip(-1), chosen)
+    turned = turns == 1
+    return torch.where(turned, chosen.transpose(-1, -2).flip(-1), chosen), index.masked_fill(turned.view(-1), -1)
 
 
 def non_digits(count: int, gen: torch.Generator, device: torch.device) -> Tensor:

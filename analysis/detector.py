@@ -4,7 +4,8 @@ A reader of the zoo answers with one of ten digits however unlike a digit its in
 separates non-digits poorly (docs/predict.md). The detector (``models/detector.py``) is trained apart, with outlier
 exposure as an eleventh class (Hendrycks, Mazeika & Dietterich 2019; a discriminator trained on in- and
 out-distribution data, as Bitterwolf et al. 2022 find most such methods amount to): digits of many hands against
-the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class,
+the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class (of
+every class from the eleventh on, where the letters have their own),
 averaged over its members, networks trained alike from different seeds (``training.detector.SEEDS``): each doubts
 non-digits the others let through.
 Served, it multiplies the reader's calibrated probability into the one score the reader's threshold judges
@@ -73,17 +74,23 @@ class Detector:
         if len(digits) == 0:
             return torch.zeros(0)
         chunks = [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]
-        odds = [torch.cat([net(x).softmax(1)[:, architecture.NOT_A_DIGIT] for x in chunks]) for net in self.nets]
+        odds = [torch.cat([net(x).softmax(1)[:, architecture.NOT_A_DIGIT:].sum(1) for x in chunks]) for net in self.nets]
         return 1 - torch.stack(odds).mean(0)
 
 
-def build(width: int = architecture.WIDTH) -> nn.Module:
-    return architecture.Net(width)
+def build(width: int = architecture.WIDTH, outputs: int = architecture.NOT_A_DIGIT + 1) -> nn.Module:
+    return architecture.Net(width, outputs=outputs)
 
 
 def width_of(state: dict[str, Tensor]) -> int:
     """The width of the member whose weights are ``state``: its first convolution's channels."""
     return int(state["layers.0.weight"].shape[0])
+
+
+def outputs_of(state: dict[str, Tensor]) -> int:
+    """The outputs of the member whose weights are ``state``: the rows of its one linear layer (eleven, or more
+    where the non-digits were taught in several classes; every output from ``NOT_A_DIGIT`` on is one)."""
+    return int(next(v for v in state.values() if v.dim() == 2).shape[0])
 
 
 def state_of(nets: list[nn.Module]) -> dict[str, Tensor]:
@@ -101,7 +108,7 @@ def members(state: dict[str, Tensor]) -> list[nn.Module]:
               for i in numbers] or [state]
     nets = []
     for one in states:
-        net = build(width_of(one))  # members may differ in width
+        net = build(width_of(one), outputs_of(one))  # members may differ in width and outputs
         net.load_state_dict(one)
         nets.append(net.eval())
     return nets

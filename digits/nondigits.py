@@ -47,6 +47,7 @@ from digits.prepare import digits_of, mnistify
 LETTERS_PATH = REPO_ROOT / "assets" / "font_letters.safetensors"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the order of the file's letters
 LIKE_DIGITS = "OoIl"  # written as 0 and 1 are: not a non-digit anyone could reject
+LETTERS = "".join(c for c in ALPHABET if c not in LIKE_DIGITS)  # the letters ``letters`` gives of each font, in order
 KINDS = ("letters", "scribbles", "shapes", "strokes", "photos")
 OBJECTS_PATH = REPO_ROOT / "assets" / "fashion_objects.safetensors"
 OBJECT_CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
@@ -88,7 +89,7 @@ def letters(split: str, path: Path | None = None, alphabet: str | None = None) -
     images, families = _read_letters(Path(path or LETTERS_PATH))
     development = set(font_digits.load("development").families)
     keep = [i for i, family in enumerate(families) if (family in development) == (split == "development")]
-    columns = [ALPHABET.index(c) for c in (alphabet or ALPHABET) if c not in LIKE_DIGITS or alphabet]
+    columns = [ALPHABET.index(c) for c in (alphabet or LETTERS)]
     return images[keep][:, columns].reshape(-1, 28, 28)
 
 

@@ -1,5 +1,6 @@
 """The digit detector: a plain CNN (three pairs of 3x3 conv with batch norm, 32 | 64 | 128 channels, global average
-pooling) with eleven outputs — the ten digits and "not a digit". It stands in front of every reader of the zoo
+pooling) with eleven outputs — the ten digits and "not a digit" — or more, where each training letter has a class of
+its own beside "not a digit" (``training.detector --letter-classes``). It stands in front of every reader of the zoo
 (``analysis.detector``) and is no member of it: the zoo's architectures and their parameter counts stay as published.
 """
 from torch import Tensor, nn
@@ -9,7 +10,7 @@ WIDTH = 32
 
 
 class Net(nn.Module):
-    def __init__(self, width: int = WIDTH, dropout: float = 0.2) -> None:
+    def __init__(self, width: int = WIDTH, dropout: float = 0.2, outputs: int = NOT_A_DIGIT + 1) -> None:
         super().__init__()
 
         def conv(in_ch: int, out_ch: int) -> list[nn.Module]:
@@ -19,7 +20,7 @@ class Net(nn.Module):
             *conv(1, width), *conv(width, width), nn.MaxPool2d(2),                  # 14x14
             *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.MaxPool2d(2),  # 7x7
             *conv(2 * width, 4 * width), *conv(4 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, NOT_A_DIGIT + 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, outputs),
         )
 
     def forward(self, x: Tensor) -> Tensor:

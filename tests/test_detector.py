@@ -207,11 +207,11 @@ def test_mining_keeps_the_most_digit_like_non_digits_after_skipping_the_first_q(
     candidates = inks.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).contiguous()
     by_ink = inks.sort(descending=True).values  # the most digit-like first
     net = _Inkiness().train()
-    kept = training_detector.mined(net, candidates, 10, 0.25)[:, 0, 0, 0]
+    kept = candidates[training_detector.mined(net, candidates, 10, 0.25)][:, 0, 0, 0]
     assert torch.allclose(kept.sort(descending=True).values, by_ink[10:20])  # the first quarter skipped
-    assert torch.allclose(training_detector.mined(net, candidates, 10, 0)[:, 0, 0, 0].sort(descending=True).values,
+    assert torch.allclose(candidates[training_detector.mined(net, candidates, 10, 0)][:, 0, 0, 0].sort(descending=True).values,
                           by_ink[:10])  # q = 0: the most digit-like of all
-    assert torch.allclose(training_detector.mined(net, candidates, 10, 0.9)[:, 0, 0, 0].sort().values,
+    assert torch.allclose(candidates[training_detector.mined(net, candidates, 10, 0.9)][:, 0, 0, 0].sort().values,
                           by_ink[30:].sort().values)  # never fewer than asked
     assert net.training  # scored evaluating, handed back training
 
@@ -452,3 +452,40 @@ def test_predict_judges_a_stretched_bitmap_at_several_widths_and_other_ink_as_it
         expected = found.digit_probability(seen, torch.tensor([marked]))
         assert s.digit_probability == pytest.approx(float(expected), abs=1e-3), path
     assert said[0].digit_probability > found.digit_probability(predict.read_input(stretched)[None])
+
+
+def test_letter_classes_label_each_training_letter_apart_and_everything_else_not_a_digit() -> None:
+    per_font = len(nondigits.LETTERS)
+    letters = 3 * per_font  # a pool whose first three fonts' letters come first
+    index = torch.tensor([0, 1, per_font, letters - 1, letters, -1])  # ..., the first drawn kind, a letter turned
+    not_a_digit = detector.architecture.NOT_A_DIGIT
+    assert training_detector.non_digit_classes(index, letters).tolist() == [
+        not_a_digit + 1, not_a_digit + 2, not_a_digit + 1, not_a_digit + per_font, not_a_digit, not_a_digit]
+    assert (training_detector.non_digit_classes(index, 0) == not_a_digit).all()  # without letter classes
+    things = torch.ones(4, 1, 28, 28)
+    _, classes = training_detector.pick_against(400, torch.Generator().manual_seed(0), torch.rand(letters + 10, 1, 28, 28),
+                                                [(things, 0.5)], letters)
+    assert (classes >= not_a_digit).all() and (classes > not_a_digit).any()  # never a digit; letters apart
+
+
+def test_a_member_widened_to_letter_classes_starts_with_the_digit_probability_it_had_and_loads_as_such() -> None:
+    torch.manual_seed(0)
+    net = detector.build(width=8).eval()
+    wide = training_detector.with_letter_classes(net).eval()
+    assert detector.outputs_of(wide.state_dict()) == detector.architecture.NOT_A_DIGIT + 1 + len(nondigits.LETTERS)
+    letters = nondigits.letters("development")[:20].float() / 255
+    before = detector.Detector([net], 0.5).digit_probability(letters)
+    assert torch.allclose(detector.Detector([wide], 0.5).digit_probability(letters), before, atol=1e-6)
+    again = detector.members(detector.state_of([net, wide]))  # a file may hold members of either head
+    assert [detector.outputs_of(m.state_dict()) for m in again] == [11, detector.outputs_of(wide.state_dict())]
+    assert torch.allclose(detector.Detector(again, 0.5).digit_probability(letters), before, atol=1e-6)
+
+
+def test_a_member_trained_with_letter_classes_records_it_and_resumes_only_so(tmp_path, monkeypatch) -> None:
+    _tiny_training(monkeypatch)
+    images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    net, record = training_detector.train_member(images, labels, 1, seed=5, width=8, letter_classes=True,
+                                                 partial=tmp_path / "p.pt")
+    assert record["letter_classes"] is True
+    assert detector.outputs_of(net.state_dict()) == detector.architecture.NOT_A_DIGIT + 1 + len(nondigits.LETTERS)
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["letter_classes"] is True

@@ -355,7 +355,7 @@ def test_the_detector_draws_each_extra_source_at_the_share_asked_and_none_at_zer
     things = torch.ones(3, 1, 28, 28)  # told apart from the pool's random images by being all ink
     pens = torch.full((3, 1, 28, 28), 0.5)  # and by being all grey
     gen = torch.Generator().manual_seed(0)
-    share = lambda picked, value=1: float((picked == value).flatten(1).all(1).float().mean())  # noqa: E731
+    share = lambda drawn, value=1: float((drawn[0] == value).flatten(1).all(1).float().mean())  # noqa: E731
     assert share(training_detector.pick_against(2000, gen, small_pool, [(things, 0)])) == 0
     assert share(training_detector.pick_against(2000, gen, small_pool)) == 0
     assert 0.45 < share(training_detector.pick_against(2000, gen, small_pool, [(things, 0.5)])) < 0.55

@@ -14,7 +14,8 @@ shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
 ``nondigits.objects``, docs/predict.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
-strokes, ``nondigits.draw_pen_letter``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``).
+strokes, ``nondigits.draw_pen_letter``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``;
+``--letter-classes`` teaches each training letter as a class of its own beside "not a digit", ``non_digit_classes``).
 Digits and non-digits are varied alike (``varied``; ``--scans SHARE`` of them also stored as other
 digit sets store theirs). The record gives the detector alone: its threshold,
 the digit probability below which 1% of the development digits fall (those a reader's threshold is chosen on,
@@ -26,7 +27,9 @@ reader's and the reader's threshold decides (``analysis.gate``). No test set is 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import shlex
 import sys
 import time
@@ -64,8 +67,10 @@ OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``-
 PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
 PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
 SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
+NOT_A_DIGIT = detector.architecture.NOT_A_DIGIT
 WIDTH = detector.architecture.WIDTH  # a new member's first convolutions' channels (``--width``)
 MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
+LETTER_CLASSES = False  # each training letter a class of its own beside "not a digit" (``--letter-classes``)
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
 NUMBERS = 300  # numbers of each spacing composed from the held-out writers' digits, whose pieces are measured
 
@@ -167,46 +172,75 @@ def pen_letter_pool() -> Tensor:
     return nondigits.drawn(nondigits.PEN_LETTERS, PEN_LETTERS_DRAWN, nondigits.TRAINING_SEED).float().div(255).unsqueeze(1)
 
 
-def pick_against(count: int, gen: torch.Generator, pool: Tensor,
-                 extras: Sequence[tuple[Tensor, float]] = ()) -> Tensor:
-    """``count`` non-digits to train against: from ``pool``, each replaced, with the probability of its share, by
-    one of an extra source's images (``extras``: (images, share) pairs, the shares summing to at most 1;
+def non_digit_classes(index: Tensor, letters: int) -> Tensor:
+    """The class each drawn non-digit is taught as, from its place in ``non_digit_pool`` (``index``, -1 for one
+    turned on its side, as ``augmentations.draw_non_digits`` gives it): the pool's first ``letters`` images are the
+    training fonts' letters, font by font, and each letter of ``nondigits.LETTERS`` has a class of its own after
+    ``NOT_A_DIGIT``; everything else, a letter on its side included, is "not a digit". ``letters`` 0: all are."""
+    classes = torch.full_like(index, NOT_A_DIGIT)
+    is_letter = (index >= 0) & (index < letters)
+    classes[is_letter] = NOT_A_DIGIT + 1 + index[is_letter] % len(nondigits.LETTERS)
+    return classes
+
+
+def with_letter_classes(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` (eleven outputs) with an output for each of ``nondigits.LETTERS`` after "not a digit", each
+    started as "not a digit" is, less the log of their number: the sum of the non-digit classes' probabilities,
+    and so the digit probability, is at first exactly ``net``'s."""
+    wide = copy.deepcopy(net)
+    old = net.layers[-1]
+    n = 1 + len(nondigits.LETTERS)
+    wide.layers[-1] = nn.Linear(old.in_features, NOT_A_DIGIT + n)
+    with torch.no_grad():
+        wide.layers[-1].weight.copy_(torch.cat([old.weight[:NOT_A_DIGIT], old.weight[NOT_A_DIGIT:].expand(n, -1)]))
+        wide.layers[-1].bias.copy_(torch.cat([old.bias[:NOT_A_DIGIT], old.bias[NOT_A_DIGIT:].expand(n) - math.log(n)]))
+    return wide
+
+
+def pick_against(count: int, gen: torch.Generator, pool: Tensor, extras: Sequence[tuple[Tensor, float]] = (),
+                 letters: int = 0) -> tuple[Tensor, Tensor]:
+    """``count`` non-digits to train against and the class each is taught as (``non_digit_classes``, ``letters``
+    its count of letters): from ``pool``, each replaced, with the probability of its share, by one of an extra
+    source's images (``extras``: (images, share) pairs, the shares summing to at most 1; those "not a digit";
     ``augmentations.pick_non_digits`` draws from each). Shares rather than one pool of all: each source's weight
     in a batch is then chosen, not an accident of how many images it holds."""
-    picked = augmentations.pick_non_digits(count, gen, torch.device("cpu"), pool)
+    picked, index = augmentations.draw_non_digits(count, gen, torch.device("cpu"), pool)
+    classes = non_digit_classes(index, letters)
     extras = [(images, share) for images, share in extras if share > 0]
     if not extras:
-        return picked
+        return picked, classes
     drawn, low = torch.rand(count, generator=gen), 0.0
     for images, share in extras:
         which = (drawn >= low) & (drawn < low + share)
         if which.any():
             picked[which] = augmentations.pick_non_digits(int(which.sum()), gen, torch.device("cpu"), images)
+            classes[which] = NOT_A_DIGIT
         low += share
-    return picked
+    return picked, classes
 
 
 @torch.no_grad()
 def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
     """Outlier mining (ATOM, Chen et al. 2021): of ``candidates`` (varied non-digits, (N, 1, 28, 28) in [0, 1]),
-    the ``keep`` that ``net`` finds most digit-like after skipping the first ``q`` of them in that order. The
+    which ``keep`` (their places) ``net`` finds most digit-like after skipping the first ``q`` of them in that order. The
     easy non-digits teach the detector little once it rejects them; the very most digit-like are skipped,
     because among letters they are written exactly as digits are (a q as a 9), and pushing them out would push
     out other writers' digits with them. A trained member gets all but a few per cent of its training
     non-digits right, so ``q`` must stay below that share: skipping more skips every one it gets wrong."""
     was_training = net.training
     net.eval()
-    odds = net(data_utils.normalize(candidates)).softmax(1)[:, detector.architecture.NOT_A_DIGIT]
+    odds = net(data_utils.normalize(candidates)).softmax(1)[:, NOT_A_DIGIT:].sum(1)
     net.train(was_training)
     start = min(int(q * len(candidates)), len(candidates) - keep)
-    return candidates[odds.argsort()[start:start + keep]]
+    return odds.argsort()[start:start + keep]
 
 
 def recipe(epochs: int, seed: int, objects: float, mine: float | None, pen_letters: float, scans: float,
-           width: int, fine_tuned: bool) -> dict:
+           width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES) -> dict:
     """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
     return {"epochs": epochs, "seed": seed, "objects": objects, "mine": mine, "pen_letters": pen_letters,
-            "scans": scans, "width": width, "fine_tuned": fine_tuned}
+            "scans": scans, "width": width, "fine_tuned": fine_tuned,
+            **({"letter_classes": True} if letter_classes else {})}
 
 
 def partial_path(out_root: Path | str, seed: int) -> Path:
@@ -233,11 +267,14 @@ def interrupted(out_root: Path | str, seed: int) -> dict | None:
 def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
                  mine: float | None = MINE, start: nn.Module | None = None,
                  pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH,
-                 partial: Path | None = None, resume: dict | None = None) -> tuple[nn.Module, dict]:
+                 partial: Path | None = None, resume: dict | None = None,
+                 letter_classes: bool = LETTER_CLASSES) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
-    ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``); from
+    ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``),
+    ``letter_classes`` each training letter taught as a class of its own (``non_digit_classes``; a start of eleven
+    outputs is widened first, ``with_letter_classes``); from
     ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
     (``models.detector.Net``). After each epoch everything it needs to go on (weights, optimizer, schedule, both
     random streams) is written to ``partial``; ``resume`` (such a state, of the same ``recipe``) continues it
@@ -245,7 +282,11 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
     extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters)) if share > 0]
-    net, gen = start or detector.build(width), torch.Generator().manual_seed(seed)
+    letters = len(nondigits.letters("train")) if letter_classes else 0  # the pool's first images
+    if letter_classes and start is not None and detector.outputs_of(start.state_dict()) == NOT_A_DIGIT + 1:
+        start = with_letter_classes(start)
+    outputs = NOT_A_DIGIT + 1 + (len(nondigits.LETTERS) if letter_classes else 0)
+    net, gen = start or detector.build(width, outputs), torch.Generator().manual_seed(seed)
     peak = PEAK_LR / 4 if start is not None else PEAK_LR
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), peak / 2, weight_decay=5e-4)
@@ -266,11 +307,14 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         for _ in range(PER_EPOCH // BATCH):
             pick = torch.randint(0, len(images), (BATCH // 2,), generator=gen)
             if mine is not None:
-                drawn = varied(pick_against(CANDIDATES * BATCH // 2, gen, pool, extras), gen, scans)
-                x = torch.cat([varied(images[pick], gen, scans), mined(net, drawn, BATCH // 2, mine)])
+                drawn, classes = pick_against(CANDIDATES * BATCH // 2, gen, pool, extras, letters)
+                drawn = varied(drawn, gen, scans)
+                kept = mined(net, drawn, BATCH // 2, mine)
+                x, classes = torch.cat([varied(images[pick], gen, scans), drawn[kept]]), classes[kept]
             else:
-                x = varied(torch.cat([images[pick], pick_against(BATCH // 2, gen, pool, extras)]), gen, scans)
-            target = torch.cat([labels[pick], torch.full((len(x) - len(pick),), detector.architecture.NOT_A_DIGIT)])
+                drawn, classes = pick_against(BATCH // 2, gen, pool, extras, letters)
+                x = varied(torch.cat([images[pick], drawn]), gen, scans)
+            target = torch.cat([labels[pick], classes])
             loss = F.cross_entropy(net(data_utils.normalize(x)), target)
             optimizer.zero_grad()
             loss.backward()
@@ -282,7 +326,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         if partial is not None:
             atomic_write_bytes(partial, torch_bytes({
                 "recipe": recipe(epochs, seed, objects, mine, pen_letters, scans, detector.width_of(net.state_dict()),
-                                 start is not None),
+                                 start is not None, letter_classes),
                 "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
                 "rng": torch.get_rng_state()}))
@@ -291,6 +335,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"scans": scans} if scans > 0 else {}),
+                        **({"letter_classes": True} if letter_classes else {}),
                         **({"mine": mine} if mine is not None else {})}
 
 
@@ -346,11 +391,12 @@ def interrupted_states(out_root: Path | str, seeds: tuple[int, ...], recipes: di
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
-          scans: float = SCANS, width: int = WIDTH, resume: bool = False) -> dict:
+          scans: float = SCANS, width: int = WIDTH, resume: bool = False,
+          letter_classes: bool = LETTER_CLASSES) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
     pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width``: a new
-    member's channels; ``fine_tune``: from the
+    member's channels; ``letter_classes``: each training letter a class of its own; ``fine_tune``: from the
     weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
     threshold on development digits, write its weights and record (``command``: the one that trained it); the
     record. Each member's progress is kept after every epoch (``partial_path``) until the detector is written;
@@ -360,14 +406,14 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     recipes = {seed: recipe(epochs, seed, objects, mine, pen_letters, scans,
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
-                            seed in starts) for seed in seeds}
+                            seed in starts, letter_classes) for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
     images, labels, held = _digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
         net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width,
-                                   partial_path(out_root, seed), states.get(seed))
+                                   partial_path(out_root, seed), states.get(seed), letter_classes)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -465,6 +511,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=number(int, 8, 256), default=WIDTH, metavar="CHANNELS",
                    help="a new member's first convolutions' channels, doubled twice deeper in (default:"
                    f" {WIDTH}; the members of one detector may differ)")
+    p.add_argument("--letter-classes", action="store_true", help="teach each training letter as a class of its"
+                   " own beside \"not a digit\" (a fine-tuned member's output layer is widened; the digit probability"
+                   " is the ten digits' sum)")
     p.add_argument("--fine-tune", type=Path, metavar="DIR", help="start each member from the weights of the member"
                    " of its seed saved under DIR/outputs (at a quarter of the peak learning rate)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training (the same command"
@@ -508,7 +557,8 @@ def main(argv: list[str] | None = None) -> None:
             command = f"{saved_command(args.out_dir)} && {command}"
         try:
             record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                           args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume)
+                           args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
+                           args.letter_classes)
         except ResumeError as exc:
             p.error(f"argument --resume: {exc}")
         except (KeyboardInterrupt, WriteError) as exc:
