@@ -281,6 +281,20 @@ def test_the_detectors_record_names_the_command_that_trained_it(tmp_path, monkey
     assert [m["seed"] for m in written[-1]["members"]] == [4, 7, 9]
 
 
+def test_a_member_added_from_a_copy_of_the_kept_detector_names_their_shared_commands_once(tmp_path, monkeypatch):
+    _saved_pair(tmp_path / "kept")
+    written = _no_data(monkeypatch)
+    training_detector.main(["--add", "--seeds", "9", "--epochs", "0", "--out-dir", str(tmp_path / "kept")])
+    grown = tmp_path / "kept"  # now the first command, then seed 9's
+    _saved_pair(tmp_path / "again")  # the kept pair again, to which seed 9 continued is added
+    args = ["--add", "--seeds", "9", "--epochs", "0", "--fine-tune", str(grown), "--out-dir", str(tmp_path / "again")]
+    detector.paths(grown)[1].write_text(json.dumps(written[-1]))  # the record that run would have written
+    training_detector.main(args)
+    assert written[-1]["command"] == (f"the first && python -m training.detector --add --seeds 9 --epochs 0 --out-dir"
+                                      f" {grown} && python -m training.detector " + " ".join(args))
+    assert training_detector.chained(["a"], ["b"]) == ["a", "b"]  # unrelated histories: both, in order
+
+
 def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_path, capsys) -> None:
     from benchmarks import detector_candidates  # noqa: PLC0415
 

@@ -355,6 +355,12 @@ def saved_command(out_root: Path | str) -> str:
     return json.loads(detector.paths(out_root)[1].read_text()).get("command", COMMAND)
 
 
+def chained(first: list[str], then: list[str]) -> list[str]:
+    """The commands ``first`` followed by ``then``, once: where ``then`` began as ``first`` did (a detector
+    continued from a copy of the one kept), the shared start is not repeated."""
+    return then if then[:len(first)] == first else [*first, *then]
+
+
 class ResumeError(ValueError):
     """An interrupted training under the out-dir that this command would overwrite, or cannot continue."""
 
@@ -550,11 +556,12 @@ def main(argv: list[str] | None = None) -> None:
         record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
                         saved_command(args.out_dir))
     else:
-        command = shlex.join(["python", "-m", "training.detector", *(a for a in argv if a != "--resume")])
-        if args.fine_tune is not None:  # the members continued were trained by their record's command
-            command = f"{saved_command(args.fine_tune)} && {command}"
-        if args.add and saved:  # the members kept were trained by the saved record's command
-            command = f"{saved_command(args.out_dir)} && {command}"
+        history = []  # the commands that trained the members kept (--add) and those continued (--fine-tune)
+        for before in ([saved_command(args.out_dir)] if args.add and saved else []) + (
+                [saved_command(args.fine_tune)] if args.fine_tune is not None else []):
+            history = chained(history, before.split(" && "))
+        command = " && ".join([*history, shlex.join(["python", "-m", "training.detector",
+                                                     *(a for a in argv if a != "--resume")])])
         try:
             record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
                            args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
