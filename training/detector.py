@@ -556,12 +556,10 @@ def main(argv: list[str] | None = None) -> None:
         record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
                         saved_command(args.out_dir))
     else:
-        history = []  # the commands that trained the members kept (--add) and those continued (--fine-tune)
-        for before in ([saved_command(args.out_dir)] if args.add and saved else []) + (
-                [saved_command(args.fine_tune)] if args.fine_tune is not None else []):
-            history = chained(history, before.split(" && "))
-        command = " && ".join([*history, shlex.join(["python", "-m", "training.detector",
-                                                     *(a for a in argv if a != "--resume")])])
+        kept = saved_command(args.out_dir).split(" && ") if args.add and saved else []  # trained the members kept
+        continued = saved_command(args.fine_tune).split(" && ") if args.fine_tune is not None else []
+        command = " && ".join([*chained(kept, continued), shlex.join(["python", "-m", "training.detector",
+                                                                      *(a for a in argv if a != "--resume")])])
         try:
             record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
                            args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
