@@ -46,11 +46,22 @@ def device_name(device: str) -> str:
         return platform.processor() or "unknown"
 
 
+def command_line(argv: list[str] | None = None) -> list[str]:
+    """``sys.argv``, a script of this repository named from the repository's root: a record says what ran, not
+    which folder it was checked out into (a worktree, a home directory)."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = Path(argv[0])
+        if script.is_absolute() and script.resolve().is_relative_to(REPO):
+            argv[0] = script.resolve().relative_to(REPO).as_posix()
+    return argv
+
+
 def environment(device: str = "cpu", backend: str | None = None, cuda_graph: bool | None = None) -> dict:
     """Code version, argv, software versions, machine, the acceleration backend and CUDA-graph use."""
     return {
         "git": git_state(),
-        "argv": list(sys.argv),
+        "argv": command_line(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

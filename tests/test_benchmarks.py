@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from core import provenance
 from core.artifacts import REPO_ROOT
 
 
@@ -62,3 +63,11 @@ def test_seeds_bound_times_one_seed_the_stack_and_single_thread_copies_and_deriv
     assert record["side_by_side_over_one"] == round(side_over_one, 2)
     assert record["needed_speedup_per_core"] == round(side_over_one / 1.5, 2)
     assert "**" in done.stdout and "2 seeds stacked" in done.stdout
+
+
+def test_a_record_names_a_repository_script_from_the_repository_root_not_the_checkout_folder(tmp_path) -> None:
+    script = provenance.REPO / "benchmarks" / "rejection.py"
+    assert provenance.command_line([str(script), "--data-dir", "d"]) == ["benchmarks/rejection.py", "--data-dir", "d"]
+    outside = str(tmp_path / "mine.py")  # a script of the user's own stays as it was given
+    assert provenance.command_line([outside]) == [outside]
+    assert provenance.command_line(["-c"]) == ["-c"]
