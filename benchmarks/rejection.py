@@ -68,14 +68,15 @@ def main() -> None:
     if (left_out := rejection.without_handwriting_fonts()) is not None:
         print(f"benchmarks.rejection: {left_out}", file=sys.stderr)
     rows = []
-    for key in args.models.split(","):
-        rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared))
-        r = rows[-1]
-        print(f"{key}: threshold {r['threshold']:.3f}; MNIST test rejected {r['mnist_rejected']:.2f}%, accepted read right"
-              f" {reading.accepted_read_right(r)}; SEMEION rejected {r.get('semeion_rejected', float('nan')):.2f}%;"
-              f" non-digits rejected {r['non_digits_rejected']:.1f}% ("
-              + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}"
-              f" ({r['seconds']:.0f} s)", flush=True)
+    with detector.remembering():  # every reader's pieces meet the same detector: each judged once
+        for key in args.models.split(","):
+            rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared))
+            r = rows[-1]
+            print(f"{key}: threshold {r['threshold']:.3f}; MNIST test rejected {r['mnist_rejected']:.2f}%, accepted"
+                  f" read right {reading.accepted_read_right(r)}; SEMEION rejected"
+                  f" {r.get('semeion_rejected', float('nan')):.2f}%; non-digits rejected {r['non_digits_rejected']:.1f}%"
+                  " (" + ", ".join(f"{k} {v:.1f}%" for k, v in r["non_digits"].items()) + f"); AUROC {r['auroc']:.4f}"
+                  f" ({r['seconds']:.0f} s)", flush=True)
     atomic_save_json(args.json_out, {"benchmark": "rejection", "sets": {k: len(v) for k, v in non_digits.items()},
                                      "rows": rows, "machine": machine(), "detector": detector.load() is not None,
                                      "command": "python -m benchmarks.rejection --data-dir ../shared/data"})

@@ -166,6 +166,32 @@ def test_a_detector_of_several_members_averages_their_digit_probabilities(detect
     assert torch.allclose(found.digit_probability(letters), (alone[0] + alone[1]) / 2)
 
 
+def test_while_remembering_the_detector_answers_a_repeated_question_as_computed_without_running_again(
+        detector_root) -> None:
+    torch.manual_seed(0)
+    weights, record = detector.paths(detector_root)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(safetensors_bytes(detector.state_of([detector.build(width=8).eval()])))
+    record.write_text(json.dumps({"reject_below": 0.5}))
+    found = detector.load()
+    calls = []
+    found.nets[0].register_forward_hook(lambda *_: calls.append(1))
+    digits, stretched = torch.rand(3, 28, 28), torch.tensor([False, True, False])
+    computed = found.digit_probability(digits, stretched)
+    asked = len(calls)
+    with detector.remembering():
+        first = found.digit_probability(digits, stretched)
+        first[0] = -1.0  # what a caller does with its answer is its own
+        again = found.digit_probability(digits.clone(), stretched.clone())
+        before = len(calls)
+        other = found.digit_probability(digits, torch.zeros(3, dtype=torch.bool))  # another question
+    assert before == 2 * asked and len(calls) > before  # the repeated question ran no member, another did
+    assert torch.equal(again, computed) and not torch.equal(other, computed)
+    before = len(calls)
+    found.digit_probability(digits, stretched)
+    assert len(calls) == before + asked and found.remembered is None  # forgotten once the block ends
+
+
 def test_a_file_of_one_member_is_read_as_one_detector() -> None:
     net = detector.build().eval()
     assert set(detector.state_of([net])) == set(net.state_dict())  # the single detector's file, as it always was
