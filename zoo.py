@@ -165,12 +165,12 @@ def leaderboard(keys: list[str], seeds: int, given: dict, device: str, at_once: 
     return board.train(keys, seeds, given, device, at_once, jobs, events)
 
 
-def saved_record(saved: ArtifactPaths, cfg: RunConfig) -> dict:
-    """The metrics record beside saved weights; for weights without a (readable) one, just ``cfg``."""
+def saved_record(saved: ArtifactPaths, cfg: RunConfig | None) -> dict:
+    """The metrics record beside saved weights; for weights without a (readable) one, just ``cfg`` (if any)."""
     try:
         return json.loads(saved.metrics.read_text())
     except (OSError, ValueError):
-        return {"config": cfg.to_dict()}
+        return {} if cfg is None else {"config": cfg.to_dict()}
 
 
 def evaluate_saved(cfg: RunConfig, source: Path | None = None) -> dict:
@@ -251,13 +251,21 @@ def evaluate_reading_saved(cfg: RunConfig, source: Path) -> dict:
         semeion = prepared = None  # not in --data-dir: measured where it is
     row = reading.measure(model, test.images, test.labels, rejection.test_non_digits(), semeion, prepared,
                           numbers_per_kind=READING_NUMBERS)
-    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, cfg.out_dir)
+    keep_reading(strategy.key, source, cfg.out_dir, row, cfg)
+    return row
+
+
+def keep_reading(key: str, source: Path, out_dir: Path, row: dict, cfg: RunConfig | None = None) -> None:
+    """A reading record (``deploy.reading.measure``, of the model saved under ``source``) kept in the model's metrics
+    JSON under ``out_dir`` as ``--evaluate-reading`` keeps it (``benchmarks.rejection --into-metrics`` too); the
+    record it joins is the one beside the weights, else just ``cfg``."""
+    strategy = model_strategy.get_strategy(key)
+    saved, paths = ArtifactPaths(strategy.stem, source), ArtifactPaths(strategy.stem, out_dir)
     metrics = saved_record(saved, cfg)
     metrics["reading"] = {**row, "params_file": model_strategy.trained_params(strategy.key, source).name,
-                          "calibrated": gate.threshold_of(model) > 0,
+                          "calibrated": row["threshold"] > 0,
                           "note": "test sets only, read as --predict reads files; never used to select or tune anything"}
     atomic_save_json(paths.metrics, metrics)
-    return row
 
 
 def evaluate_external_saved(cfg: RunConfig, source: Path) -> list:

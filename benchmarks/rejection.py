@@ -45,9 +45,15 @@ def reader(key: str, root: Path) -> torch.nn.Module:
 
 def measure(key: str, root: Path, non_digits: dict[str, list[torch.Tensor]],
             semeion: tuple[list[torch.Tensor], torch.Tensor] | None, test: data_utils.MNISTTensors,
-            semeion_prepared: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
-    return {"model": key, **reading.measure(reader(key, root), test.images, test.labels, non_digits, semeion,
-                                            semeion_prepared)}
+            semeion_prepared: tuple[torch.Tensor, torch.Tensor] | None, into_metrics: bool = False) -> dict:
+    """One row of the table; ``into_metrics``: a single model's numbers read too, and its record kept in its
+    metrics JSON under ``root`` as ``main.py --model KEY --evaluate-reading --out-dir ROOT`` keeps it."""
+    keep = into_metrics and "+" not in key
+    row = reading.measure(reader(key, root), test.images, test.labels, non_digits, semeion, semeion_prepared,
+                          numbers_per_kind=zoo.READING_NUMBERS if keep else 0)
+    if keep:
+        zoo.keep_reading(key, root, root, row)
+    return {"model": key, **row}
 
 
 def main() -> None:
@@ -57,6 +63,9 @@ def main() -> None:
                    help="models, and ensembles as KEY+KEY+... (default: every model and the ensemble of V1-V3)")
     p.add_argument("--root", type=Path, default=REFERENCE_ROOT, help="the folder holding outputs/ (default: the reference)")
     p.add_argument("--json-out", type=Path, default=RESULTS)
+    p.add_argument("--into-metrics", action="store_true", help="also read each single model's numbers and keep its"
+                   " record in its metrics JSON under --root, as main.py --model KEY --evaluate-reading --out-dir ROOT"
+                   " does: one run for the table and every model's record")
     args = p.parse_args()
     test = data_utils.load_mnist(args.data_dir)["test"]
     try:
@@ -70,7 +79,7 @@ def main() -> None:
     rows = []
     with detector.remembering():  # every reader's pieces meet the same detector: each judged once
         for key in args.models.split(","):
-            rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared))
+            rows.append(measure(key, args.root, non_digits, semeion, test, semeion_prepared, args.into_metrics))
             r = rows[-1]
             print(f"{key}: threshold {r['threshold']:.3f}; MNIST test rejected {r['mnist_rejected']:.2f}%, accepted"
                   f" read right {reading.accepted_read_right(r)}; SEMEION rejected"

@@ -150,12 +150,13 @@ def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(exter
     assert sum(map(sum, scores[external.SEMEION]["confusion"])) == 10
 
 
-def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbers(external_root, tmp_path, monkeypatch,
-                                                                                   capsys) -> None:
+@pytest.fixture
+def few_test_sets(external_root, monkeypatch):
+    """The reading measures on slices of the real test sets, which keep them quick: 300 MNIST test digits, 40
+    SEMEION pages, 10 non-digits, 4 numbers of each kind."""
     import zoo  # noqa: PLC0415
     from analysis import rejection  # noqa: PLC0415
 
-    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
     load = data_utils.load_mnist
 
     def first_300(root, verify=True):  # noqa: ANN001, ANN202 - a slice of the real test set keeps it quick
@@ -170,7 +171,13 @@ def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbe
     monkeypatch.setattr(rejection, "test_non_digits", lambda: {"blank pages": rejection.blank_pages(4),
                                                                "noise": rejection.noise(6)})
     monkeypatch.setattr(zoo, "READING_NUMBERS", 4)
-    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(external_root)]) == 0
+    return external_root
+
+
+def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbers(few_test_sets, tmp_path, monkeypatch,
+                                                                                   capsys) -> None:
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
+    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(few_test_sets)]) == 0
     out = capsys.readouterr().out
     assert "test non-digits rejected" in out and "numbers read exactly: 4 digits gaps" in out
     written = tmp_path / "runs" / "mnist_model_3" / "reference" / "outputs" / "mnist_model_3_metrics.json"
@@ -182,3 +189,26 @@ def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbe
     assert math.isclose(r["non_digits_rejected"], (4 * 100.0 + 6 * r["non_digits"]["noise"]) / 10)
     assert [(n["kind"], n["length"], n["numbers"]) for n in r["numbers"]] == [
         ("gaps", 4, 4), ("tight", 4, 4), ("touching", 4, 4), ("gaps", 1, 4)]
+
+
+def test_the_rejection_benchmark_keeps_in_each_metrics_json_the_record_evaluate_reading_keeps(few_test_sets, tmp_path,
+                                                                                              monkeypatch) -> None:
+    from benchmarks import rejection as table  # noqa: PLC0415
+
+    root = tmp_path / "copy"  # the committed V3 with its record and calibration, its metrics read and rewritten
+    (root / "outputs").mkdir(parents=True)
+    for name in ("params.safetensors", "calibration.json", "metrics.json"):
+        shutil.copy(artifacts.REFERENCE_ROOT / "outputs" / f"mnist_model_3_{name}", root / "outputs")
+    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
+    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(few_test_sets)]) == 0
+    one = tmp_path / "runs" / "mnist_model_3" / "reference"
+    monkeypatch.setattr("sys.argv", ["rejection", "--data-dir", str(few_test_sets), "--models", "3", "--root",
+                                     str(root), "--json-out", str(tmp_path / "table.json"), "--into-metrics"])
+    table.main()
+    kept = [json.loads((place / "outputs" / "mnist_model_3_metrics.json").read_text()) for place in (one, root)]
+    alike = [{k: v for k, v in record["reading"].items() if k != "seconds"} for record in kept]
+    assert alike[0] == alike[1] and alike[0]["numbers"]
+    assert kept[1]["config"] == kept[0]["config"]  # the record it joined is kept whole
+    [row] = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert {k: v for k, v in row.items() if k not in ("model", "seconds")} == {
+        k: v for k, v in alike[0].items() if k not in ("params_file", "calibrated", "note")}
