@@ -88,7 +88,8 @@ def main() -> None:
                   f" ({r['seconds']:.0f} s)", flush=True)
     atomic_save_json(args.json_out, {"benchmark": "rejection", "sets": {k: len(v) for k, v in non_digits.items()},
                                      "rows": rows, "machine": machine(), "detector": detector.load() is not None,
-                                     "command": "python -m benchmarks.rejection --data-dir ../shared/data"})
+                                     "command": "python -m benchmarks.rejection --data-dir ../shared/data"
+                                                + (" --into-metrics" if args.into_metrics else "")})
 
 
 if __name__ == "__main__":
