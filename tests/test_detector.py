@@ -269,7 +269,7 @@ def _save(root: Path, nets: list) -> None:
 def _no_data(monkeypatch) -> list[dict]:
     """Training without reading data or choosing thresholds; the records ``choose`` would write, appended."""
     written: list[dict] = []
-    monkeypatch.setattr(training_detector, "_digits", lambda root: (
+    monkeypatch.setattr(training_detector, "training_digits", lambda root: (
         torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), torch.zeros(2, 28, 28, dtype=torch.uint8)))
 
     def choose(root, out_root, members, held, command="", nets=None) -> dict:
@@ -529,3 +529,21 @@ def test_a_member_trained_with_letter_classes_records_it_and_resumes_only_so(tmp
     assert record["letter_classes"] is True
     assert detector.outputs_of(net.state_dict()) == detector.architecture.NOT_A_DIGIT + 1 + len(nondigits.LETTERS)
     assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["letter_classes"] is True
+
+
+def test_letters_lie_farther_than_digits_from_every_digit_in_the_detector_features(mnist_root) -> None:
+    from analysis.feature_distance import FeatureDistance, discounted  # noqa: PLC0415
+
+    nets = detector.load().nets
+    splits = data_utils.load_mnist(mnist_root)
+    train, test = splits["train"], splits["test"]
+    fitted = FeatureDistance.fit(nets, train.images[:2000].float() / 255, train.labels[:2000])
+    digits = fitted.distance(nets, test.images[:300].float() / 255)
+    letters = fitted.distance(nets, nondigits.letters("development")[:300].float() / 255)
+    assert digits.shape == (300,) and bool((digits >= 0).all())
+    assert float(letters.median()) > 2 * float(digits.median())  # unlike every digit it was fitted on
+    stretched = torch.ones(50, dtype=torch.bool)  # judged at several widths, the nearest kept: never farther
+    assert bool((fitted.distance(nets, test.images[:50].float() / 255, stretched) <= digits[:50] + 1e-5).all())
+    score = torch.rand(300)
+    assert torch.equal(discounted(score, digits, 1.0, 0.0), score)  # weight 0: the score as served
+    assert bool((discounted(score, letters, float(digits.median()), 1.0) < score).all())

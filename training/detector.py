@@ -111,7 +111,7 @@ def held_out_writers(root: Path | str) -> tuple[Tensor, Tensor]:
     return train.images[held], train.labels[held]
 
 
-def _digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
+def training_digits(root: Path | str) -> tuple[Tensor, Tensor, Tensor]:
     """The training digits (N, 1, 28, 28) in [0, 1] with labels, and the held-out writers' MNIST digits (uint8)."""
     train, kept, held = _split(root)
     fonts, font_labels = font_digits.load("train").digits()
@@ -414,7 +414,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
                             seed in starts, letter_classes) for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
-    images, labels, held = _digits(root)
+    images, labels, held = training_digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
