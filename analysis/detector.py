@@ -89,9 +89,14 @@ class Detector:
     def _mean(self, digits: Tensor, batch_size: int) -> Tensor:
         if len(digits) == 0:
             return torch.zeros(0)
-        chunks = [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]
+        chunks = batches(digits, batch_size)
         odds = [torch.cat([net(x).softmax(1)[:, architecture.NOT_A_DIGIT:].sum(1) for x in chunks]) for net in self.nets]
         return 1 - torch.stack(odds).mean(0)
+
+
+def batches(digits: Tensor, batch_size: int) -> list[Tensor]:
+    """(N, 28, 28) or (N, 1, 28, 28) digits in [0, 1] as a member takes them: normalized, (B, 1, 28, 28) each."""
+    return [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]
 
 
 @contextlib.contextmanager

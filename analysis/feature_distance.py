@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from data_utils import normalize
+from analysis.detector import batches
 from digits.prepare import aspect_views
 
 CLASSES = 10
@@ -26,7 +26,7 @@ def features(net: nn.Module, digits: Tensor, batch_size: int = 1000) -> Tensor:
     """(N, F) penultimate features of one detector member (``models.detector.Net``: what its last layer weighs)
     for (N, 28, 28) or (N, 1, 28, 28) digits in [0, 1] prepared as ``--predict`` prepares them."""
     body = net.eval().layers[:-2]  # all but the dropout and the last linear layer
-    chunks = [normalize(chunk.float()).reshape(-1, 1, 28, 28) for chunk in digits.split(batch_size)]
+    chunks = batches(digits, batch_size)
     return torch.cat([body(x) for x in chunks]) if chunks else torch.zeros(0)
 
 

@@ -26,11 +26,10 @@ import zoo
 from analysis import detector, rejection
 from analysis.evaluation import probabilities
 from analysis.feature_distance import FeatureDistance, discounted
+from benchmarks.detector_candidates import PEN
 from core.artifacts import REFERENCE_ROOT
 from digits.prepare import mnistify
 from training.detector import development_sets, held_out_writers, semeion_format_sets, training_digits
-
-PEN = "PENDIGITS odd rows (development)"
 
 
 def main(argv: list[str] | None = None) -> int:
