@@ -17,7 +17,7 @@ import acceleration
 import config
 import data_utils
 import model_strategy
-from analysis import detector
+from analysis import calibration, detector
 from cli.flags import MODE_FLAGS, build_parser, explicit_flags
 from cli.modes import MODES, Command
 from core import artifacts
@@ -132,7 +132,7 @@ def _saved(epochs: int) -> str:
 
 # Errors of bad input: one line naming the file or the fault, exit code 2.
 BAD_INPUT = (data_utils.MNISTDataError, model_strategy.IncompatibleWeightsError, predict.PredictionInputError,
-             export.ExportError, font_digits.FontDigitsError, detector.DetectorError)
+             export.ExportError, font_digits.FontDigitsError, detector.DetectorError, calibration.CalibrationDataError)
 
 
 def explain(exc: BaseException, argv: list[str], mode: str | None) -> tuple[int, str]:

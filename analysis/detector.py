@@ -20,7 +20,7 @@ import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,13 @@ def paths(root: Path | str = REFERENCE_ROOT) -> tuple[Path, Path]:
 
 MEMBER = "member{}."  # the key prefix of each member's weights in a file of several
 
+# How the members' answers become one, from their (M, N) probabilities that each input is not a digit. The record's
+# "join" names it ("mean" where it names none): the measured alternatives are in benchmarks.gate_rules.
+JOINS: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": lambda not_digit: 1 - not_digit.mean(0),  # the members' digit probabilities averaged
+    "log-odds": lambda not_digit: torch.logit(1 - not_digit, eps=1e-7).mean(0).sigmoid(),  # their odds' geometric mean
+}
+
 
 @dataclass
 class Detector:
@@ -58,7 +65,8 @@ class Detector:
 
     nets: list[nn.Module]
     threshold: float
-    fingerprint: str = ""  # of its weights' file: a reader's threshold names the detector it was chosen with
+    fingerprint: str = ""  # of its weights' file (and join): a reader's threshold names the detector it was chosen with
+    join: str = "mean"  # how the members' probabilities become one (JOINS)
     remembered: dict[bytes, Tensor] | None = None  # answers kept by question, within ``remembering``
 
     @torch.no_grad()
@@ -91,7 +99,7 @@ class Detector:
             return torch.zeros(0)
         chunks = batches(digits, batch_size)
         odds = [torch.cat([net(x).softmax(1)[:, architecture.NOT_A_DIGIT:].sum(1) for x in chunks]) for net in self.nets]
-        return 1 - torch.stack(odds).mean(0)
+        return JOINS[self.join](torch.stack(odds))
 
 
 def batches(digits: Tensor, batch_size: int) -> list[Tensor]:
@@ -168,6 +176,7 @@ def _load(root: Path) -> Detector | None:
         fingerprint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         saved = json.loads(record.read_text())
         threshold = float(saved["reject_below"])
+        join = saved.get("join", "mean")
     except FileNotFoundError as exc:
         raise DetectorError(f"{exc.filename}: missing beside its pair; run python -m training.detector again") from None
     except Exception as exc:  # a damaged file: say which, without a traceback
@@ -175,4 +184,8 @@ def _load(root: Path) -> Detector | None:
                             " python -m training.detector again") from None
     if not 0 <= threshold <= 1:
         raise DetectorError(f"{record}: its threshold is outside [0, 1]; run python -m training.detector again")
-    return Detector(nets, threshold, fingerprint)
+    if join not in JOINS:
+        raise DetectorError(f"{record}: join {join!r} is none of {', '.join(JOINS)}")
+    if join != "mean":  # a reader's threshold chosen with the mean does not hold for another join of the same weights
+        fingerprint = hashlib.sha256(f"{fingerprint} {join}".encode()).hexdigest()[:16]
+    return Detector(nets, threshold, fingerprint, join=join)

@@ -1,6 +1,6 @@
 """A trained detector against the committed one, on development data only: the figures the adoption rule reads.
 
-    python -m benchmarks.detector_candidates --data-dir ../shared/data [/tmp/longer /tmp/mined ...]
+    python -m benchmarks.detector_candidates --data-dir ../shared/data [--candidates-only] [/tmp/longer /tmp/mined ...]
 
 Each detector (the committed one first, then each folder given, as ``training.detector --out-dir`` writes it) is
 served with the committed V3, its threshold chosen again at 1% of the development digits
@@ -24,10 +24,11 @@ import data_utils
 import zoo
 from analysis import detector, external, rejection
 from analysis.evaluation import probabilities
+from core.arguments import plainly
 from core.artifacts import REFERENCE_ROOT
 from deploy import reading
 from digits.prepare import scans_as_read
-from training.detector import development_sets, held_out_writers, semeion_format_sets
+from training.detector import DATA_ERRORS, development_sets, held_out_writers, semeion_format_sets
 
 PEN = "PENDIGITS odd rows (development)"  # a digit set among development_sets' others
 
@@ -69,22 +70,28 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
     p.add_argument("candidates", nargs="*", type=Path, help="folders holding outputs/digit_detector.* to compare")
+    p.add_argument("--candidates-only", action="store_true",
+                   help="leave out the committed detector's line (nothing here is random: a run without candidates prints"
+                        " it, the same each time)")
     args = p.parse_args(argv)
-    for folder in args.candidates:
-        if not detector.paths(folder)[0].is_file():
-            p.error(f"{detector.paths(folder)[0]}: no detector there (python -m training.detector --out-dir {folder})")
-    missing = rejection.missing_handwriting_fonts(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)
-    if missing:
-        p.error(f"the development handwriting fonts are not installed: apt-get install {' '.join(missing)} (Debian)")
-    letters = [letter for _, letter in rejection.named_handwriting_letters(
-        rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)]
-    development, others = development_sets(args.data_dir)
-    held = held_out_writers(args.data_dir)[0].float() / 255
-    stored_kinds = {name: scans_as_read(external.binary_scans(x)) for name, x in others.items() if name != PEN}
-    sets = (development, others, held, semeion_format_sets(development, held), stored_kinds)
-    for folder in (REFERENCE_ROOT, *args.candidates):
-        print(measure(folder, zoo.load("3", REFERENCE_ROOT, calibrated=True), sets, letters), flush=True)
-    return 0
+    if args.candidates_only and not args.candidates:
+        p.error("--candidates-only: name at least one candidate folder")
+    with plainly(p, *DATA_ERRORS):  # a data file missing or damaged: one line
+        for folder in args.candidates:
+            if not detector.paths(folder)[0].is_file():
+                p.error(f"{detector.paths(folder)[0]}: no detector there (python -m training.detector --out-dir {folder})")
+        missing = rejection.missing_handwriting_fonts(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)
+        if missing:
+            p.error(f"the development handwriting fonts are not installed: apt-get install {' '.join(missing)} (Debian)")
+        letters = [letter for _, letter in rejection.named_handwriting_letters(
+            rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)]
+        development, others = development_sets(args.data_dir)
+        held = held_out_writers(args.data_dir)[0].float() / 255
+        stored_kinds = {name: scans_as_read(external.binary_scans(x)) for name, x in others.items() if name != PEN}
+        sets = (development, others, held, semeion_format_sets(development, held), stored_kinds)
+        for folder in ([] if args.candidates_only else [REFERENCE_ROOT]) + args.candidates:
+            print(measure(folder, zoo.load("3", REFERENCE_ROOT, calibrated=True), sets, letters), flush=True)
+        return 0
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ No network is trained: each rule scores the committed detector's members and V3'
 differently. Served, the score is the mean of the members' digit probabilities times the reader's top probability
 (``analysis.gate``). Measured beside it: the members joined by the mean of their log-odds (a geometric mean) or
 by the least of them; the detector alone; the reader's two most probable digits in place of its top one (a doubt
-between two digits costs nothing); and the members' probabilities averaged over test-time views of each image
-(its four one-pixel shifts, its turns by 10 degrees either way). For each rule the threshold is chosen again at
+between two digits costs nothing); the members' probabilities averaged over test-time views of each image
+(its four one-pixel shifts, its turns by 10 degrees either way); and agreement, the detector's probability of
+each digit times the reader's, summed (the probability that it is a digit and that the two, independent, name the
+same one: the served score where they agree, small where they do not). For each rule the threshold is chosen again at
 1% of the development digits, and the line gives what ``benchmarks.detector_candidates`` gives a detector: the
 AUROC, development digits against the development non-digits, the plain mean of the six kinds' rejection and
 each, the seven other hands' letters (``benchmarks.other_hands``) read as ``--predict`` reads a file, the
@@ -32,10 +34,12 @@ import data_utils
 import zoo
 from analysis import detector, rejection
 from analysis.evaluation import probabilities
+from core.arguments import plainly
 from core.artifacts import REFERENCE_ROOT
 from deploy.predict import answer_ink
 from digits.prepare import clean
-from training.detector import development_sets, held_out_writers, semeion_format_sets
+from models.detector import NOT_A_DIGIT
+from training.detector import DATA_ERRORS, development_sets, held_out_writers, semeion_format_sets
 
 TURN = 10.0  # degrees, either way
 
@@ -48,6 +52,7 @@ class Seen:
     shifted: Tensor  # (M, N): the same, averaged over the image and its four one-pixel shifts
     turned: Tensor  # (M, N): the same, averaged over the image and its turns by TURN degrees either way
     reading: Tensor  # (N, 10): the reader's calibrated probabilities
+    named: Tensor  # (M, N, 10): each member's probability that the image is digit k (summing to its digit probability)
 
     @property
     def top(self) -> Tensor:
@@ -62,6 +67,8 @@ RULES: dict[str, Callable[[Seen], Tensor]] = {
     "the members' mean x the reader's two most probable": lambda s: s.members.mean(0) * s.reading.topk(2).values.sum(1),
     "averaged over one-pixel shifts, x the reader's top": lambda s: s.shifted.mean(0) * s.top,
     f"averaged over turns of {TURN:g} degrees, x the reader's top": lambda s: s.turned.mean(0) * s.top,
+    "agreement: the members' mean probability of each digit x the reader's, summed": lambda s: (
+        s.named.mean(0) * s.reading).sum(1),
 }
 
 
@@ -80,8 +87,11 @@ def seen(found: detector.Detector, reader: torch.nn.Module, x: Tensor) -> Seen:
         return torch.stack([torch.stack([m.digit_probability(v) for v in views]).mean(0) for m in each])
 
     shifts = [x, *(torch.roll(x, step, dim) for dim in (1, 2) for step in (1, -1))]
+    with torch.no_grad():
+        named = torch.stack([torch.cat([net(b).softmax(1)[:, :NOT_A_DIGIT] for b in detector.batches(x, 1000)])
+                             for net in found.nets])
     return Seen(members([x]), members(shifts), members([x, _turned(x, -TURN), _turned(x, TURN)]),
-                probabilities(reader, x))
+                probabilities(reader, x), named)
 
 
 def line(rule: Callable[[Seen], Tensor], sets: dict[str, dict[str, Seen]], letters: list[tuple[bool, Seen | None]]) -> str:
@@ -103,30 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=data_utils.default_data_dir())
     args = p.parse_args(argv)
-    missing = rejection.missing_handwriting_fonts(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)
-    if missing:
-        p.error(f"the development handwriting fonts are not installed: apt-get install {' '.join(missing)} (Debian)")
-    found = detector.load()
-    if found is None:
-        p.error("outputs/digit_detector.*: missing; train it with python -m training.detector")
-    v3 = zoo.load("3", REFERENCE_ROOT, calibrated=True)
-    development, others = development_sets(args.data_dir)
-    held = held_out_writers(args.data_dir)[0].float() / 255
-    pen = others.pop("PENDIGITS odd rows (development)")
-    stored = {k.removesuffix(" as SEMEION stores them (development)") + " in SEMEION's format": x  # at their stored width
-              for k, (x, _) in semeion_format_sets(development, held).items()}
-    look = lambda x: seen(found, v3, x)  # noqa: E731
-    sets = {"development": {k: look(x) for k, x in development.items()},
-            "non-digits": {k: look(x) for k, x in others.items()},
-            "other digits": {"held-out writers": look(held), "PENDIGITS odd rows": look(pen),
-                             **{k: look(x) for k, x in stored.items()}}}
-    letters = []
-    for _, letter in rejection.named_handwriting_letters(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS):
-        said, pieces = answer_ink(v3, "letter", clean(letter))
-        letters.append((said.verdict == "not a digit", None if pieces is None else look(pieces)))
-    for name, rule in RULES.items():
-        print(f"{name}: {line(rule, sets, letters)}", flush=True)
-    return 0
+    with plainly(p, *DATA_ERRORS):  # a data file missing or damaged: one line
+        missing = rejection.missing_handwriting_fonts(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS)
+        if missing:
+            p.error(f"the development handwriting fonts are not installed: apt-get install {' '.join(missing)} (Debian)")
+        found = detector.load()
+        if found is None:
+            p.error("outputs/digit_detector.*: missing; train it with python -m training.detector")
+        v3 = zoo.load("3", REFERENCE_ROOT, calibrated=True)
+        development, others = development_sets(args.data_dir)
+        held = held_out_writers(args.data_dir)[0].float() / 255
+        pen = others.pop("PENDIGITS odd rows (development)")
+        stored = {k.removesuffix(" as SEMEION stores them (development)") + " in SEMEION's format": x  # at their stored width
+                  for k, (x, _) in semeion_format_sets(development, held).items()}
+        look = lambda x: seen(found, v3, x)  # noqa: E731
+        sets = {"development": {k: look(x) for k, x in development.items()},
+                "non-digits": {k: look(x) for k, x in others.items()},
+                "other digits": {"held-out writers": look(held), "PENDIGITS odd rows": look(pen),
+                                 **{k: look(x) for k, x in stored.items()}}}
+        letters = []
+        for _, letter in rejection.named_handwriting_letters(rejection.FONT_DIR, rejection.DEVELOPMENT_HANDWRITING_FONTS):
+            said, pieces = answer_ink(v3, "letter", clean(letter))
+            letters.append((said.verdict == "not a digit", None if pieces is None else look(pieces)))
+        for name, rule in RULES.items():
+            print(f"{name}: {line(rule, sets, letters)}", flush=True)
+        return 0
 
 
 if __name__ == "__main__":

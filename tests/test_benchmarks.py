@@ -1,9 +1,12 @@
 """The benchmark and report scripts run and say what they promise (no timings are asserted)."""
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+
+import pytest
 
 from core import provenance
 from core.artifacts import REPO_ROOT
@@ -71,3 +74,15 @@ def test_a_record_names_a_repository_script_from_the_repository_root_not_the_che
     outside = str(tmp_path / "mine.py")  # a script of the user's own stays as it was given
     assert provenance.command_line([outside]) == [outside]
     assert provenance.command_line(["-c"]) == ["-c"]
+
+
+@pytest.mark.parametrize("command", ["calibration", "gate_shares"])
+def test_a_development_benchmark_without_its_data_names_the_missing_file_in_one_line(command, tmp_path, monkeypatch,
+                                                                                      capsys):
+    module = importlib.import_module(f"benchmarks.{command}")
+    monkeypatch.setattr("sys.argv", [command, "--data-dir", str(tmp_path)])  # holds none of the development sets
+    with pytest.raises(SystemExit) as stop:
+        module.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert f"error: {tmp_path / 'OPTDIGITS' / 'optdigits-train.csv'}: cannot be read" in err.strip().splitlines()[-1]

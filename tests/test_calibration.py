@@ -97,6 +97,17 @@ def test_a_threshold_chosen_with_another_digit_detector_is_refused_in_one_line(r
     assert "run --calibrate again" in err[0]
 
 
+def test_calibrate_without_the_development_digits_names_the_missing_file_in_one_line(run_of_v3: Path, tmp_path: Path,
+                                                                                     mnist_root, capsys) -> None:  # noqa: ANN001
+    data = tmp_path / "data"  # MNIST, and none of the development sets a threshold is chosen on
+    data.mkdir()
+    (data / "MNIST").symlink_to(Path(mnist_root) / "MNIST")
+    assert main.main(["--model", "3", "--calibrate", "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("main.py: error: ") and str(data / "OPTDIGITS") in err[0]
+    assert not ArtifactPaths("mnist_model_3", run_of_v3).calibration.exists()  # nothing half-written
+
+
 def test_calibrate_fits_on_development_digits_and_writes_the_record_and_the_diagram(run_of_v3: Path,
                                                                                     monkeypatch, mnist_root) -> None:  # noqa: ANN001
     # Every set is cut to a few hundred images (the detector in front costs most of the time), the record's shape

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -436,6 +437,7 @@ def test_the_gate_rules_benchmark_measures_the_served_score_as_its_first_rule() 
     assert seen.members.shape == seen.shifted.shape == seen.turned.shape == (len(found.nets), 16)
     assert not torch.equal(seen.shifted, seen.members) and not torch.equal(seen.turned, seen.members)
     assert all(rule(seen).shape == (16,) for rule in others)
+    torch.testing.assert_close(seen.named.sum(2), seen.members)  # each digit's share of a member's digit probability
 
 
 def _bitmap_page(cells: torch.Tensor, path: Path) -> Path:
@@ -547,3 +549,21 @@ def test_letters_lie_farther_than_digits_from_every_digit_in_the_detector_featur
     score = torch.rand(300)
     assert torch.equal(discounted(score, digits, 1.0, 0.0), score)  # weight 0: the score as served
     assert bool((discounted(score, letters, float(digits.median()), 1.0) < score).all())
+
+
+def test_the_record_names_how_the_members_join_and_a_threshold_chosen_with_one_join_names_it(tmp_path: Path) -> None:
+    weights, record = detector.paths(REFERENCE_ROOT)
+    (tmp_path / "outputs").mkdir()
+    shutil.copy(weights, tmp_path / "outputs")
+    saved = json.loads(record.read_text())
+    (tmp_path / "outputs" / record.name).write_text(json.dumps({**saved, "join": "log-odds"}))
+    served, other = detector.load(), detector.load(tmp_path)
+    images = nondigits.letters("development")[:32].float() / 255
+    each = torch.stack([detector.Detector([net], 0.0).digit_probability(images) for net in served.nets])
+    torch.testing.assert_close(served.digit_probability(images), each.mean(0))  # no join named: the mean
+    torch.testing.assert_close(other.digit_probability(images), torch.logit(each, eps=1e-7).mean(0).sigmoid())
+    assert served.join == "mean" and other.join == "log-odds" and other.fingerprint != served.fingerprint
+    (tmp_path / "outputs" / record.name).write_text(json.dumps({**saved, "join": "median"}))
+    detector._load.cache_clear()
+    with pytest.raises(detector.DetectorError, match="join 'median' is none of mean, log-odds"):
+        detector.load(tmp_path)

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 import augmentations
 import data_utils
 from analysis import calibration, detector, external, numbers, rejection
-from core.arguments import number
+from core.arguments import number, plainly
 from core.artifacts import (
     REFERENCE_ROOT,
     WriteError,
@@ -430,6 +430,10 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     return record
 
 
+# What a missing or damaged data file raises here, each naming the file: a command says it in one line (``plainly``).
+DATA_ERRORS = (data_utils.MNISTDataError, calibration.CalibrationDataError, font_digits.FontDigitsError)
+
+
 def development_sets(root: Path | str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The development digits thresholds are chosen on (``analysis.rejection.development_digits``), and the other
     development sets they are measured on (PENDIGITS' odd rows, the development non-digits), each (N, 28, 28) in
@@ -552,27 +556,28 @@ def main(argv: list[str] | None = None) -> None:
         if not set(args.seeds) <= tuned:
             p.error(f"--fine-tune: no member of seed {sorted(set(args.seeds) - tuned)} under"
                     f" {args.fine_tune / 'outputs'}")
-    if args.choose_only:  # the weights are the previous command's
-        record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
-                        saved_command(args.out_dir))
-    else:
-        kept = saved_command(args.out_dir).split(" && ") if args.add and saved else []  # trained the members kept
-        continued = saved_command(args.fine_tune).split(" && ") if args.fine_tune is not None else []
-        command = " && ".join([*chained(kept, continued), shlex.join(["python", "-m", "training.detector",
-                                                                      *(a for a in argv if a != "--resume")])])
-        try:
-            record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                           args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
-                           args.letter_classes)
-        except ResumeError as exc:
-            p.error(f"argument --resume: {exc}")
-        except (KeyboardInterrupt, WriteError) as exc:
-            kept = [str(partial_path(args.out_dir, s)) for s in args.seeds if partial_path(args.out_dir, s).is_file()]
-            print(f"{p.prog}: " + ("interrupted" if isinstance(exc, KeyboardInterrupt) else f"cannot write {exc}")
-                  + (f". The finished epochs are in {', '.join(kept)}; continue with: "
-                     + shlex.join(["python", "-m", "training.detector", *argv, *([] if args.resume else ["--resume"])])
-                     if kept else ". Nothing was saved."), file=sys.stderr)
-            sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 4)
+    with plainly(p, *DATA_ERRORS):  # a data file missing or damaged: one line
+        if args.choose_only:  # the weights are the previous command's
+            record = choose(args.data_dir, args.out_dir, saved, held_out_writers(args.data_dir)[0],
+                            saved_command(args.out_dir))
+        else:
+            kept = saved_command(args.out_dir).split(" && ") if args.add and saved else []  # trained the members kept
+            continued = saved_command(args.fine_tune).split(" && ") if args.fine_tune is not None else []
+            command = " && ".join([*chained(kept, continued), shlex.join(["python", "-m", "training.detector",
+                                                                          *(a for a in argv if a != "--resume")])])
+            try:
+                record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
+                               args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
+                               args.letter_classes)
+            except ResumeError as exc:
+                p.error(f"argument --resume: {exc}")
+            except (KeyboardInterrupt, WriteError) as exc:
+                kept = [str(partial_path(args.out_dir, s)) for s in args.seeds if partial_path(args.out_dir, s).is_file()]
+                print(f"{p.prog}: " + ("interrupted" if isinstance(exc, KeyboardInterrupt) else f"cannot write {exc}")
+                      + (f". The finished epochs are in {', '.join(kept)}; continue with: "
+                         + shlex.join(["python", "-m", "training.detector", *argv, *([] if args.resume else ["--resume"])])
+                         if kept else ". Nothing was saved."), file=sys.stderr)
+                sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 4)
     print(f"threshold {record['reject_below']:.3f} ({record['chosen_on']}); rejected: " + ", ".join(
         f"{k} {v:.2f}%" for k, v in record["rejected_percent"].items()))
     print("wrote " + ", ".join(map(str, detector.paths(args.out_dir))))
