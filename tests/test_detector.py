@@ -282,6 +282,7 @@ def _no_data(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(training_detector, "choose", choose)
     monkeypatch.setattr(training_detector, "non_digit_pool", lambda: torch.zeros(4, 1, 28, 28))
+    monkeypatch.setattr(rejection, "development_digits", lambda root: {})
     return written
 
 
@@ -567,3 +568,14 @@ def test_the_record_names_how_the_members_join_and_a_threshold_chosen_with_one_j
     detector._load.cache_clear()
     with pytest.raises(detector.DetectorError, match="join 'median' is none of mean, log-odds"):
         detector.load(tmp_path)
+
+
+def test_a_detector_training_without_its_development_digits_says_so_before_the_first_epoch(tmp_path, monkeypatch,
+                                                                                          capsys) -> None:
+    monkeypatch.setattr(training_detector, "training_digits", lambda root: pytest.fail("the training began"))
+    with pytest.raises(SystemExit) as stop:  # tmp_path holds none of the data
+        training_detector.main(["--seeds", "7", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert f"error: {tmp_path / 'OPTDIGITS' / 'optdigits-train.csv'}: cannot be read" in err.strip().splitlines()[-1]
+    assert not training_detector.partial_path(tmp_path / "out", 7).exists()

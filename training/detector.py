@@ -414,6 +414,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
                             seed in starts, letter_classes) for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
+    rejection.development_digits(root)  # what choose() reads after the epochs: a file missing is said before them
     images, labels, held = training_digits(root)
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
