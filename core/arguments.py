@@ -1,4 +1,4 @@
-"""Argument types shared by ``main.py``'s flags (``cli.flags``) and the training and benchmark commands."""
+"""Argument types and usage errors shared by ``main.py``'s flags (``cli.flags``) and the training and benchmark commands."""
 from __future__ import annotations
 
 import argparse
