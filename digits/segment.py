@@ -42,9 +42,15 @@ class Piece:
     cut: bool = False  # cut out of touching ink: the split is uncertain
 
 
+def pieces(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The 8-connected pieces of a (H, W) boolean mask: a label per pixel (0 off the mask, 1..count on it), and count."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    return labels, int(count)
+
+
 def _columns(mask: np.ndarray) -> list[list[int]]:
     """The ink's components as boxes (top, left, bottom, right, ink), merged into columns; specks dropped."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    labels, count = pieces(mask)
     if count == 0:
         return []
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
