@@ -75,7 +75,8 @@ class Detector:
         digit at all, the mean of the members'. ``stretched`` (N,) marks bitmaps stretched to their frame
         (``digits.prepare.stretched_bitmap``), whose own width the format lost: each is judged at several widths
         (``aspect_views``) and keeps the most digit-like, since at one of them it may be the digit it was."""
-        if self.remembered is None:
+        remembered = self.remembered  # read once: another thread's ``remembering`` may end meanwhile
+        if remembered is None:
             return self._probability(digits, stretched, batch_size)
         question = hashlib.blake2b(f"{batch_size} {stretched is None}".encode(), digest_size=20)
         for part in (digits, stretched):
@@ -83,9 +84,9 @@ class Detector:
                 question.update(f"{part.dtype}{tuple(part.shape)}".encode())
                 question.update(part.detach().cpu().contiguous().numpy().tobytes())
         key = question.digest()
-        if key not in self.remembered:
-            self.remembered[key] = self._probability(digits, stretched, batch_size)
-        return self.remembered[key].clone()
+        if key not in remembered:
+            remembered[key] = self._probability(digits, stretched, batch_size)
+        return remembered[key].clone()
 
     def _probability(self, digits: Tensor, stretched: Tensor | None, batch_size: int) -> Tensor:
         probability = self._mean(digits, batch_size)
@@ -111,8 +112,9 @@ def batches(digits: Tensor, batch_size: int) -> list[Tensor]:
 def remembering(root: Path | str | None = None) -> Iterator[None]:
     """Within it, the detector saved under ``root`` answers a question it was asked before (the same digits, bit for
     bit) with the answer it gave then, without running its members again: a benchmark that lets many readers read
-    one set asks it the same thing once per reader. Only the time changes: it computes each answer as it would
-    have, the first time it is asked."""
+    one set asks it the same thing once per reader, as does the web app's request that every model answers. Only
+    the time changes: it computes each answer as it would have, the first time it is asked. Threads may overlap:
+    the first in keeps the answers until it leaves, and a question asked after that is computed again."""
     found = load(root)
     if found is None or found.remembered is not None:  # no detector, or already remembering
         yield

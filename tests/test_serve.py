@@ -82,6 +82,22 @@ def test_the_page_answers_as_predict_does(client: TestClient, tmp_path: Path) ->
         assert page[key]["top"] == [[d, pytest.approx(p, abs=1e-6)] for d, p in said.top]
 
 
+def test_one_request_asks_the_detector_once_for_the_digits_every_model_saw_and_answers_as_asked_apart(
+        client: TestClient, monkeypatch) -> None:  # noqa: ANN001
+    from analysis import detector  # noqa: PLC0415
+
+    gate, asked = detector.load(), []
+    compute = gate._probability  # noqa: SLF001
+    monkeypatch.setattr(gate, "_probability", lambda *a: asked.append(1) or compute(*a))
+    body = client.post("/api/predict", content=SEVEN).json()
+    assert len(body["answers"]) == len(KEYS) and len(asked) == 1  # one digit, the same for every model
+    ink = web_app.clean(web_app.decode_gray(SEVEN))
+    for a in body["answers"]:  # each model's answer as it is without the request's memory
+        said = web_app.answer_ink(zoo.load(a["key"], REFERENCE_ROOT, calibrated=True), "x", ink)[0].to_dict()
+        assert a["score"] == pytest.approx(said["score"], abs=1e-6) and a["number"] == said["number"]
+    assert gate.remembered is None  # nothing kept once the request is answered
+
+
 def test_noise_is_answered_not_a_digit_with_its_score_and_the_server_keeps_serving(client: TestClient) -> None:
     noise = io.BytesIO()
     Image.fromarray((torch.rand(120, 120, generator=torch.Generator().manual_seed(3)) * 255).round().byte().numpy()).save(

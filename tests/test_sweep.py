@@ -46,10 +46,14 @@ def sweep_file(folder: Path, name: str = "tiny", epochs: int = 1, extra: str = "
 
 
 def worker(runs: Path, data: Path, *argv: str) -> subprocess.Popen:
-    """``main.py`` in a process of its own with runs/ at ``runs`` (as a second machine would run it)."""
+    """``main.py`` in a process of its own with runs/ at ``runs`` (as a second machine would run it). Ctrl-C
+    raises KeyboardInterrupt in it as at a terminal, even where this test process was started in the background
+    (a shell's ``&`` ignores SIGINT in what it starts, and a child inherits that)."""
     code = textwrap.dedent(f"""
+        import signal
         import sys
         from pathlib import Path
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from core import artifacts
         artifacts.RUNS_ROOT = Path({str(runs)!r})
         import main
