@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from starlette.testclient import TestClient
 
+import main
 import model_strategy
 import zoo
 from core import artifacts
@@ -217,18 +218,14 @@ def test_only_loopback_addresses_count_as_local() -> None:
     assert not any(server.is_local(h) for h in ("0.0.0.0", "::", "192.168.1.4"))
 
 
-def run_main(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def test_a_port_in_use_is_one_line_naming_the_flag() -> None:
+def test_a_port_in_use_is_one_line_naming_the_flag(capsys) -> None:  # noqa: ANN001
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_main("--serve", "--port", str(port))
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+        code = main.main(["--serve", "--port", str(port)])  # what main.py runs, in this process: stderr and the code
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"main.py: error: argument --port: {port} is in use on 127.0.0.1; choose another, or"
         " --port 0 for a free one"]
 
@@ -239,9 +236,9 @@ def test_a_port_in_use_is_one_line_naming_the_flag() -> None:
     (["--serve", "--host", "no.such.host.invalid"], "argument --host: 'no.such.host.invalid' is not an address"),
     (["--serve", "--model", "nine"], "argument --model"),
 ])
-def test_bad_serve_flags_are_one_line_and_exit_2(args: list[str], words: str) -> None:
-    done = run_main(*args)
-    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+def test_bad_serve_flags_are_one_line_and_exit_2(args: list[str], words: str, capsys) -> None:  # noqa: ANN001
+    code, err = main.main(args), capsys.readouterr().err  # what main.py runs, in this process
+    assert code == 2 and words in err and "Traceback" not in err
 
 
 def test_serve_prints_its_address_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
