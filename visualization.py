@@ -6,26 +6,38 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-import matplotlib.colors
-import matplotlib.figure
+import torch
+from torch import nn
+from torchsummary import summary
 
-matplotlib.use("Agg")  # no display here or on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torchsummary import summary  # noqa: E402
+from core.artifacts import REFERENCE_ROOT, ArtifactPaths, atomic_write_bytes, atomic_write_text
+from data_utils import denormalize
+from model_strategy import identify_state_dict, load_weights
+from models.anatomy import analyse
 
-from core.artifacts import REFERENCE_ROOT, ArtifactPaths, atomic_write_bytes, atomic_write_text  # noqa: E402
-from data_utils import denormalize  # noqa: E402
-from model_strategy import identify_state_dict, load_weights  # noqa: E402
-from models.anatomy import analyse  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 INPUT_SIZE = (1, 28, 28)
+
+
+@functools.cache
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot drawing off-screen (no display here or on servers), imported when a figure is first
+    drawn: a command that draws none (``--predict``, a mistyped flag) starts without it."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
 
 
 def summary_text(model: nn.Module) -> str:
@@ -59,7 +71,7 @@ def save_summary(model: nn.Module, path: Path, title: str) -> Path:
 def save_training_plot(history: dict, path: Path, title: str) -> Path:
     """Four panels: train loss per batch, test loss per epoch, train and test accuracy per epoch."""
     epochs = [e["epoch"] for e in history["epochs"]]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = pyplot().subplots(2, 2, figsize=(12, 8))
     panels = [
         (axes[0, 0], "Training loss (per batch)", "batch", None, history["batch_train_loss"]),
         (axes[0, 1], "Test loss (per epoch)", "epoch", epochs, [e["test_loss"] for e in history["epochs"]]),
@@ -86,15 +98,16 @@ def save_training_plot(history: dict, path: Path, title: str) -> Path:
 def _save_figure(fig: matplotlib.figure.Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
 def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> Path:
     """Annotated heatmap; rows are true digits, columns predicted ones."""
-    fig, ax = plt.subplots(figsize=(8, 7))
-    image = ax.imshow(confusion, cmap="Blues", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(map(max, confusion)) or 1))
+    fig, ax = pyplot().subplots(figsize=(8, 7))
+    image = ax.imshow(confusion, cmap="Blues", norm="log", vmin=1,
+                      vmax=max(map(max, confusion)) or 1)
     for i, row in enumerate(confusion):
         for j, n in enumerate(row):
             ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
@@ -112,7 +125,7 @@ def save_confusion_plot(confusion: list[list[int]], path: Path, title: str) -> P
 def save_reliability_plot(sets: list[dict], path: Path, title: str) -> Path:
     """Reliability diagrams, one per set: accuracy against confidence per bin, before and after the temperature,
     the diagonal where a confidence means what it says (``analysis.calibration``'s records)."""
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(sets), figsize=(4.2 * len(sets), 4.4), squeeze=False)
     for ax, s in zip(axes[0], sets):
         ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--")
         for when, colour in (("before", "#d1495b"), ("after", "#2e86ab")):
@@ -142,7 +155,7 @@ def save_sweep_plot(found: dict, path: Path) -> Path:
     else:
         keys = list(dict.fromkeys(k for t in trials for k in t["settings"]))
         panels = {k: [(str(t["settings"].get(k)), t) for t in trials] for k in keys}
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(max(4.5, 0.9 * max((len(v) for v in panels.values()),
+    fig, axes = pyplot().subplots(1, max(len(panels), 1), figsize=(max(4.5, 0.9 * max((len(v) for v in panels.values()),
                              default=1)) * max(len(panels), 1) ** 0.8, 4.2), squeeze=False)
     best = max((t["mean"] for t in trials), default=0.0)
     shown = [a for t in trials if t["mean"] >= best - SWEEP_SCALE for a in t["val_acc"]] or [best]
@@ -198,7 +211,7 @@ def save_mistakes_plot(mistakes: list, path: Path, title: str, saliencies: list[
     ``saliencies``, a sixth row shows where the model looked for the first five (|input gradient|)."""
     shown = mistakes[:25]
     rows = -(-len(shown) // 5) + (1 if len(saliencies) else 0)
-    fig = plt.figure(figsize=(9, 2 * max(rows, 1)))
+    fig = pyplot().figure(figsize=(9, 2 * max(rows, 1)))
     gray = {"cmap": "gray_r", "vmin": 0, "vmax": 1}
     cells = [([(denormalize(m.image[0]).clamp(0, 1).numpy(), gray)],
               f"true {m.true}, said {m.predicted}\n{100 * m.confidence:.1f}%") for m in shown]
@@ -223,7 +236,7 @@ def save_filters_plot(model: nn.Module, path: Path, title: str) -> Path | None:
     out_ch, in_ch = weight.shape[:2]
     cols = min(8, out_ch)
     rows = -(-out_ch // cols)
-    fig = plt.figure(figsize=(1.6 * cols * in_ch, 1.8 * rows + 0.4))
+    fig = pyplot().figure(figsize=(1.6 * cols * in_ch, 1.8 * rows + 0.4))
     limit = float(weight.abs().max()) or 1.0
     colours = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
     cells = [([(torch.cat(list(weight[index]), dim=1).numpy(), colours)], f"filter {index}")  # input channels side by side
@@ -255,7 +268,7 @@ def save_feature_maps(maps: list[tuple[str, torch.Tensor]], fields: dict, path: 
     row labelled with the block's output shape and receptive field."""
     spatial = [(name, out[0]) for name, out in maps]
     cols = min(max_channels, max(out.shape[0] for _, out in spatial))
-    fig, axes = plt.subplots(len(spatial), cols, figsize=(1.1 * cols, 1.25 * len(spatial)), squeeze=False)
+    fig, axes = pyplot().subplots(len(spatial), cols, figsize=(1.1 * cols, 1.25 * len(spatial)), squeeze=False)
     for row, (name, out) in enumerate(spatial):
         rf = fields.get(name)
         for col in range(cols):
@@ -278,7 +291,7 @@ def save_pipeline(source: torch.Tensor, digit: torch.Tensor, maps: list[tuple[st
     """The prediction in one row: the input as given, the 28x28 digit the model sees, each block's output
     (mean over its channels; ``maps`` from ``inspection.block_outputs``), and the softmax over the ten digits."""
     spatial = [(name, out[0].mean(0)) for name, out in maps]
-    fig, axes = plt.subplots(1, len(spatial) + 3, figsize=(2.0 * (len(spatial) + 3) + 1.5, 2.6),
+    fig, axes = pyplot().subplots(1, len(spatial) + 3, figsize=(2.0 * (len(spatial) + 3) + 1.5, 2.6),
                              gridspec_kw={"width_ratios": [1] * (len(spatial) + 2) + [2]})
     panels = [("input", source, "gray"), ("28x28, as MNIST", digit, "gray")]
     panels += [(f"{name}\n{'x'.join(map(str, m.shape))}", m, "viridis") for name, m in spatial]
@@ -300,7 +313,7 @@ def save_pipeline(source: torch.Tensor, digit: torch.Tensor, maps: list[tuple[st
 
 def save_saliency(digit: torch.Tensor, sal: torch.Tensor, path: Path, title: str) -> Path:
     """The digit, its saliency (|input gradient| of the predicted logit) and the two overlaid."""
-    fig, axes = plt.subplots(1, 3, figsize=(8, 3))
+    fig, axes = pyplot().subplots(1, 3, figsize=(8, 3))
     for ax, (label, image, cmap) in zip(axes, [("digit", digit, "gray"), ("saliency", sal, "hot"),
                                                ("overlay", None, None)]):
         if image is None:

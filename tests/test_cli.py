@@ -243,11 +243,17 @@ def test_a_runs_summary_describes_the_model_as_built_not_its_accelerated_copy(sy
     assert "MaxPool2d" in written and "PointwiseConvPool" not in written and "Identity" not in written
 
 
-def test_the_cli_imports_torchvision_only_for_the_classic_loader_and_the_download():
-    # torchvision (and the torch._dynamo it pulls in) adds about a second to every start; --predict,
-    # --list-models and the tensor loader never need it.
-    code = ("import sys, main, data_utils; main.main(['--list-models']);"
-            " print('torchvision' in sys.modules)")
+def test_the_cli_imports_torchvision_only_for_the_classic_loader_and_the_download_and_matplotlib_only_to_draw(
+        tmp_path):
+    # torchvision (and the torch._dynamo it pulls in) adds about a second to every start, matplotlib half of one;
+    # --predict and --list-models need neither, and the tensor loader no torchvision.
+    from PIL import Image  # noqa: PLC0415
+
+    bar = Image.new("L", (60, 60), 255)
+    bar.paste(0, (26, 8, 34, 52))  # a 1: read, the detector asked, nothing drawn
+    bar.save(tmp_path / "bar.png")
+    code = (f"import sys, main, data_utils; main.main(['--list-models']); main.main(['--model', '3', '--predict',"
+            f" {str(tmp_path / 'bar.png')!r}]); print('torchvision' in sys.modules, 'matplotlib' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert done.stdout.strip().splitlines()[-1] == "False False"

@@ -13,9 +13,9 @@ import re
 import time
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import torch
+from PIL import Image
 
 from config import RunConfig
 from core.artifacts import WriteError
@@ -72,8 +72,9 @@ class EventLog:
         self.writer.add_hparams(settings, metrics, run_name=".")
         for tag, path in figures.items():
             if path.is_file():
-                self.writer.add_image(tag, torch.from_numpy(np.ascontiguousarray(matplotlib.image.imread(path)[..., :3])),
-                                      dataformats="HWC")
+                with Image.open(path) as figure:  # its pixels as they are (uint8), without asking matplotlib to read
+                    pixels = np.array(figure.convert("RGB"))
+                self.writer.add_image(tag, torch.from_numpy(pixels), dataformats="HWC")
         self.close()
 
     def close(self) -> None:

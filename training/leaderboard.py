@@ -13,18 +13,14 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display here or on servers
-import matplotlib.pyplot as plt  # noqa: E402
-
-import config  # noqa: E402
-from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text  # noqa: E402
-from core.tables import markdown_table, mean_std  # noqa: E402
-from model_strategy import get_strategy  # noqa: E402
-from models import anatomy  # noqa: E402
-from training import jobs as side_by_side  # noqa: E402
-from training import runs  # noqa: E402
+import config
+from core.artifacts import ArtifactPaths, atomic_save_json, atomic_write_bytes, atomic_write_text
+from core.tables import markdown_table, mean_std
+from model_strategy import get_strategy
+from models import anatomy
+from training import jobs as side_by_side
+from training import runs
+from visualization import pyplot
 
 SHARED_SETTINGS = ("optimizer", "scheduler", "lr", "max_lr", "momentum", "weight_decay", "batch_size",
                    "label_smoothing", "augment", "outliers", "subset", "val_split", "val_split_by", "backend",
@@ -103,6 +99,7 @@ def plot(entries: list[Entry], title: str) -> bytes:
     """Final accuracy (mean ± std over seeds) against parameters and against MACs per image, both on log
     scales, the Pareto frontier of each drawn and every point labelled: the picture to choose a model by."""
     costs = {e.key: anatomy.analyse(get_strategy(e.key).builder()) for e in entries}
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     for ax, (label, cost) in zip(axes, [("parameters", lambda e: costs[e.key].params),
                                         ("multiply-accumulates per image", lambda e: costs[e.key].macs)]):
