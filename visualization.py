@@ -91,7 +91,7 @@ def save_training_plot(history: dict, path: Path, title: str) -> Path:
         axes[1, 1].plot(epochs, [e["val_acc"] for e in history["epochs"]], marker="s", label="validation")
         axes[1, 1].legend()  # the legend's "test" is the panel's own test line, in its own colour
     fig.suptitle(title)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, hspace=0.3, wspace=0.15)  # tight_layout's, fixed
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, hspace=0.3, wspace=0.15)  # fixed: tight_layout draws twice
     return _save_figure(fig, path)
 
 
@@ -191,7 +191,7 @@ def _tile_grid(fig: matplotlib.figure.Figure, cells: list[tuple[list[tuple[objec
     is its layers (an array and its ``imshow`` keywords, drawn in order) and the label over it. One axes, not one
     per image, because laying out and drawing dozens of axes is what made the figures slow to write."""
     height, width = tile
-    pitch_x, pitch_y = width * 1.3, height * 1.45  # the gap under each label, in image pixels
+    pitch_x, pitch_y = width * 1.3, height * 1.45  # each cell in image pixels: a gap beside, the label above
     rows = max(1, -(-len(cells) // cols))  # no cells (a run without mistakes): one empty row
     ax = fig.add_axes((0.01, 0.01, 0.98, top - 0.01))
     for index, (layers, label) in enumerate(cells):
