@@ -201,7 +201,7 @@ def _tile_grid(fig: matplotlib.figure.Figure, cells: list[tuple[list[tuple[objec
         if label:
             ax.text(x + width / 2, y - 0.03 * height, label, ha="center", va="bottom", fontsize=fontsize)
     ax.set_xlim(-(pitch_x - width) / 2, cols * pitch_x - (pitch_x - width) / 2)
-    ax.set_ylim(rows * pitch_y, 0)
+    ax.set_ylim(rows * pitch_y + 0.1 * height, 0)  # a little paper under the last row
     ax.set_aspect("equal")
     ax.axis("off")
 
