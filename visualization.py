@@ -156,7 +156,7 @@ def save_sweep_plot(found: dict, path: Path) -> Path:
         keys = list(dict.fromkeys(k for t in trials for k in t["settings"]))
         panels = {k: [(str(t["settings"].get(k)), t) for t in trials] for k in keys}
     fig, axes = pyplot().subplots(1, max(len(panels), 1), figsize=(max(4.5, 0.9 * max((len(v) for v in panels.values()),
-                             default=1)) * max(len(panels), 1) ** 0.8, 4.2), squeeze=False)
+                                  default=1)) * max(len(panels), 1) ** 0.8, 4.2), squeeze=False)
     best = max((t["mean"] for t in trials), default=0.0)
     shown = [a for t in trials if t["mean"] >= best - SWEEP_SCALE for a in t["val_acc"]] or [best]
     low, high = min(shown), max(shown)
@@ -215,8 +215,7 @@ def save_mistakes_plot(mistakes: list, path: Path, title: str, saliencies: list[
     gray = {"cmap": "gray_r", "vmin": 0, "vmax": 1}
     cells = [([(denormalize(m.image[0]).clamp(0, 1).numpy(), gray)],
               f"true {m.true}, said {m.predicted}\n{100 * m.confidence:.1f}%") for m in shown]
-    cells += [None] * (-len(cells) % 5)  # the saliency row starts a row of its own
-    cells = [c or ([], "") for c in cells]
+    cells += [([], "")] * (-len(cells) % 5)  # empty cells: the saliency row starts a row of its own
     cells += [([(denormalize(m.image[0]).clamp(0, 1).numpy(), gray), (sal.numpy(), {"cmap": "hot", "alpha": 0.6})],
                f"saliency of 'said {m.predicted}'") for m, sal in zip(mistakes, saliencies)]
     fig.suptitle(title, y=1 - 0.12 / fig.get_figheight())
@@ -292,7 +291,7 @@ def save_pipeline(source: torch.Tensor, digit: torch.Tensor, maps: list[tuple[st
     (mean over its channels; ``maps`` from ``inspection.block_outputs``), and the softmax over the ten digits."""
     spatial = [(name, out[0].mean(0)) for name, out in maps]
     fig, axes = pyplot().subplots(1, len(spatial) + 3, figsize=(2.0 * (len(spatial) + 3) + 1.5, 2.6),
-                             gridspec_kw={"width_ratios": [1] * (len(spatial) + 2) + [2]})
+                                  gridspec_kw={"width_ratios": [1] * (len(spatial) + 2) + [2]})
     panels = [("input", source, "gray"), ("28x28, as MNIST", digit, "gray")]
     panels += [(f"{name}\n{'x'.join(map(str, m.shape))}", m, "viridis") for name, m in spatial]
     for ax, (label, image, cmap) in zip(axes, panels):
