@@ -4,8 +4,8 @@ A reader of the zoo answers with one of ten digits however unlike a digit its in
 separates non-digits poorly (docs/predict.md). The detector (``models/detector.py``) is trained apart, with outlier
 exposure as an eleventh class (Hendrycks, Mazeika & Dietterich 2019; a discriminator trained on in- and
 out-distribution data, as Bitterwolf et al. 2022 find most such methods amount to): digits of many hands against
-the training non-digits (``digits.nondigits``). Its digit probability is one minus that of the eleventh class (of
-every class from the eleventh on, where the letters have their own),
+the training non-digits (``digits.nondigits``; how it was built and chosen: docs/detector.md). Its digit probability
+is one minus that of the eleventh class (of every class from the eleventh on, where the letters have their own),
 averaged over its members, networks trained alike from different seeds (``training.detector.SEEDS``): each doubts
 non-digits the others let through.
 Served, it multiplies the reader's calibrated probability into the one score the reader's threshold judges

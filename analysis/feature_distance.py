@@ -5,7 +5,7 @@ digits the detector trains on, per member, the members' distances averaged.
 The detector's probability says which side of its learned boundary an image falls; this says how unlike the
 digits it was taught the image's features are, which a letter that lands on the digit side can still be.
 ``benchmarks.feature_distance`` measures what it adds to the gate on development data; nothing serves it (not
-adopted: docs/predict.md).
+adopted: docs/detector.md).
 """
 from __future__ import annotations
 

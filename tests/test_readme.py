@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,30 @@ def snippets() -> list[str]:
 def test_the_readme_shows_the_python_api_in_three_snippets_and_no_more_than_250_lines() -> None:
     assert len(snippets()) == 3
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def _anchors(document: Path) -> set[str]:
+    """The anchors a renderer such as GitHub gives a Markdown file's headings: lower case, punctuation but hyphens
+    dropped, spaces as hyphens, a repeated heading numbered."""
+    found: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", re.sub(r"```.*?```", "", document.read_text(), flags=re.S), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower()).replace(" ", "-")
+        found.add(next(f"{slug}-{n}" if n else slug for n in range(100) if (f"{slug}-{n}" if n else slug) not in found))
+    return found
+
+
+def test_every_link_between_the_readme_and_the_docs_reaches_a_file_and_its_heading() -> None:
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for document in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", document.read_text(), flags=re.S)):
+            if re.match(r"[a-z]+:", target):  # a web address or mailto: not checked offline
+                continue
+            path, _, anchor = target.partition("#")
+            place = (document.parent / path) if path else document
+            if not place.exists() or (anchor and place.suffix == ".md" and anchor not in _anchors(place)):
+                broken.append(f"{document.name}: {target}")
+    assert len(documents) > 10 and not broken, broken
 
 
 def test_the_readme_snippets_run_and_print_what_they_promise(mnist_root, tmp_path, monkeypatch) -> None:

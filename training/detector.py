@@ -13,7 +13,7 @@ stretched to fill their frame, as SEMEION's and USPS's are: a 0 or an 8 becomes 
 shows). Against them, as many training non-digits
 (``augmentations.pick_non_digits`` from ``non_digit_pool``: the training fonts' letters, scribbles, shapes,
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
-``nondigits.objects``, docs/predict.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
+``nondigits.objects``, docs/detector.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
 strokes, ``nondigits.draw_pen_letter``; ``--mine Q`` trains on those a member finds most digit-like, ``mined``;
 ``--letter-classes`` teaches each training letter as a class of its own beside "not a digit", ``non_digit_classes``).
 Digits and non-digits are varied alike (``varied``; ``--scans SHARE`` of them also stored as other
@@ -509,10 +509,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
     p.add_argument("--objects", type=number(float, 0, 1, high_open=True), default=OBJECTS, metavar="SHARE",
                    help="the share of the non-digits drawn from photographs of objects in MNIST's format"
-                   f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/predict.md)")
+                   f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/detector.md)")
     p.add_argument("--pen-letters", type=number(float, 0, 1, high_open=True), default=PEN_LETTERS, metavar="SHARE",
                    help="the share of the non-digits drawn from letters drawn along the Hershey fonts' strokes"
-                   f" (default: {PEN_LETTERS:g}; docs/predict.md)")
+                   f" (default: {PEN_LETTERS:g}; docs/detector.md)")
     p.add_argument("--scans", type=number(float, 0, 1), default=SCANS, metavar="SHARE",
                    help="the share of all images, digits and non-digits alike, also stored as another digit set"
                    f" stores its digits (SEMEION's binary or optdigits' blocks; default: {SCANS:g})")
