@@ -1,8 +1,10 @@
 """SEMEION, optdigits and QMNIST's writer series: verified loading, --predict's preparation, clear failures."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
+import io
 import json
 import math
 import shutil
@@ -17,7 +19,7 @@ from core import artifacts
 from digits import prepare
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def external_root(mnist_root):
     root = mnist_root
     if not (root / external.SEMEION_FILE).is_file() or not (root / external.QMNIST_TEST_FILE).is_file():
@@ -150,8 +152,7 @@ def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(exter
     assert sum(map(sum, scores[external.SEMEION]["confusion"])) == 10
 
 
-@pytest.fixture
-def few_test_sets(external_root, monkeypatch):
+def _few(external_root, monkeypatch):  # noqa: ANN001, ANN202 - the fixtures' own arguments
     """The reading measures on slices of the real test sets, which keep them quick: 300 MNIST test digits, 40
     SEMEION pages, 10 non-digits, 4 numbers of each kind."""
     import zoo  # noqa: PLC0415
@@ -174,14 +175,27 @@ def few_test_sets(external_root, monkeypatch):
     return external_root
 
 
-def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbers(few_test_sets, tmp_path, monkeypatch,
-                                                                                   capsys) -> None:
-    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
-    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(few_test_sets)]) == 0
-    out = capsys.readouterr().out
+@pytest.fixture
+def few_test_sets(external_root, monkeypatch):
+    return _few(external_root, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def read_once(external_root, tmp_path_factory):
+    """``--evaluate-reading`` of the committed V3 on the few test sets, its record kept in a runs/ of its own: what it
+    printed, and the run's folder. Run once for the tests that read what it wrote."""
+    runs = tmp_path_factory.mktemp("reading") / "runs"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(printed):
+        monkeypatch.setattr(artifacts, "RUNS_ROOT", runs)  # the committed V3, its record into runs/
+        assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(_few(external_root, monkeypatch))]) == 0
+    return printed.getvalue(), runs / "mnist_model_3" / "reference"
+
+
+def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbers(read_once) -> None:
+    out, run = read_once
     assert "test non-digits rejected" in out and "numbers read exactly: 4 digits gaps" in out
-    written = tmp_path / "runs" / "mnist_model_3" / "reference" / "outputs" / "mnist_model_3_metrics.json"
-    r = json.loads(written.read_text())["reading"]
+    r = json.loads((run / "outputs" / "mnist_model_3_metrics.json").read_text())["reading"]
     assert r["calibrated"] and r["threshold"] > 0
     assert r["mnist_accuracy"] > 97 and r["mnist_accepted_accuracy"] > 97 and 0 <= r["mnist_rejected"] < 5
     assert 0 <= r["semeion_rejected"] <= 100 and r["ece_semeion"] >= 0 and r["semeion_accuracy"] > 80
@@ -191,17 +205,15 @@ def test_evaluate_reading_records_accuracy_rejection_auroc_calibration_and_numbe
         ("gaps", 4, 4), ("tight", 4, 4), ("touching", 4, 4), ("gaps", 1, 4)]
 
 
-def test_the_rejection_benchmark_keeps_in_each_metrics_json_the_record_evaluate_reading_keeps(few_test_sets, tmp_path,
-                                                                                              monkeypatch) -> None:
+def test_the_rejection_benchmark_keeps_in_each_metrics_json_the_record_evaluate_reading_keeps(read_once, few_test_sets,
+                                                                                              tmp_path, monkeypatch) -> None:
     from benchmarks import rejection as table  # noqa: PLC0415
 
     root = tmp_path / "copy"  # the committed V3 with its record and calibration, its metrics read and rewritten
     (root / "outputs").mkdir(parents=True)
     for name in ("params.safetensors", "calibration.json", "metrics.json"):
         shutil.copy(artifacts.REFERENCE_ROOT / "outputs" / f"mnist_model_3_{name}", root / "outputs")
-    monkeypatch.setattr(artifacts, "RUNS_ROOT", tmp_path / "runs")  # the committed V3, its record into runs/
-    assert main.main(["--model", "3", "--evaluate-reading", "--data-dir", str(few_test_sets)]) == 0
-    one = tmp_path / "runs" / "mnist_model_3" / "reference"
+    _, one = read_once  # what --evaluate-reading wrote into the run's record
     monkeypatch.setattr("sys.argv", ["rejection", "--data-dir", str(few_test_sets), "--models", "3", "--root",
                                      str(root), "--json-out", str(tmp_path / "table.json"), "--into-metrics"])
     table.main()
