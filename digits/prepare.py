@@ -261,11 +261,14 @@ class BlankImage(ValueError):
     """The preparation found no ink: an empty page, or paper whose marks do not stand out from its noise."""
 
 
+NO_INK = "no digit found (no ink stands out: a blank page, or only noise)"  # noise is cleaned away as paper is
+
+
 def mnistify(gray: Tensor) -> Tensor:
     """A (H, W) float image in [0, 1], any polarity, to a (28, 28) MNIST-style digit in [0, 1]."""
     ink = clean(gray)
     if not (ink > 0).any():
-        raise BlankImage("no digit found (the image is blank)")
+        raise BlankImage(NO_INK)
     return centre(ink)
 
 
@@ -280,7 +283,7 @@ def digits_of(gray: Tensor, read: Callable[[Tensor], Tensor] | None = None) -> l
 def digits_in(ink: Tensor, read: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, bool]]:
     """``digits_of`` for ink already cleaned (``clean``): several readers of one image clean it once."""
     if not (ink > 0).any():
-        raise BlankImage("no digit found (the image is blank)")
+        raise BlankImage(NO_INK)
     if in_mnist_form(ink) is not None:  # one digit, in MNIST's form already
         return [(ink, False)]
     rate = None if read is None else functools.partial(_lowest_confidence, read)

@@ -33,7 +33,7 @@ from core import artifacts
 from core.artifacts import REFERENCE_ROOT, ArtifactPaths, trained_root, trained_runs
 from data_utils import normalize
 from deploy.predict import answer_ink, calibrated, png_bytes
-from digits.prepare import clean, decode_gray
+from digits.prepare import NO_INK, clean, decode_gray
 from models import anatomy
 
 STATIC = Path(__file__).with_name("static")
@@ -150,7 +150,7 @@ def answer(zoo: list[Served], data: bytes, name: str, with_saliency: bool = Fals
     except ValueError as exc:
         raise BadUpload(f"{name}: {exc}") from None
     if not (ink > 0).any():  # an empty canvas: nothing drawn yet, not a question for the models
-        raise BadUpload(f"{name}: no digit found (the image is blank)")
+        raise BadUpload(f"{name}: {NO_INK}")
     answers, saw = [], None
     with detector.remembering():  # the models mostly cut the same digits: the detector judges each once a request
         for served in zoo:
