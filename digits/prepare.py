@@ -261,7 +261,7 @@ class BlankImage(ValueError):
     """The preparation found no ink: an empty page, or paper whose marks do not stand out from its noise."""
 
 
-NO_INK = "no digit found (no ink stands out: a blank page, or only noise)"  # noise is cleaned away as paper is
+NO_INK = "no digit found (no ink stands out: a blank page, or only noise)"  # noise and texture are cleaned away as paper
 
 
 def mnistify(gray: Tensor) -> Tensor:

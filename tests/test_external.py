@@ -152,7 +152,7 @@ def test_evaluate_external_records_and_prints_each_sets_per_digit_accuracy(exter
     assert sum(map(sum, scores[external.SEMEION]["confusion"])) == 10
 
 
-def _few(external_root, monkeypatch):  # noqa: ANN001, ANN202 - the fixtures' own arguments
+def _few(external_root, monkeypatch):
     """The reading measures on slices of the real test sets, which keep them quick: 300 MNIST test digits, 40
     SEMEION pages, 10 non-digits, 4 numbers of each kind."""
     import zoo  # noqa: PLC0415

@@ -26,8 +26,12 @@ def _anchors(document: Path) -> set[str]:
     dropped, spaces as hyphens, a repeated heading numbered."""
     found: set[str] = set()
     for heading in re.findall(r"^#{1,6} (.+)$", re.sub(r"```.*?```", "", document.read_text(), flags=re.S), re.M):
-        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower()).replace(" ", "-")
-        found.add(next(f"{slug}-{n}" if n else slug for n in range(100) if (f"{slug}-{n}" if n else slug) not in found))
+        base = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower()).replace(" ", "-")
+        slug, repeat = base, 0
+        while slug in found:
+            repeat += 1
+            slug = f"{base}-{repeat}"
+        found.add(slug)
     return found
 
 
