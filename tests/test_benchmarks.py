@@ -86,3 +86,17 @@ def test_a_development_benchmark_without_its_data_names_the_missing_file_in_one_
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
     assert f"error: {tmp_path / 'OPTDIGITS' / 'optdigits-train.csv'}: cannot be read" in err.strip().splitlines()[-1]
+
+
+def test_member_agreement_counts_how_many_members_alone_let_through_what_they_let_through_together():
+    import torch
+
+    from benchmarks.member_agreement import agreement
+
+    each = torch.tensor([[0.9, 0.9, 0.1, 0.9], [0.9, 0.1, 0.1, 0.9], [0.9, 0.1, 0.1, 0.1]])  # 3 members, 4 non-digits
+    found = agreement("letters", each, torch.ones(4), each.mean(0), 0.5, [0.5, 0.5, 0.5])
+    assert found.passed == 2  # the first and the last: means 0.9 and 0.63
+    assert found.passed_by == [0, 0, 1, 1] and found.alone == [3, 2, 1]  # the first by all three, the last by two
+    assert "let through 2; of those, let through by 0-3 members alone: 0/0/1/1;" in found.line()
+    twins = agreement("letters", torch.stack([each[0], each[0]]), torch.ones(4), each[0], 0.5, [0.5, 0.5])
+    assert twins.correlation == pytest.approx((1.0, 1.0)) and twins.passed_by == [0, 0, 3]
