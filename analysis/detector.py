@@ -126,8 +126,9 @@ def remembering(root: Path | str | None = None) -> Iterator[None]:
         found.remembered = None
 
 
-def build(width: int = architecture.WIDTH, outputs: int = architecture.NOT_A_DIGIT + 1) -> nn.Module:
-    return architecture.Net(width, outputs=outputs)
+def build(width: int = architecture.WIDTH, outputs: int = architecture.NOT_A_DIGIT + 1,
+          head: str = architecture.HEAD) -> nn.Module:
+    return architecture.Net(width, outputs=outputs, head=head)
 
 
 def width_of(state: dict[str, Tensor]) -> int:
@@ -139,6 +140,12 @@ def outputs_of(state: dict[str, Tensor]) -> int:
     """The outputs of the member whose weights are ``state``: the rows of its one linear layer (eleven, or more
     where the non-digits were taught in several classes; every output from ``NOT_A_DIGIT`` on is one)."""
     return int(next(v for v in state.values() if v.dim() == 2).shape[0])
+
+
+def head_of(state: dict[str, Tensor]) -> str:
+    """The head of the member whose weights are ``state`` (``models.detector.HEADS``): only the "grid" head has
+    weights right after the last convolution's batch norm."""
+    return "grid" if "layers.20.weight" in state else "average"
 
 
 def state_of(nets: list[nn.Module]) -> dict[str, Tensor]:
@@ -156,7 +163,7 @@ def members(state: dict[str, Tensor]) -> list[nn.Module]:
               for i in numbers] or [state]
     nets = []
     for one in states:
-        net = build(width_of(one), outputs_of(one))  # members may differ in width and outputs
+        net = build(width_of(one), outputs_of(one), head_of(one))  # members may differ in width, outputs and head
         net.load_state_dict(one)
         nets.append(net.eval())
     return nets

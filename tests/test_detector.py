@@ -534,6 +534,33 @@ def test_a_member_trained_with_letter_classes_records_it_and_resumes_only_so(tmp
     assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["letter_classes"] is True
 
 
+def test_members_of_either_head_load_from_one_file_each_with_its_own_head_and_the_same_answers() -> None:
+    torch.manual_seed(0)
+    nets = [detector.build(width=8).eval(), detector.build(width=8, head="grid").eval()]
+    assert [detector.head_of(net.state_dict()) for net in nets] == ["average", "grid"]
+    again = detector.members(detector.state_of(nets))
+    assert [detector.head_of(m.state_dict()) for m in again] == ["average", "grid"]
+    assert [len(m.layers) for m in again] == [len(net.layers) for net in nets] == [24, 26]
+    letters = nondigits.letters("development")[:20].float() / 255
+    for net, loaded in zip(nets, again):
+        assert torch.equal(detector.Detector([loaded], 0.5).digit_probability(letters),
+                           detector.Detector([net], 0.5).digit_probability(letters))
+
+
+def test_a_member_trained_with_the_grid_head_records_it_and_resumes_only_so(tmp_path, monkeypatch, capsys) -> None:
+    _tiny_training(monkeypatch)
+    images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    net, record = training_detector.train_member(images, labels, 1, seed=5, width=8, head="grid",
+                                                 partial=tmp_path / "p.pt")
+    assert record["head"] == "grid" and detector.head_of(net.state_dict()) == "grid"
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["head"] == "grid"
+    _, plain = training_detector.train_member(images, labels, 1, seed=5, width=8)
+    assert "head" not in plain  # the records of average-headed members stay as they were
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--head", "grid", "--fine-tune", "."])
+    assert exit_.value.code == 2 and "--fine-tune continues the saved members with theirs" in capsys.readouterr().err
+
+
 def test_letters_lie_farther_than_digits_from_every_digit_in_the_detector_features(mnist_root) -> None:
     from analysis.feature_distance import FeatureDistance, discounted  # noqa: PLC0415
 

@@ -3,6 +3,7 @@
     python -m training.detector --data-dir ../shared/data                   # a member for each of SEEDS
     python -m training.detector --data-dir ../shared/data --seeds 3 --add   # one more beside those saved
     python -m training.detector --data-dir ../shared/data --seeds 3 --add --width 48   # a wider one
+    python -m training.detector --data-dir ../shared/data --seeds 5 --add --head grid  # one that keeps where ink is
     python -m training.detector --data-dir ../shared/data --epochs 6 --fine-tune . --out-dir D  # the saved ones, further
     python -m training.detector ... --resume   # the same command, after an interruption: from the last epoch kept
 
@@ -69,6 +70,7 @@ PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from 
 SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
 NOT_A_DIGIT = detector.architecture.NOT_A_DIGIT
 WIDTH = detector.architecture.WIDTH  # a new member's first convolutions' channels (``--width``)
+HEAD = detector.architecture.HEAD  # a new member's head (``--head``, ``models.detector.HEADS``)
 MINE: float | None = None  # ATOM's q (``--mine``); None draws the non-digits as they come
 LETTER_CLASSES = False  # each training letter a class of its own beside "not a digit" (``--letter-classes``)
 CANDIDATES = 4  # mining: this many non-digits drawn for each one kept
@@ -236,11 +238,11 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 
 def recipe(epochs: int, seed: int, objects: float, mine: float | None, pen_letters: float, scans: float,
-           width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES) -> dict:
+           width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> dict:
     """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
     return {"epochs": epochs, "seed": seed, "objects": objects, "mine": mine, "pen_letters": pen_letters,
             "scans": scans, "width": width, "fine_tuned": fine_tuned,
-            **({"letter_classes": True} if letter_classes else {})}
+            **({"letter_classes": True} if letter_classes else {}), **({"head": head} if head != HEAD else {})}
 
 
 def partial_path(out_root: Path | str, seed: int) -> Path:
@@ -268,7 +270,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
                  mine: float | None = MINE, start: nn.Module | None = None,
                  pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH,
                  partial: Path | None = None, resume: dict | None = None,
-                 letter_classes: bool = LETTER_CLASSES) -> tuple[nn.Module, dict]:
+                 letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``),
@@ -276,7 +278,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     ``letter_classes`` each training letter taught as a class of its own (``non_digit_classes``; a start of eleven
     outputs is widened first, ``with_letter_classes``); from
     ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
-    (``models.detector.Net``). After each epoch everything it needs to go on (weights, optimizer, schedule, both
+    with ``head`` (``models.detector.Net``). After each epoch everything it needs to go on (weights, optimizer, schedule, both
     random streams) is written to ``partial``; ``resume`` (such a state, of the same ``recipe``) continues it
     where it stopped, to the same weights as a run never stopped. The network, evaluating, and what to record."""
     torch.manual_seed(seed)
@@ -286,7 +288,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     if letter_classes and start is not None and detector.outputs_of(start.state_dict()) == NOT_A_DIGIT + 1:
         start = with_letter_classes(start)
     outputs = NOT_A_DIGIT + 1 + (len(nondigits.LETTERS) if letter_classes else 0)
-    net, gen = start or detector.build(width, outputs), torch.Generator().manual_seed(seed)
+    net, gen = start or detector.build(width, outputs, head), torch.Generator().manual_seed(seed)
     peak = PEAK_LR / 4 if start is not None else PEAK_LR
     steps = epochs * (PER_EPOCH // BATCH)
     optimizer = torch.optim.AdamW(net.parameters(), peak / 2, weight_decay=5e-4)
@@ -326,12 +328,14 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         if partial is not None:
             atomic_write_bytes(partial, torch_bytes({
                 "recipe": recipe(epochs, seed, objects, mine, pen_letters, scans, detector.width_of(net.state_dict()),
-                                 start is not None, letter_classes),
+                                 start is not None, letter_classes, detector.head_of(net.state_dict())),
                 "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
                 "rng": torch.get_rng_state()}))
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         **({"width": net.layers[0].out_channels} if net.layers[0].out_channels != WIDTH else {}),
+                        **({"head": detector.head_of(net.state_dict())}
+                           if detector.head_of(net.state_dict()) != HEAD else {}),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"scans": scans} if scans > 0 else {}),
@@ -398,21 +402,23 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
           scans: float = SCANS, width: int = WIDTH, resume: bool = False,
-          letter_classes: bool = LETTER_CLASSES) -> dict:
+          letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width``: a new
-    member's channels; ``letter_classes``: each training letter a class of its own; ``fine_tune``: from the
-    weights of the member of that seed saved under it, whose record the new one keeps), choose the detector's
-    threshold on development digits, write its weights and record (``command``: the one that trained it); the
-    record. Each member's progress is kept after every epoch (``partial_path``) until the detector is written;
+    pen-drawn letters; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width`` and
+    ``head``: a new member's channels and head; ``letter_classes``: each training letter a class of its own;
+    ``fine_tune``: from the weights of the member of that seed saved under it, whose record the new one keeps),
+    choose the detector's threshold on development digits, write its weights and record (``command``: the one that
+    trained it); the record. Each member's progress is kept after every epoch (``partial_path``) until the detector is written;
     ``resume`` continues from there (``ResumeError``, before any training, where it cannot)."""
     starts: dict[int, tuple[nn.Module, dict]] = {}
     if fine_tune is not None:
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
     recipes = {seed: recipe(epochs, seed, objects, mine, pen_letters, scans,
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
-                            seed in starts, letter_classes) for seed in seeds}
+                            seed in starts, letter_classes,
+                            detector.head_of(starts[seed][0].state_dict()) if seed in starts else head)
+               for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
     rejection.development_digits(root)  # what choose() reads after the epochs: a file missing is said before them
     images, labels, held = training_digits(root)
@@ -420,7 +426,7 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
         net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width,
-                                   partial_path(out_root, seed), states.get(seed), letter_classes)
+                                   partial_path(out_root, seed), states.get(seed), letter_classes, head)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -522,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=number(int, 8, 256), default=WIDTH, metavar="CHANNELS",
                    help="a new member's first convolutions' channels, doubled twice deeper in (default:"
                    f" {WIDTH}; the members of one detector may differ)")
+    p.add_argument("--head", choices=sorted(detector.architecture.HEADS), default=HEAD,
+                   help="a new member's head: global average pooling, or a grid that keeps where on the 7x7 map each"
+                   f" feature fired (default: {HEAD}; the members of one detector may differ)")
     p.add_argument("--letter-classes", action="store_true", help="teach each training letter as a class of its"
                    " own beside \"not a digit\" (a fine-tuned member's output layer is widened; the digit probability"
                    " is the ten digits' sum)")
@@ -548,6 +557,8 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--add: seeds {sorted({m.get('seed') for m in saved} & set(args.seeds))} are members already")
     if args.fine_tune is not None and args.width != WIDTH:
         p.error(f"--width {args.width}: sets a new member's channels; --fine-tune continues the saved members at theirs")
+    if args.fine_tune is not None and args.head != HEAD:
+        p.error(f"--head {args.head}: sets a new member's head; --fine-tune continues the saved members with theirs")
     if args.fine_tune is not None:
         try:
             tuned = {m.get("seed") for m in saved_members(args.fine_tune)[1]}
@@ -569,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
                                args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
-                               args.letter_classes)
+                               args.letter_classes, args.head)
             except ResumeError as exc:
                 p.error(f"argument --resume: {exc}")
             except (KeyboardInterrupt, WriteError) as exc:
