@@ -405,6 +405,19 @@ def test_resuming_what_cannot_be_continued_is_one_usage_error(tmp_path, monkeypa
     assert stop.value.code == 2 and named in err and "Traceback" not in err
 
 
+def test_a_grid_headed_training_resumed_without_its_head_is_one_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    _tiny_training(monkeypatch)
+    _stop_after_first_epoch(monkeypatch)
+    argv = ["--seeds", "7", "--epochs", "2", "--out-dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        training_detector.main([*argv, "--head", "grid"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # the head is in the recipe only where it is not the default
+        training_detector.main([*argv, "--resume"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "head (grid there, None here)" in err and "Traceback" not in err
+
+
 def test_a_damaged_interrupted_training_is_named_in_one_usage_error(tmp_path, capsys) -> None:
     partial = training_detector.partial_path(tmp_path, 7)
     partial.parent.mkdir(parents=True)

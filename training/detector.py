@@ -387,8 +387,9 @@ def interrupted_states(out_root: Path | str, seeds: tuple[int, ...], recipes: di
             raise ResumeError(f"{path} holds the member of seed {seed} trained to epoch {state['epoch']}"
                               f"/{state['recipe'].get('epochs')}: continue it with --resume, or delete it to start"
                               " afresh")
-        differ = [f"{k} ({state['recipe'].get(k)} there, {v} here)" for k, v in recipes[seed].items()
-                  if state["recipe"].get(k) != v]
+        here, there = recipes[seed], state["recipe"]  # a field left out where it has its default: both ways
+        differ = [f"{k} ({there.get(k)} there, {here.get(k)} here)" for k in sorted(here.keys() | there.keys())
+                  if there.get(k) != here.get(k)]
         if differ:
             raise ResumeError(f"{path} was trained otherwise: " + ", ".join(differ))
         states[seed] = state
