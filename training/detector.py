@@ -332,10 +332,10 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
                 "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
                 "rng": torch.get_rng_state()}))
+    built = detector.head_of(net.state_dict())  # a fine-tuned member keeps its start's head
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         **({"width": net.layers[0].out_channels} if net.layers[0].out_channels != WIDTH else {}),
-                        **({"head": detector.head_of(net.state_dict())}
-                           if detector.head_of(net.state_dict()) != HEAD else {}),
+                        **({"head": built} if built != HEAD else {}),
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"scans": scans} if scans > 0 else {}),
