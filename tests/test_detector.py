@@ -619,3 +619,25 @@ def test_a_detector_training_without_its_development_digits_says_so_before_the_f
     assert stop.value.code == 2 and "Traceback" not in err
     assert f"error: {tmp_path / 'OPTDIGITS' / 'optdigits-train.csv'}: cannot be read" in err.strip().splitlines()[-1]
     assert not training_detector.partial_path(tmp_path / "out", 7).exists()
+
+
+def test_mirrored_digits_are_the_training_digits_whose_mirror_is_no_digit_flipped_left_to_right() -> None:
+    images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    pool = training_detector.mirrored_pool(images, labels)
+    kept = [i for i in range(20) if int(labels[i]) not in (0, 1, 8)]
+    assert torch.equal(pool, images[kept].flip(-1))
+
+
+def test_a_member_trained_against_mirrored_digits_records_the_share_and_resumes_only_so(tmp_path, monkeypatch,
+                                                                                         capsys) -> None:
+    _tiny_training(monkeypatch)
+    images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    _, record = training_detector.train_member(images, labels, 1, seed=5, width=8, mirrored=0.5,
+                                               partial=tmp_path / "p.pt")
+    assert record["mirrored"] == 0.5
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["mirrored"] == 0.5
+    _, plain = training_detector.train_member(images, labels, 1, seed=5, width=8)
+    assert "mirrored" not in plain  # the records of members trained without them stay as they were
+    with pytest.raises(SystemExit) as exit_:
+        training_detector.main(["--objects", "0.5", "--mirrored", "0.6"])
+    assert exit_.value.code == 2 and "--mirrored 0.6: shares of the same draws" in capsys.readouterr().err
