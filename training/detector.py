@@ -288,7 +288,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``), ``mirrored`` of them the training digits
-    mirrored (``mirrored_pool``), ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``),
+    mirrored (``mirrored_pool``), ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as
+    scans (``varied``),
     ``letter_classes`` each training letter taught as a class of its own (``non_digit_classes``; a start of eleven
     outputs is widened first, ``with_letter_classes``); from
     ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
@@ -422,7 +423,8 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
           letter_classes: bool = LETTER_CLASSES, head: str = HEAD, mirrored: float = MIRRORED) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mirrored``: the share that are training digits mirrored; ``mine``: ATOM's q; ``scans``: the share of images stored as scans; ``width`` and
+    pen-drawn letters; ``mirrored``: the share that are training digits mirrored; ``mine``: ATOM's q; ``scans``:
+    the share of images stored as scans; ``width`` and
     ``head``: a new member's channels and head; ``letter_classes``: each training letter a class of its own;
     ``fine_tune``: from the weights of the member of that seed saved under it, whose record the new one keeps),
     choose the detector's threshold on development digits, write its weights and record (``command``: the one that
