@@ -180,7 +180,7 @@ def pen_letter_pool() -> Tensor:
 def mirrored_pool(images: Tensor, labels: Tensor) -> Tensor:
     """The training digits ``images`` (N, 1, 28, 28) whose mirror image is no digit (``MIRROR_CLASSES``), mirrored
     left to right: non-digits drawn by the very hands, pens and scanners the digits come from. Every other
-    training non-digit is a font's letter or a drawing, so ink as people write it is otherwise always a digit;
+    training non-digit is a font's letter, a drawing or a photo, so ink as people write it is otherwise always a digit;
     these teach that a shape, not a hand, makes one (shifted instances of the data as negatives: Tack et al. 2020)."""
     return images[torch.isin(labels, torch.tensor(MIRROR_CLASSES))].flip(-1)
 
