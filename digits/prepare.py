@@ -358,7 +358,8 @@ def read_gray(path: Path) -> Tensor:
     if path.is_dir():
         raise ValueError("is a directory, not an image")
     if not path.exists():
-        raise ValueError("no such file")
+        raise ValueError("a symbolic link that leads to no file (its target is missing, or links back to itself)"
+                         if path.is_symlink() else "no such file")
     if not path.is_file():
         raise ValueError("not a regular file")
     return _decode(path, None)  # a local file: Pillow's own decompression-bomb limit

@@ -147,6 +147,17 @@ def test_a_blank_image_is_refused() -> None:
         prepare.mnistify(torch.ones(28, 28))
 
 
+def test_a_dangling_or_looping_symbolic_link_is_named_as_such_a_missing_file_as_missing(tmp_path) -> None:
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    for name in ("dangling.png", "a.png"):
+        with pytest.raises(ValueError, match="symbolic link that leads to no file"):
+            prepare.read_gray(tmp_path / name)
+    with pytest.raises(ValueError, match="^no such file$"):
+        prepare.read_gray(tmp_path / "gone.png")
+
+
 @pytest.fixture
 def trained_out(synthetic_root: Path, tmp_path: Path) -> Path:
     out = tmp_path / "out"
