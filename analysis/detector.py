@@ -48,6 +48,9 @@ def paths(root: Path | str = REFERENCE_ROOT) -> tuple[Path, Path]:
 
 
 MEMBER = "member{}."  # the key prefix of each member's weights in a file of several
+# Images per forward pass when the detector judges many: on a CPU a small batch's activations stay in cache, where a
+# thousand's do not, and each image's answer is the same at any batch size (benchmarks.detector_batch measures both).
+BATCH = 128
 
 # How the members' answers become one, from their (M, N) probabilities that each input is not a digit. The record's
 # "join" names it ("mean" where it names none): the measured alternatives are in benchmarks.gate_rules.
@@ -70,7 +73,7 @@ class Detector:
     remembered: dict[bytes, Tensor] | None = None  # answers kept by question, within ``remembering``
 
     @torch.no_grad()
-    def digit_probability(self, digits: Tensor, stretched: Tensor | None = None, batch_size: int = 1000) -> Tensor:
+    def digit_probability(self, digits: Tensor, stretched: Tensor | None = None, batch_size: int = BATCH) -> Tensor:
         """For (N, 28, 28) digits in [0, 1], prepared as ``--predict`` prepares them: the probability that each is a
         digit at all, the mean of the members'. ``stretched`` (N,) marks bitmaps stretched to their frame
         (``digits.prepare.stretched_bitmap``), whose own width the format lost: each is judged at several widths

@@ -100,3 +100,31 @@ def test_member_agreement_counts_how_many_members_alone_let_through_what_they_le
     assert "let through 2; of those, let through by 0-3 members alone: 0/0/1/1;" in found.line()
     twins = agreement("letters", torch.stack([each[0], each[0]]), torch.ones(4), each[0], 0.5, [0.5, 0.5])
     assert twins.correlation == pytest.approx((1.0, 1.0)) and twins.passed_by == [0, 0, 3]
+
+
+def test_detector_batch_times_each_size_and_finds_the_same_answers_at_every_one(mnist_root, capsys) -> None:
+    from benchmarks import detector_batch
+
+    code = detector_batch.main(["--data-dir", str(mnist_root), "--limit", "300", "--rounds", "1",
+                                "--sizes", "1000,128,7"])  # 7: batches of several sizes, a short one last
+    printed = capsys.readouterr().out
+    assert code == 0 and "answers: identical at every batch size" in printed
+    assert [line.split(":")[0] for line in printed.splitlines()[1:4]] == ["batch 1000", "batch 128", "batch 7"]
+    assert "300 held-out writers' digits, 4 members" in printed
+
+
+def test_detector_batch_reports_answers_that_differ_between_batch_sizes_and_exits_1(monkeypatch, capsys) -> None:
+    import torch
+
+    from benchmarks import detector_batch
+
+    class Counting:  # a "detector" whose answer depends on the batch size, as one in training mode's would
+        nets = [None]
+
+        def digit_probability(self, digits, batch_size):  # noqa: ANN001, ANN202
+            return torch.full((len(digits),), float(batch_size))
+
+    monkeypatch.setattr(detector_batch.detector, "load", lambda root: Counting())
+    monkeypatch.setattr(detector_batch, "held_out_writers", lambda root: (torch.zeros(5, 28, 28, dtype=torch.uint8),))
+    assert detector_batch.main(["--rounds", "1", "--sizes", "4,2"]) == 1
+    assert "answers: DIFFER between batch sizes" in capsys.readouterr().out
