@@ -103,6 +103,7 @@ def test_member_agreement_counts_how_many_members_alone_let_through_what_they_le
 
 
 def test_detector_batch_times_each_size_and_finds_the_same_answers_at_every_one(mnist_root, capsys) -> None:
+    from analysis import detector
     from benchmarks import detector_batch
 
     code = detector_batch.main(["--data-dir", str(mnist_root), "--limit", "300", "--rounds", "1",
@@ -110,8 +111,6 @@ def test_detector_batch_times_each_size_and_finds_the_same_answers_at_every_one(
     printed = capsys.readouterr().out
     assert code == 0 and "answers: identical at every batch size" in printed
     assert [line.split(":")[0] for line in printed.splitlines()[1:4]] == ["batch 1000", "batch 128", "batch 7"]
-    from analysis import detector
-
     assert f"300 held-out writers' digits, {len(detector.load().nets)} members" in printed
 
 
