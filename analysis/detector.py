@@ -57,6 +57,7 @@ BATCH = 128
 JOINS: dict[str, Callable[[Tensor], Tensor]] = {
     "mean": lambda not_digit: 1 - not_digit.mean(0),  # the members' digit probabilities averaged
     "log-odds": lambda not_digit: torch.logit(1 - not_digit, eps=1e-7).mean(0).sigmoid(),  # their odds' geometric mean
+    "least": lambda not_digit: 1 - not_digit.amax(0),  # the most doubtful member's: any member's doubt is enough
 }
 
 

@@ -604,9 +604,12 @@ def test_the_record_names_how_the_members_join_and_a_threshold_chosen_with_one_j
     torch.testing.assert_close(served.digit_probability(images), each.mean(0))  # no join named: the mean
     torch.testing.assert_close(other.digit_probability(images), torch.logit(each, eps=1e-7).mean(0).sigmoid())
     assert served.join == "mean" and other.join == "log-odds" and other.fingerprint != served.fingerprint
+    (tmp_path / "outputs" / record.name).write_text(json.dumps({**saved, "join": "least"}))
+    detector._load.cache_clear()
+    torch.testing.assert_close(detector.load(tmp_path).digit_probability(images), each.amin(0))
     (tmp_path / "outputs" / record.name).write_text(json.dumps({**saved, "join": "median"}))
     detector._load.cache_clear()
-    with pytest.raises(detector.DetectorError, match="join 'median' is none of mean, log-odds"):
+    with pytest.raises(detector.DetectorError, match="join 'median' is none of mean, log-odds, least"):
         detector.load(tmp_path)
 
 
