@@ -33,6 +33,12 @@ from training.detector import DATA_ERRORS, development_sets, held_out_writers, s
 PEN = "PENDIGITS odd rows (development)"  # a digit set among development_sets' others
 
 
+def label(folder: Path) -> str:
+    """How a detector's line begins: its folder, or "committed" for the repository's own (whose absolute path names
+    only the checkout it ran in)."""
+    return "committed" if Path(folder).resolve() == Path(REFERENCE_ROOT).resolve() else str(folder)
+
+
 def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> str:
     """One detector's line."""
     found = detector.load(folder)
@@ -53,7 +59,7 @@ def measure(folder: Path, v3: torch.nn.Module, sets: tuple, letters: list) -> st
     finally:
         detector.ROOT = previous
     other_hands = 100 * sum(s.verdict == "not a digit" for s in said) / len(said)
-    return (f"{folder}: threshold {threshold:.4f}, AUROC {auroc:.5f}, mean of six {sum(rates.values()) / len(rates):.2f}%"
+    return (f"{label(folder)}: threshold {threshold:.4f}, AUROC {auroc:.5f}, mean of six {sum(rates.values()) / len(rates):.2f}%"
             f" ({', '.join(f'{k} {v:.2f}%' for k, v in rates.items())}); other hands' letters {other_hands:.1f}%;"
             f" digits rejected: held-out writers {rejection.rejected(score(held), threshold):.2f}%, PENDIGITS odd rows"
             f" {rejection.rejected(score(pen), threshold):.2f}%, "

@@ -332,6 +332,13 @@ def test_comparing_detectors_names_a_folder_without_one_in_one_usage_error(tmp_p
     assert exit_.value.code == 2 and f"{tmp_path}/outputs/digit_detector.safetensors: no detector there" in err
 
 
+def test_comparing_detectors_calls_the_committed_one_committed_and_a_candidate_by_its_folder(tmp_path) -> None:
+    from benchmarks import detector_candidates  # noqa: PLC0415
+
+    assert detector_candidates.label(REFERENCE_ROOT) == "committed"
+    assert detector_candidates.label(tmp_path) == str(tmp_path)
+
+
 def _tiny_training(monkeypatch) -> list[dict]:
     """Epochs of two steps of eight images, on no data; the records ``choose`` would write."""
     monkeypatch.setattr(training_detector, "BATCH", 8)
