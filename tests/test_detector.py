@@ -638,16 +638,31 @@ def test_mirrored_digits_are_the_training_digits_whose_mirror_is_no_digit_flippe
     assert torch.equal(pool, images[kept].flip(-1))
 
 
-def test_a_member_trained_against_mirrored_digits_records_the_share_and_resumes_only_so(tmp_path, monkeypatch,
-                                                                                         capsys) -> None:
+@pytest.mark.parametrize("kind", ["mirrored", "silhouettes"])
+def test_a_member_trained_against_an_extra_kind_records_its_share_and_resumes_only_so(tmp_path, monkeypatch,
+                                                                                      kind) -> None:
     _tiny_training(monkeypatch)
+    monkeypatch.setattr(training_detector, "SILHOUETTES_DRAWN", 16)
     images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
-    _, record = training_detector.train_member(images, labels, 1, seed=5, width=8, mirrored=0.5,
-                                               partial=tmp_path / "p.pt")
-    assert record["mirrored"] == 0.5
-    assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"]["mirrored"] == 0.5
+    _, record = training_detector.train_member(images, labels, 1, seed=5, width=8, partial=tmp_path / "p.pt",
+                                               **{kind: 0.5})
+    assert record[kind] == 0.5
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"][kind] == 0.5
     _, plain = training_detector.train_member(images, labels, 1, seed=5, width=8)
-    assert "mirrored" not in plain  # the records of members trained without them stay as they were
+    assert kind not in plain  # the records of members trained without them stay as they were
+
+
+def test_the_extra_kinds_shares_sum_to_at_most_one_or_the_command_says_so(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         training_detector.main(["--objects", "0.5", "--mirrored", "0.6"])
-    assert exit_.value.code == 2 and "--mirrored 0.6: shares of the same draws" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--mirrored 0.6 and --silhouettes 0: shares of the same draws" in capsys.readouterr().err
+
+
+def test_drawn_silhouettes_are_light_blocks_on_dark_the_same_from_the_same_stream_and_none_like_a_one() -> None:
+    drawn = nondigits.drawn(nondigits.SILHOUETTES, 40, nondigits.TRAINING_SEED)
+    assert drawn.shape == (40, 28, 28) and torch.equal(drawn, nondigits.drawn.__wrapped__(
+        nondigits.SILHOUETTES, 40, nondigits.TRAINING_SEED))  # drawn again, uncached: the same images
+    ink = drawn > 127
+    assert not any(nondigits.like_a_one(d.float() / 255) for d in drawn)
+    assert float(ink.float().mean((1, 2)).median()) > 0.2  # solid: a stroke digit inks far less of its frame
+    assert not torch.equal(drawn, nondigits.drawn.__wrapped__(nondigits.SILHOUETTES, 40, nondigits.DEVELOPMENT_SEED))

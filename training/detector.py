@@ -16,6 +16,7 @@ shows). Against them, as many training non-digits
 straight strokes, photo crops; ``--objects SHARE`` of them photographs of objects in MNIST's format,
 ``nondigits.objects``, docs/detector.md; ``--pen-letters SHARE`` of them letters drawn along the Hershey fonts'
 strokes, ``nondigits.draw_pen_letter``; ``--mirrored SHARE`` of them training digits mirrored, ``mirrored_pool``;
+``--silhouettes SHARE`` of them garments' solid silhouettes drawn at random, ``silhouette_pool``;
 ``--mine Q`` trains on those a member finds most digit-like, ``mined``;
 ``--letter-classes`` teaches each training letter as a class of its own beside "not a digit", ``non_digit_classes``).
 Digits and non-digits are varied alike (``varied``; ``--scans SHARE`` of them also stored as other
@@ -69,6 +70,8 @@ OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``-
 PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
 PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
 MIRRORED = 0.0  # the share of the non-digit draws that are training digits mirrored (``--mirrored``)
+SILHOUETTES = 0.0  # the share that are drawn garments' silhouettes (``--silhouettes``)
+SILHOUETTES_DRAWN = 8_000  # how many silhouettes the training draws from (each comes back varied)
 MIRROR_CLASSES = (2, 3, 4, 5, 6, 7, 9)  # the digits whose mirror image is no digit: 0, 1 and 8 mirror into themselves
 SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
 NOT_A_DIGIT = detector.architecture.NOT_A_DIGIT
@@ -177,6 +180,11 @@ def pen_letter_pool() -> Tensor:
     return nondigits.drawn(nondigits.PEN_LETTERS, PEN_LETTERS_DRAWN, nondigits.TRAINING_SEED).float().div(255).unsqueeze(1)
 
 
+def silhouette_pool() -> Tensor:
+    """The training garments' silhouettes (``nondigits.draw_silhouette``), (N, 1, 28, 28) in [0, 1]."""
+    return nondigits.drawn(nondigits.SILHOUETTES, SILHOUETTES_DRAWN, nondigits.TRAINING_SEED).float().div(255).unsqueeze(1)
+
+
 def mirrored_pool(images: Tensor, labels: Tensor) -> Tensor:
     """The training digits ``images`` (N, 1, 28, 28) whose mirror image is no digit (``MIRROR_CLASSES``), mirrored
     left to right: non-digits drawn by the very hands, pens and scanners the digits come from. Every other
@@ -250,12 +258,13 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 
 def recipe(epochs: int, seed: int, objects: float, mine: float | None, pen_letters: float, scans: float,
            width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES, head: str = HEAD,
-           mirrored: float = MIRRORED) -> dict:
+           mirrored: float = MIRRORED, silhouettes: float = SILHOUETTES) -> dict:
     """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
     return {"epochs": epochs, "seed": seed, "objects": objects, "mine": mine, "pen_letters": pen_letters,
             "scans": scans, "width": width, "fine_tuned": fine_tuned,
             **({"letter_classes": True} if letter_classes else {}), **({"head": head} if head != HEAD else {}),
-            **({"mirrored": mirrored} if mirrored > 0 else {})}
+            **({"mirrored": mirrored} if mirrored > 0 else {}),
+            **({"silhouettes": silhouettes} if silhouettes > 0 else {})}
 
 
 def partial_path(out_root: Path | str, seed: int) -> Path:
@@ -284,12 +293,12 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
                  pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH,
                  partial: Path | None = None, resume: dict | None = None,
                  letter_classes: bool = LETTER_CLASSES, head: str = HEAD,
-                 mirrored: float = MIRRORED) -> tuple[nn.Module, dict]:
+                 mirrored: float = MIRRORED, silhouettes: float = SILHOUETTES) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
     training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
     ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``), ``mirrored`` of them the training digits
-    mirrored (``mirrored_pool``), ``mine`` not None mined (``mined``, that q), ``scans`` of all images stored as
-    scans (``varied``),
+    mirrored (``mirrored_pool``), ``silhouettes`` of them drawn garments (``silhouette_pool``), ``mine`` not None
+    mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``),
     ``letter_classes`` each training letter taught as a class of its own (``non_digit_classes``; a start of eleven
     outputs is widened first, ``with_letter_classes``); from
     ``start``'s weights (fine-tuning, at a quarter of the peak rate) or from scratch, ``width`` channels wide
@@ -299,7 +308,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
     extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters),
-                                                  (lambda: mirrored_pool(images, labels), mirrored)) if share > 0]
+                                                  (lambda: mirrored_pool(images, labels), mirrored),
+                                                  (silhouette_pool, silhouettes)) if share > 0]
     letters = len(nondigits.letters("train")) if letter_classes else 0  # the pool's first images
     if letter_classes and start is not None and detector.outputs_of(start.state_dict()) == NOT_A_DIGIT + 1:
         start = with_letter_classes(start)
@@ -344,7 +354,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
         if partial is not None:
             atomic_write_bytes(partial, torch_bytes({
                 "recipe": recipe(epochs, seed, objects, mine, pen_letters, scans, detector.width_of(net.state_dict()),
-                                 start is not None, letter_classes, detector.head_of(net.state_dict()), mirrored),
+                                 start is not None, letter_classes, detector.head_of(net.state_dict()), mirrored,
+                                 silhouettes),
                 "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
                 "rng": torch.get_rng_state()}))
@@ -355,6 +366,7 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
                         "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
                         **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
                         **({"mirrored": mirrored} if mirrored > 0 else {}),
+                        **({"silhouettes": silhouettes} if silhouettes > 0 else {}),
                         **({"scans": scans} if scans > 0 else {}),
                         **({"letter_classes": True} if letter_classes else {}),
                         **({"mine": mine} if mine is not None else {})}
@@ -420,10 +432,12 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
           seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
           fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
           scans: float = SCANS, width: int = WIDTH, resume: bool = False,
-          letter_classes: bool = LETTER_CLASSES, head: str = HEAD, mirrored: float = MIRRORED) -> dict:
+          letter_classes: bool = LETTER_CLASSES, head: str = HEAD, mirrored: float = MIRRORED,
+          silhouettes: float = SILHOUETTES) -> dict:
     """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
     the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mirrored``: the share that are training digits mirrored; ``mine``: ATOM's q; ``scans``:
+    pen-drawn letters; ``mirrored``: the share that are training digits mirrored; ``silhouettes``: the share that
+    are drawn garments; ``mine``: ATOM's q; ``scans``:
     the share of images stored as scans; ``width`` and
     ``head``: a new member's channels and head; ``letter_classes``: each training letter a class of its own;
     ``fine_tune``: from the weights of the member of that seed saved under it, whose record the new one keeps),
@@ -436,7 +450,8 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     recipes = {seed: recipe(epochs, seed, objects, mine, pen_letters, scans,
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
                             seed in starts, letter_classes,
-                            detector.head_of(starts[seed][0].state_dict()) if seed in starts else head, mirrored)
+                            detector.head_of(starts[seed][0].state_dict()) if seed in starts else head, mirrored,
+                            silhouettes)
                for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
     rejection.development_digits(root)  # what choose() reads after the epochs: a file missing is said before them
@@ -445,7 +460,8 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
         net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width,
-                                   partial_path(out_root, seed), states.get(seed), letter_classes, head, mirrored)
+                                   partial_path(out_root, seed), states.get(seed), letter_classes, head, mirrored,
+                                   silhouettes)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -541,6 +557,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mirrored", type=number(float, 0, 1, high_open=True), default=MIRRORED, metavar="SHARE",
                    help="the share of the non-digits drawn from the training digits whose mirror image is no digit"
                    f" ({', '.join(map(str, MIRROR_CLASSES))}), mirrored (default: {MIRRORED:g}; docs/detector.md)")
+    p.add_argument("--silhouettes", type=number(float, 0, 1, high_open=True), default=SILHOUETTES, metavar="SHARE",
+                   help="the share of the non-digits drawn from garments' solid silhouettes, drawn at random"
+                   f" (default: {SILHOUETTES:g}; docs/detector.md)")
     p.add_argument("--scans", type=number(float, 0, 1), default=SCANS, metavar="SHARE",
                    help="the share of all images, digits and non-digits alike, also stored as another digit set"
                    f" stores its digits (SEMEION's binary or optdigits' blocks; default: {SCANS:g})")
@@ -565,9 +584,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.choose_only and args.resume:
         p.error("--resume continues a training; --choose-only trains nothing")
-    if args.objects + args.pen_letters + args.mirrored > 1:
-        p.error(f"--objects {args.objects:g}, --pen-letters {args.pen_letters:g} and --mirrored {args.mirrored:g}:"
-                " shares of the same draws, they sum to at most 1")
+    if args.objects + args.pen_letters + args.mirrored + args.silhouettes > 1:
+        p.error(f"--objects {args.objects:g}, --pen-letters {args.pen_letters:g}, --mirrored {args.mirrored:g} and"
+                f" --silhouettes {args.silhouettes:g}: shares of the same draws, they sum to at most 1")
     if args.choose_only or args.add:
         try:
             saved = saved_members(args.out_dir)[1]
@@ -602,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
                                args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
-                               args.letter_classes, args.head, args.mirrored)
+                               args.letter_classes, args.head, args.mirrored, args.silhouettes)
             except ResumeError as exc:
                 p.error(f"argument --resume: {exc}")
             except (KeyboardInterrupt, WriteError) as exc:
