@@ -129,3 +129,37 @@ def test_detector_batch_reports_answers_that_differ_between_batch_sizes_and_exit
     monkeypatch.setattr(detector_batch, "held_out_writers", lambda root: (torch.zeros(5, 28, 28, dtype=torch.uint8),))
     assert detector_batch.main(["--rounds", "1", "--sizes", "4,2"]) == 1
     assert "answers: DIFFER between batch sizes" in capsys.readouterr().out
+
+
+def test_detector_draws_mixes_the_members_that_differ_between_folders_and_keeps_one_of_those_alike(tmp_path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from analysis import detector
+    from benchmarks.detector_draws import draws
+
+    weights, record = detector.paths(REPO_ROOT)
+    for name in ("a", "b"):
+        (tmp_path / name / "outputs").mkdir(parents=True)
+        shutil.copy(record, tmp_path / name / "outputs")
+    shutil.copy(weights, tmp_path / "a" / "outputs")
+    state = load_file(str(weights))
+    state["member1.layers.0.weight"] = state["member1.layers.0.weight"] + 0.01  # member1: the record's second seed
+    save_file(state, str(tmp_path / "b" / "outputs" / weights.name))
+    seeds = [m["seed"] for m in json.loads(record.read_text())["members"]]
+    found = draws([tmp_path / "a", tmp_path / "b"])
+    assert {seed: [folder for folder, _ in kept] for seed, kept in found.items()} == {
+        seed: [str(tmp_path / "a")] + ([str(tmp_path / "b")] if seed == seeds[1] else []) for seed in seeds}
+
+
+def test_detector_draws_names_a_folder_without_a_detector_and_missing_data_in_one_line(tmp_path, capsys) -> None:
+    from benchmarks import detector_draws
+
+    for argv, says in (([str(tmp_path)], f"{tmp_path / 'outputs' / 'digit_detector.safetensors'}: no detector there"),
+                       (["--data-dir", str(tmp_path), str(REPO_ROOT)],
+                        f"{tmp_path / 'OPTDIGITS' / 'optdigits-train.csv'}: cannot be read")):
+        with pytest.raises(SystemExit) as stop:
+            detector_draws.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err and says in err.strip().splitlines()[-1]
