@@ -6,11 +6,11 @@ Each folder holds a detector as ``training.detector --out-dir`` writes it, the m
 same seeds (the committed one is ``.``). Members of one seed that differ between folders are two draws of that
 member; a detector may take either, so the folders give every mix of them (two draws of three seeds: eight
 detectors, two of them the folders themselves). Each mix is served with the committed V3 and its threshold chosen
-again at 1% of the development digits, as ``benchmarks.detector_candidates`` does, and printed are the figures its
-rules read that need no reading of files: the AUROC, the mean of the six kinds of development non-digits turned
-away and each, and how many of the held-out MNIST writers' digits and of PENDIGITS' odd rows are turned away; then
-their spread over the mixes. The mixes share members, so they are not independent draws: the spread is a floor on
-chance, not its measure. Nothing is chosen; no test set is read.
+again at 1% of the development digits, as ``benchmarks.detector_candidates`` does (the members joined by their
+mean, as served), and printed are the figures its rules read that need no reading of files: the AUROC, the mean of
+the six kinds of development non-digits turned away and each, and how many of the held-out MNIST writers' digits and
+of PENDIGITS' odd rows are turned away; then their spread over the mixes. The mixes share members, so they are not
+independent draws: the spread is a floor on chance, not its measure. Nothing is chosen; no test set is read.
 """
 from __future__ import annotations
 
