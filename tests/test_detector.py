@@ -645,7 +645,7 @@ def test_a_member_trained_against_an_extra_kind_records_its_share_and_resumes_on
     monkeypatch.setattr(training_detector, "SILHOUETTES_DRAWN", 16)
     images, labels = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
     _, record = training_detector.train_member(images, labels, 1, seed=5, width=8, partial=tmp_path / "p.pt",
-                                               **{kind: 0.5})
+                                               shares={kind: 0.5})
     assert record[kind] == 0.5
     assert torch.load(tmp_path / "p.pt", weights_only=True)["recipe"][kind] == 0.5
     _, plain = training_detector.train_member(images, labels, 1, seed=5, width=8)
@@ -655,7 +655,9 @@ def test_a_member_trained_against_an_extra_kind_records_its_share_and_resumes_on
 def test_the_extra_kinds_shares_sum_to_at_most_one_or_the_command_says_so(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         training_detector.main(["--objects", "0.5", "--mirrored", "0.6"])
-    assert exit_.value.code == 2 and "--mirrored 0.6 and --silhouettes 0: shares of the same draws" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--objects 0.5, --mirrored 0.6: shares of the same draws" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no extra kind of non-digit glitter"):
+        training_detector.shares_of({"glitter": 0.1})
 
 
 def test_drawn_silhouettes_are_light_blocks_on_dark_the_same_from_the_same_stream_and_none_like_a_one() -> None:

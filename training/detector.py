@@ -36,7 +36,8 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,11 +67,7 @@ COMMAND = "python -m training.detector --data-dir ../shared/data"  # the default
 SEEDS = (0, 1, 2)  # the members: seeds doubt different non-digits, so their mean doubts more of them
 HELD_OUT = 10_000  # MNIST training digits of whole writers kept out, to measure on
 MFEAT_REPEAT = 4  # MFEAT's 1,000 training digits drawn as often as 4,000 would be (each comes back varied)
-OBJECTS = 0.0  # the share of the non-digit draws that are training objects (``--objects``)
-PEN_LETTERS = 0.0  # the share that are pen-drawn letters (``--pen-letters``)
 PEN_LETTERS_DRAWN = 8_000  # how many pen-drawn letters the training draws from (each comes back varied)
-MIRRORED = 0.0  # the share of the non-digit draws that are training digits mirrored (``--mirrored``)
-SILHOUETTES = 0.0  # the share that are drawn garments' silhouettes (``--silhouettes``)
 SILHOUETTES_DRAWN = 8_000  # how many silhouettes the training draws from (each comes back varied)
 MIRROR_CLASSES = (2, 3, 4, 5, 6, 7, 9)  # the digits whose mirror image is no digit: 0, 1 and 8 mirror into themselves
 SCANS = 0.0  # the share of all images, digits and non-digits, also stored as another digit set's scan (``--scans``)
@@ -193,6 +190,37 @@ def mirrored_pool(images: Tensor, labels: Tensor) -> Tensor:
     return images[torch.isin(labels, torch.tensor(MIRROR_CLASSES))].flip(-1)
 
 
+@dataclass(frozen=True)
+class Extra:
+    """A kind of non-digit a member may draw a share of its non-digits from, beside ``non_digit_pool``'s."""
+
+    flag: str  # the command's option
+    about: str  # what it is, for --help
+    pool: Callable[[Tensor, Tensor], Tensor]  # (training digits, their labels) -> (N, 1, 28, 28) in [0, 1]
+    in_every_recipe: bool = False  # recorded in every recipe, at 0 too (the first two: older partial files have them)
+
+
+# The extra kinds in the order a member's draws take them (the order its random stream was drawn in).
+EXTRAS: dict[str, Extra] = {
+    "objects": Extra("--objects", "photographs of objects in MNIST's format (Fashion-MNIST's training half)",
+                     lambda images, labels: object_pool(), in_every_recipe=True),
+    "pen_letters": Extra("--pen-letters", "letters drawn along the Hershey fonts' strokes",
+                         lambda images, labels: pen_letter_pool(), in_every_recipe=True),
+    "mirrored": Extra("--mirrored", "the training digits whose mirror image is no digit"
+                      f" ({', '.join(map(str, MIRROR_CLASSES))}), mirrored", mirrored_pool),
+    "silhouettes": Extra("--silhouettes", "garments' solid silhouettes, drawn at random",
+                         lambda images, labels: silhouette_pool()),
+}
+
+
+def shares_of(shares: Mapping[str, float] | None) -> dict[str, float]:
+    """Every extra kind's share (0 where ``shares`` names none); a kind ``EXTRAS`` lacks is a ValueError."""
+    unknown = set(shares or {}) - EXTRAS.keys()
+    if unknown:
+        raise ValueError(f"no extra kind of non-digit {', '.join(sorted(unknown))}: {', '.join(EXTRAS)}")
+    return {kind: float((shares or {}).get(kind, 0.0)) for kind in EXTRAS}
+
+
 def non_digit_classes(index: Tensor, letters: int) -> Tensor:
     """The class each drawn non-digit is taught as, from its place in ``non_digit_pool`` (``index``, -1 for one
     turned on its side, as ``augmentations.draw_non_digits`` gives it): the pool's first ``letters`` images are the
@@ -256,15 +284,14 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
     return odds.argsort()[start:start + keep]
 
 
-def recipe(epochs: int, seed: int, objects: float, mine: float | None, pen_letters: float, scans: float,
-           width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES, head: str = HEAD,
-           mirrored: float = MIRRORED, silhouettes: float = SILHOUETTES) -> dict:
+def recipe(epochs: int, seed: int, shares: Mapping[str, float] | None, mine: float | None, scans: float,
+           width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> dict:
     """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
-    return {"epochs": epochs, "seed": seed, "objects": objects, "mine": mine, "pen_letters": pen_letters,
-            "scans": scans, "width": width, "fine_tuned": fine_tuned,
+    shares = shares_of(shares)
+    return {"epochs": epochs, "seed": seed, "objects": shares["objects"], "mine": mine,
+            "pen_letters": shares["pen_letters"], "scans": scans, "width": width, "fine_tuned": fine_tuned,
             **({"letter_classes": True} if letter_classes else {}), **({"head": head} if head != HEAD else {}),
-            **({"mirrored": mirrored} if mirrored > 0 else {}),
-            **({"silhouettes": silhouettes} if silhouettes > 0 else {})}
+            **{kind: share for kind, share in shares.items() if share > 0 and not EXTRAS[kind].in_every_recipe}}
 
 
 def partial_path(out_root: Path | str, seed: int) -> Path:
@@ -288,16 +315,13 @@ def interrupted(out_root: Path | str, seed: int) -> dict | None:
     return state
 
 
-def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects: float = OBJECTS,
-                 mine: float | None = MINE, start: nn.Module | None = None,
-                 pen_letters: float = PEN_LETTERS, scans: float = SCANS, width: int = WIDTH,
+def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, shares: Mapping[str, float] | None = None,
+                 mine: float | None = MINE, start: nn.Module | None = None, scans: float = SCANS, width: int = WIDTH,
                  partial: Path | None = None, resume: dict | None = None,
-                 letter_classes: bool = LETTER_CLASSES, head: str = HEAD,
-                 mirrored: float = MIRRORED, silhouettes: float = SILHOUETTES) -> tuple[nn.Module, dict]:
+                 letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> tuple[nn.Module, dict]:
     """One member of the detector, trained on ``images`` (N, 1, 28, 28) in [0, 1] and their ``labels`` against the
-    training non-digits (``non_digit_pool``), ``objects`` of them (a share) the training objects (``object_pool``),
-    ``pen_letters`` of them pen-drawn letters (``pen_letter_pool``), ``mirrored`` of them the training digits
-    mirrored (``mirrored_pool``), ``silhouettes`` of them drawn garments (``silhouette_pool``), ``mine`` not None
+    training non-digits (``non_digit_pool``), ``shares`` of them (by kind) drawn from the extra kinds (``EXTRAS``:
+    objects, pen-drawn letters, mirrored digits, drawn silhouettes), ``mine`` not None
     mined (``mined``, that q), ``scans`` of all images stored as scans (``varied``),
     ``letter_classes`` each training letter taught as a class of its own (``non_digit_classes``; a start of eleven
     outputs is widened first, ``with_letter_classes``); from
@@ -307,9 +331,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     where it stopped, to the same weights as a run never stopped. The network, evaluating, and what to record."""
     torch.manual_seed(seed)
     pool = non_digit_pool()  # the pools are made once, before the clock
-    extras = [(make(), share) for make, share in ((object_pool, objects), (pen_letter_pool, pen_letters),
-                                                  (lambda: mirrored_pool(images, labels), mirrored),
-                                                  (silhouette_pool, silhouettes)) if share > 0]
+    shares = shares_of(shares)
+    extras = [(EXTRAS[kind].pool(images, labels), share) for kind, share in shares.items() if share > 0]
     letters = len(nondigits.letters("train")) if letter_classes else 0  # the pool's first images
     if letter_classes and start is not None and detector.outputs_of(start.state_dict()) == NOT_A_DIGIT + 1:
         start = with_letter_classes(start)
@@ -353,9 +376,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
               f" ({time.perf_counter() - started:.0f} s)", flush=True)
         if partial is not None:
             atomic_write_bytes(partial, torch_bytes({
-                "recipe": recipe(epochs, seed, objects, mine, pen_letters, scans, detector.width_of(net.state_dict()),
-                                 start is not None, letter_classes, detector.head_of(net.state_dict()), mirrored,
-                                 silhouettes),
+                "recipe": recipe(epochs, seed, shares, mine, scans, detector.width_of(net.state_dict()),
+                                 start is not None, letter_classes, detector.head_of(net.state_dict())),
                 "epoch": epoch + 1, "seconds": time.perf_counter() - started, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "gen": gen.get_state(),
                 "rng": torch.get_rng_state()}))
@@ -363,10 +385,8 @@ def train_member(images: Tensor, labels: Tensor, epochs: int, seed: int, objects
     return net.eval(), {"seed": seed, "epochs": epochs, "parameters": sum(p.numel() for p in net.parameters()),
                         **({"width": net.layers[0].out_channels} if net.layers[0].out_channels != WIDTH else {}),
                         **({"head": built} if built != HEAD else {}),
-                        "seconds": round(time.perf_counter() - started), **({"objects": objects} if objects > 0 else {}),
-                        **({"pen_letters": pen_letters} if pen_letters > 0 else {}),
-                        **({"mirrored": mirrored} if mirrored > 0 else {}),
-                        **({"silhouettes": silhouettes} if silhouettes > 0 else {}),
+                        "seconds": round(time.perf_counter() - started),
+                        **{kind: share for kind, share in shares.items() if share > 0},
                         **({"scans": scans} if scans > 0 else {}),
                         **({"letter_classes": True} if letter_classes else {}),
                         **({"mine": mine} if mine is not None else {})}
@@ -429,15 +449,12 @@ def interrupted_states(out_root: Path | str, seeds: tuple[int, ...], recipes: di
 
 
 def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int = EPOCHS,
-          seeds: tuple[int, ...] = SEEDS, add: bool = False, objects: float = OBJECTS, mine: float | None = MINE,
-          fine_tune: Path | str | None = None, command: str = COMMAND, pen_letters: float = PEN_LETTERS,
+          seeds: tuple[int, ...] = SEEDS, add: bool = False, shares: Mapping[str, float] | None = None,
+          mine: float | None = MINE, fine_tune: Path | str | None = None, command: str = COMMAND,
           scans: float = SCANS, width: int = WIDTH, resume: bool = False,
-          letter_classes: bool = LETTER_CLASSES, head: str = HEAD, mirrored: float = MIRRORED,
-          silhouettes: float = SILHOUETTES) -> dict:
-    """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``objects``:
-    the share of the non-digits drawn from the training objects; ``pen_letters``: the share drawn from the
-    pen-drawn letters; ``mirrored``: the share that are training digits mirrored; ``silhouettes``: the share that
-    are drawn garments; ``mine``: ATOM's q; ``scans``:
+          letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> dict:
+    """Train a member for each of ``seeds`` (``add``: beside the members saved under ``out_root``; ``shares``: the
+    share of the non-digits drawn from each extra kind, ``EXTRAS``; ``mine``: ATOM's q; ``scans``:
     the share of images stored as scans; ``width`` and
     ``head``: a new member's channels and head; ``letter_classes``: each training letter a class of its own;
     ``fine_tune``: from the weights of the member of that seed saved under it, whose record the new one keeps),
@@ -447,11 +464,10 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     starts: dict[int, tuple[nn.Module, dict]] = {}
     if fine_tune is not None:
         starts = {m.get("seed"): (net, m) for net, m in zip(*saved_members(fine_tune))}
-    recipes = {seed: recipe(epochs, seed, objects, mine, pen_letters, scans,
+    recipes = {seed: recipe(epochs, seed, shares, mine, scans,
                             detector.width_of(starts[seed][0].state_dict()) if seed in starts else width,
                             seed in starts, letter_classes,
-                            detector.head_of(starts[seed][0].state_dict()) if seed in starts else head, mirrored,
-                            silhouettes)
+                            detector.head_of(starts[seed][0].state_dict()) if seed in starts else head)
                for seed in seeds}
     states = interrupted_states(out_root, seeds, recipes, resume)
     rejection.development_digits(root)  # what choose() reads after the epochs: a file missing is said before them
@@ -459,9 +475,8 @@ def train(root: Path | str, out_root: Path | str = REFERENCE_ROOT, epochs: int =
     nets, about = saved_members(out_root) if add else ([], [])
     for seed in seeds:
         start, before = starts.get(seed, (None, None))
-        net, record = train_member(images, labels, epochs, seed, objects, mine, start, pen_letters, scans, width,
-                                   partial_path(out_root, seed), states.get(seed), letter_classes, head, mirrored,
-                                   silhouettes)
+        net, record = train_member(images, labels, epochs, seed, shares, mine, start, scans, width,
+                                   partial_path(out_root, seed), states.get(seed), letter_classes, head)
         if before is not None:
             record["fine_tuned_from"] = before  # the member it continued, as its record was
         nets.append(net)
@@ -548,18 +563,9 @@ def main(argv: list[str] | None = None) -> None:
                    f" (default: {','.join(map(str, SEEDS))})")
     p.add_argument("--add", action="store_true", help="keep the members saved under --out-dir and add these")
     p.add_argument("--choose-only", action="store_true", help="keep the saved weights; choose the thresholds again")
-    p.add_argument("--objects", type=number(float, 0, 1, high_open=True), default=OBJECTS, metavar="SHARE",
-                   help="the share of the non-digits drawn from photographs of objects in MNIST's format"
-                   f" (Fashion-MNIST's training half; default: {OBJECTS:g}; docs/detector.md)")
-    p.add_argument("--pen-letters", type=number(float, 0, 1, high_open=True), default=PEN_LETTERS, metavar="SHARE",
-                   help="the share of the non-digits drawn from letters drawn along the Hershey fonts' strokes"
-                   f" (default: {PEN_LETTERS:g}; docs/detector.md)")
-    p.add_argument("--mirrored", type=number(float, 0, 1, high_open=True), default=MIRRORED, metavar="SHARE",
-                   help="the share of the non-digits drawn from the training digits whose mirror image is no digit"
-                   f" ({', '.join(map(str, MIRROR_CLASSES))}), mirrored (default: {MIRRORED:g}; docs/detector.md)")
-    p.add_argument("--silhouettes", type=number(float, 0, 1, high_open=True), default=SILHOUETTES, metavar="SHARE",
-                   help="the share of the non-digits drawn from garments' solid silhouettes, drawn at random"
-                   f" (default: {SILHOUETTES:g}; docs/detector.md)")
+    for kind, extra in EXTRAS.items():
+        p.add_argument(extra.flag, dest=kind, type=number(float, 0, 1, high_open=True), default=0.0, metavar="SHARE",
+                       help=f"the share of the non-digits drawn from {extra.about} (default: 0; docs/detector.md)")
     p.add_argument("--scans", type=number(float, 0, 1), default=SCANS, metavar="SHARE",
                    help="the share of all images, digits and non-digits alike, also stored as another digit set"
                    f" stores its digits (SEMEION's binary or optdigits' blocks; default: {SCANS:g})")
@@ -584,9 +590,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.choose_only and args.resume:
         p.error("--resume continues a training; --choose-only trains nothing")
-    if args.objects + args.pen_letters + args.mirrored + args.silhouettes > 1:
-        p.error(f"--objects {args.objects:g}, --pen-letters {args.pen_letters:g}, --mirrored {args.mirrored:g} and"
-                f" --silhouettes {args.silhouettes:g}: shares of the same draws, they sum to at most 1")
+    shares = {kind: getattr(args, kind) for kind in EXTRAS}
+    if sum(shares.values()) > 1:
+        p.error(", ".join(f"{EXTRAS[kind].flag} {share:g}" for kind, share in shares.items() if share > 0)
+                + ": shares of the same draws, they sum to at most 1")
     if args.choose_only or args.add:
         try:
             saved = saved_members(args.out_dir)[1]
@@ -619,9 +626,9 @@ def main(argv: list[str] | None = None) -> None:
             command = " && ".join([*chained(kept, continued), shlex.join(["python", "-m", "training.detector",
                                                                           *(a for a in argv if a != "--resume")])])
             try:
-                record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, args.objects, args.mine,
-                               args.fine_tune, command, args.pen_letters, args.scans, args.width, args.resume,
-                               args.letter_classes, args.head, args.mirrored, args.silhouettes)
+                record = train(args.data_dir, args.out_dir, args.epochs, args.seeds, args.add, shares, args.mine,
+                               args.fine_tune, command, args.scans, args.width, args.resume, args.letter_classes,
+                               args.head)
             except ResumeError as exc:
                 p.error(f"argument --resume: {exc}")
             except (KeyboardInterrupt, WriteError) as exc:
