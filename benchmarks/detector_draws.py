@@ -29,11 +29,10 @@ import data_utils
 import zoo
 from analysis import detector, rejection
 from analysis.evaluation import probabilities
+from benchmarks.detector_candidates import PEN
 from core.arguments import plainly
 from core.artifacts import REFERENCE_ROOT
 from training.detector import DATA_ERRORS, development_sets, held_out_writers
-
-PEN = "PENDIGITS odd rows (development)"
 
 
 def draws(folders: list[Path]) -> dict[int, list[tuple[str, torch.nn.Module]]]:
@@ -62,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         by_seed = draws(args.folders)
         v3 = zoo.load("3", REFERENCE_ROOT, calibrated=True)
         development, others = development_sets(args.data_dir)
-        others = dict(others)
         sets = {**development, **{k: v for k, v in others.items() if k != PEN},
                 "held-out writers": held_out_writers(args.data_dir)[0].float() / 255, PEN: others[PEN]}
         top = {name: probabilities(v3, x) for name, x in sets.items()}

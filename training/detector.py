@@ -287,11 +287,9 @@ def mined(net: nn.Module, candidates: Tensor, keep: int, q: float) -> Tensor:
 def recipe(epochs: int, seed: int, shares: Mapping[str, float] | None, mine: float | None, scans: float,
            width: int, fine_tuned: bool, letter_classes: bool = LETTER_CLASSES, head: str = HEAD) -> dict:
     """What a member's training is made of: an interrupted one continues only under the same (``--resume``)."""
-    shares = shares_of(shares)
-    return {"epochs": epochs, "seed": seed, "objects": shares["objects"], "mine": mine,
-            "pen_letters": shares["pen_letters"], "scans": scans, "width": width, "fine_tuned": fine_tuned,
+    return {"epochs": epochs, "seed": seed, "mine": mine, "scans": scans, "width": width, "fine_tuned": fine_tuned,
             **({"letter_classes": True} if letter_classes else {}), **({"head": head} if head != HEAD else {}),
-            **{kind: share for kind, share in shares.items() if share > 0 and not EXTRAS[kind].in_every_recipe}}
+            **{kind: share for kind, share in shares_of(shares).items() if share > 0 or EXTRAS[kind].in_every_recipe}}
 
 
 def partial_path(out_root: Path | str, seed: int) -> Path:
